@@ -1,0 +1,103 @@
+/** Bearer-token authentication of client requests. */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { hashToken } from '../accounts/secrets.js';
+import { findAccessToken, touchDevice } from '../storage/devices.js';
+import type { Storage } from '../storage/db.js';
+import { MatrixError } from './errors.js';
+
+export interface Requester {
+  userId: string;
+  deviceId: string;
+  tokenId: number;
+  isAdmin: boolean;
+  isGuest: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    requester: Requester | null;
+  }
+}
+
+const LAST_SEEN_INTERVAL_MS = 60_000;
+
+export function bearerToken(req: FastifyRequest): string | undefined {
+  const header = req.headers.authorization;
+  if (header) {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) throw new MatrixError('M_MISSING_TOKEN', 'Authorization header must be "Bearer <token>"');
+    return m[1];
+  }
+  const query = req.query as Record<string, unknown> | undefined;
+  if (query && typeof query.access_token === 'string') {
+    throw new MatrixError(
+      'M_MISSING_TOKEN',
+      'Access tokens in the query string are not supported (removed in Matrix v1.11); send an Authorization: Bearer header',
+    );
+  }
+  return undefined;
+}
+
+export class Authenticator {
+  #lastSeen = new Map<string, number>();
+
+  constructor(private readonly storage: Storage) {}
+
+  /** Resolves the token to its user and device; throws the spec's 401 errors. */
+  async authenticate(req: FastifyRequest): Promise<Requester> {
+    const token = bearerToken(req);
+    if (!token) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
+    const owner = await findAccessToken(this.storage.db, hashToken(token));
+    if (!owner || owner.deactivated) {
+      throw new MatrixError('M_UNKNOWN_TOKEN', 'Unrecognised access token', { soft_logout: false });
+    }
+    if (owner.expiresTs !== null && owner.expiresTs <= Date.now()) {
+      // The client holds a refresh token: it may refresh without logging in again.
+      throw new MatrixError('M_UNKNOWN_TOKEN', 'Access token has expired', { soft_logout: true });
+    }
+    this.#recordLastSeen(owner.userId, owner.deviceId, req);
+    return {
+      userId: owner.userId,
+      deviceId: owner.deviceId,
+      tokenId: owner.tokenId,
+      isAdmin: owner.isAdmin,
+      isGuest: owner.isGuest,
+    };
+  }
+
+  /** preHandler: the request must carry a valid token. */
+  readonly requireUser = async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    req.requester = await this.authenticate(req);
+  };
+
+  /** preHandler: the request must come from a server admin. */
+  readonly requireAdmin = async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    const r = await this.authenticate(req);
+    if (!r.isAdmin) throw new MatrixError('M_FORBIDDEN', 'You are not a server admin');
+    req.requester = r;
+  };
+
+  /** Forgets cached last-seen times of a user (after logout or deactivation). */
+  forget(userId: string): void {
+    for (const key of this.#lastSeen.keys()) if (key.startsWith(`${userId}|`)) this.#lastSeen.delete(key);
+  }
+
+  #recordLastSeen(userId: string, deviceId: string, req: FastifyRequest): void {
+    const key = `${userId}|${deviceId}`;
+    const now = Date.now();
+    const last = this.#lastSeen.get(key) ?? 0;
+    if (now - last < LAST_SEEN_INTERVAL_MS) return;
+    if (this.#lastSeen.size > 50_000) this.#lastSeen.clear();
+    this.#lastSeen.set(key, now);
+    const ua = req.headers['user-agent'] ?? null;
+    touchDevice(this.storage.db, userId, deviceId, now, req.ip, ua).catch((err: unknown) =>
+      req.log.warn({ err }, 'could not record device last-seen'),
+    );
+  }
+}
+
+/** The authenticated requester of a route guarded by `requireUser`. */
+export function requester(req: FastifyRequest): Requester {
+  if (!req.requester) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
+  return req.requester;
+}

@@ -1,0 +1,16 @@
+/** What the HTTP route modules may use. Each module takes only what it needs from this. */
+import type { Config } from '../config/schema.js';
+import type { SigningKey } from '../keys/signing-key.js';
+import type { Storage } from '../storage/db.js';
+import type { Authenticator } from './auth.js';
+import type { RateLimiter } from './ratelimit.js';
+import type { Uia } from './uia.js';
+
+export interface ApiDeps {
+  config: Config;
+  storage: Storage;
+  auth: Authenticator;
+  rateLimiter: RateLimiter;
+  signingKey: SigningKey;
+  uia: Uia;
+}

@@ -1,0 +1,153 @@
+/** The Fastify application: Matrix error model, JSON parsing, CORS, 404/405, request ids and logging. */
+import { randomBytes } from 'node:crypto';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
+import type { Logger } from 'pino';
+import { MatrixError } from './errors.js';
+
+export interface HttpOptions {
+  logger: Logger;
+  maxJsonBodySize: number;
+  trustProxy: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The handler receives the raw body as a Buffer instead of parsed JSON (media uploads). */
+    rawBody?: boolean;
+  }
+}
+
+const CORS_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, HEAD, POST, PUT, DELETE, OPTIONS',
+  'access-control-allow-headers': 'X-Requested-With, Content-Type, Authorization, Date',
+  'access-control-expose-headers': 'Synapse-Trace-Id, Server, ETag',
+};
+
+/** Strips query-string secrets before a URL reaches the logs. */
+export function safeUrl(url: string): string {
+  return url.replace(/([?&](?:access_token|refresh_token|password)=)[^&]*/gi, '$1<redacted>');
+}
+
+function routeRegex(url: string): RegExp {
+  const pattern = url
+    .split('/')
+    .map((seg) =>
+      seg.startsWith(':') ? '[^/]+' : seg === '*' ? '.*' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+    )
+    .join('/');
+  return new RegExp(`^${pattern}/?$`);
+}
+
+function parseJsonBody(req: FastifyRequest, body: Buffer): unknown {
+  if (req.routeOptions.config.rawBody) return body;
+  if (body.length === 0) return undefined;
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new MatrixError('M_NOT_JSON', 'Content not JSON');
+  }
+}
+
+function fastifyErrorToMatrix(err: FastifyError): MatrixError | undefined {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new MatrixError('M_TOO_LARGE', 'Request body too large');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new MatrixError('M_NOT_JSON', 'Content not JSON');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new MatrixError('M_UNKNOWN', err.message, {}, err.statusCode ?? 400);
+    case 'FST_ERR_BAD_URL':
+    case 'FST_ERR_ASYNC_CONSTRAINT':
+      return new MatrixError('M_UNRECOGNIZED', 'Unrecognized request', {}, 400);
+    default:
+      if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+        return new MatrixError('M_UNKNOWN', err.message, {}, err.statusCode);
+      }
+      return undefined;
+  }
+}
+
+export function createHttpApp(opts: HttpOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    bodyLimit: opts.maxJsonBodySize,
+    trustProxy: opts.trustProxy,
+    genReqId: () => randomBytes(6).toString('hex'),
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
+  });
+
+  app.decorateRequest('requester', null);
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
+    try {
+      done(null, parseJsonBody(req, body as Buffer));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+
+  // Every registered (path, method) pair, so that an unknown method on a known path is a 405, not a 404.
+  const known: { regex: RegExp; methods: Set<string> }[] = [];
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (methods.includes('OPTIONS')) return;
+    known.push({ regex: routeRegex(route.url), methods: new Set(methods) });
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.headers(CORS_HEADERS);
+    req.log.debug({ method: req.method, url: safeUrl(req.url) }, 'request');
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info(
+      {
+        method: req.method,
+        url: safeUrl(req.url),
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      'request done',
+    );
+  });
+
+  app.options('/*', async (_req, reply) => reply.code(204).send());
+
+  app.setNotFoundHandler(async (req, reply) => {
+    const path = (req.url.split('?')[0] ?? '').replace(/\/+$/, '') || '/';
+    const other = known.some((r) => r.regex.test(path) && !r.methods.has(req.method));
+    const err = other
+      ? new MatrixError('M_UNRECOGNIZED', `Method ${req.method} is not allowed on this endpoint`, {}, 405)
+      : new MatrixError('M_UNRECOGNIZED', 'Unrecognized request');
+    return reply.code(err.status).send(err.toJSON());
+  });
+
+  app.setErrorHandler(async (error: FastifyError | MatrixError | Error, req, reply) => {
+    let merr: MatrixError | undefined;
+    if (error instanceof MatrixError) merr = error;
+    else if ('code' in error && typeof error.code === 'string')
+      merr = fastifyErrorToMatrix(error as FastifyError);
+    if (!merr) {
+      req.log.error({ err: error, reqId: req.id, url: safeUrl(req.url) }, 'internal error');
+      merr = new MatrixError('M_UNKNOWN', `Internal server error (request ${req.id})`);
+    } else if (merr.status >= 500) {
+      req.log.error({ err: error, reqId: req.id }, 'server error');
+    }
+    return reply.code(merr.status).send(merr.toJSON());
+  });
+
+  return app;
+}

@@ -1,0 +1,78 @@
+/** The `hearth` command line. */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { CliError } from './errors.js';
+import { generateConfigCommand } from './generate-config.js';
+import { registerUserCommand } from './register-user.js';
+import { serveCommand } from './serve.js';
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('hearth')
+    .description('Hearth, a Matrix homeserver')
+    .version(packageVersion(), '-V, --version')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('serve')
+    .description(
+      'run the homeserver (without --config: ./hearth-data/homeserver.yaml, generated on first start)',
+    )
+    .option('-c, --config <file>', 'path to homeserver.yaml')
+    .action(serveCommand);
+
+  program
+    .command('generate-config')
+    .description('print a complete, commented homeserver.yaml')
+    .requiredOption('--server-name <name>', 'the server name (domain part of user ids)')
+    .requiredOption('--data-dir <dir>', 'directory for the database, signing key and media')
+    .option('--port <n>', 'client API port', (v) => parsePort(v), 8008)
+    .option('--database <url>', 'SQLite file path or postgres:// URL')
+    .option('--bind-address <addr>', 'address to listen on', '127.0.0.1')
+    .option('--enable-registration', 'open registration over HTTP', false)
+    .action(generateConfigCommand);
+
+  program
+    .command('register-user')
+    .description('create an account directly in the database')
+    .requiredOption('-c, --config <file>', 'path to homeserver.yaml')
+    .argument('<name>', 'localpart or full user id')
+    .option('-p, --password <password>', 'password (asked for when omitted)')
+    .option('-a, --admin', 'make the user a server admin', false)
+    .action(registerUserCommand);
+
+  return program;
+}
+
+function parsePort(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new CliError(`--port must be a port number, got ${v}`);
+  return n;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version exit 0; usage errors were already printed by commander.
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (err instanceof Error) {
+      console.error(`hearth: ${err.message}`);
+      process.exitCode = err instanceof CliError ? err.exitCode : 2;
+      return;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,109 @@
+/** Wires configuration, storage, keys and the HTTP API into a running homeserver. */
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { Authenticator } from './api/auth.js';
+import { registerClientRoutes } from './api/routes.js';
+import { RateLimiter } from './api/ratelimit.js';
+import { createHttpApp } from './api/server.js';
+import { Uia } from './api/uia.js';
+import type { Config } from './config/schema.js';
+import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
+import { createLogger } from './log.js';
+import { openStorage, type Storage } from './storage/db.js';
+
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+export interface Homeserver {
+  config: Config;
+  storage: Storage;
+  signingKey: SigningKey;
+  log: Logger;
+  apps: FastifyInstance[];
+  /** Bound addresses as `http://host:port`, one per listener. */
+  urls: string[];
+  close(): Promise<void>;
+}
+
+function ensureWritableDir(path: string, what: string): void {
+  try {
+    mkdirSync(path, { recursive: true });
+    accessSync(path, constants.W_OK);
+  } catch (err) {
+    throw new StartupError(
+      `${what} ${path} is not writable: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
+  }
+}
+
+export async function startHomeserver(config: Config, opts: { logger?: Logger } = {}): Promise<Homeserver> {
+  const log = opts.logger ?? createLogger(config.log_level);
+  ensureWritableDir(config.media_store_path, 'media store');
+  const signingKey = loadOrCreateSigningKey(config.signing_key_path);
+  const storage = await openStorage(config.database);
+
+  const auth = new Authenticator(storage);
+  const deps = {
+    config,
+    storage,
+    auth,
+    signingKey,
+    rateLimiter: new RateLimiter(config.rate_limiting.enabled),
+    uia: new Uia(storage, config.server_name),
+  };
+
+  const apps: FastifyInstance[] = [];
+  const urls: string[] = [];
+  try {
+    for (const listener of config.listeners) {
+      const app = createHttpApp({
+        logger: log,
+        maxJsonBodySize: config.max_json_body_size,
+        trustProxy: listener.x_forwarded,
+      });
+      registerClientRoutes(app, deps);
+      apps.push(app);
+      for (const host of listener.bind_addresses) {
+        try {
+          await app.listen({ port: listener.port, host });
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          const why =
+            code === 'EADDRINUSE'
+              ? 'address already in use'
+              : code === 'EACCES'
+                ? 'permission denied'
+                : String(code);
+          throw new StartupError(`cannot listen on ${host}:${listener.port}: ${why}`);
+        }
+        const addr = app.server.address();
+        if (addr && typeof addr === 'object') {
+          const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+          urls.push(`http://${h}:${addr.port}`);
+        }
+      }
+    }
+  } catch (err) {
+    await Promise.allSettled(apps.map((a) => a.close()));
+    await storage.close();
+    throw err;
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdown_grace_ms).unref());
+      await Promise.race([Promise.allSettled(apps.map((a) => a.close())), grace]);
+      for (const a of apps) a.server.closeAllConnections();
+      await storage.close();
+    })();
+    return closing;
+  };
+
+  return { config, storage, signingKey, log, apps, urls, close };
+}

@@ -1,0 +1,86 @@
+/** Opens the database of either engine behind one Kysely instance and migrates it. */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { Config } from '../config/schema.js';
+import { StreamPositions } from '../util/stream.js';
+import type { Engine } from './dialect.js';
+import { migrate } from './migrate.js';
+import type { Database } from './schema.js';
+
+// int8 (bigint) columns hold timestamps and stream positions, all well within 2^53.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+export class DatabaseUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatabaseUnavailableError';
+  }
+}
+
+export interface Storage {
+  db: Kysely<Database>;
+  engine: Engine;
+  stream: StreamPositions;
+  /** True when this open created the schema from nothing (the server's first start). */
+  freshlyCreated: boolean;
+  close(): Promise<void>;
+}
+
+export function openKysely(dbConfig: Config['database']): Kysely<Database> {
+  if (dbConfig.engine === 'sqlite') {
+    const path = dbConfig.path ?? ':memory:';
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    let conn: SqliteDatabase.Database;
+    try {
+      conn = new SqliteDatabase(path);
+    } catch (err) {
+      throw new DatabaseUnavailableError(`cannot open SQLite database ${path}: ${(err as Error).message}`);
+    }
+    conn.pragma('journal_mode = WAL');
+    conn.pragma('synchronous = FULL');
+    conn.pragma('foreign_keys = ON');
+    conn.pragma('busy_timeout = 5000');
+    return new Kysely<Database>({ dialect: new SqliteDialect({ database: conn }) });
+  }
+  const pool = new pg.Pool({ connectionString: dbConfig.url, max: dbConfig.max_connections });
+  // An idle client that errors (server restart) must not crash the process.
+  pool.on('error', () => undefined);
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** Highest stream position used by any table; the stream counter starts from there. */
+async function maxStreamPosition(db: Kysely<Database>): Promise<number> {
+  const row = await db
+    .selectFrom('account_data')
+    .select((eb) => eb.fn.max('stream_pos').as('m'))
+    .executeTakeFirst();
+  return Number(row?.m ?? 0);
+}
+
+export async function openStorage(dbConfig: Config['database']): Promise<Storage> {
+  const db = openKysely(dbConfig);
+  try {
+    await sql`SELECT 1`.execute(db);
+  } catch (err) {
+    await db.destroy().catch(() => undefined);
+    const where = dbConfig.engine === 'postgres' ? redactUrl(dbConfig.url ?? '') : dbConfig.path;
+    throw new DatabaseUnavailableError(`database ${where} is unreachable: ${(err as Error).message}`);
+  }
+  let applied: number[];
+  try {
+    applied = await migrate(db, dbConfig.engine);
+  } catch (err) {
+    await db.destroy().catch(() => undefined);
+    throw err;
+  }
+  const stream = new StreamPositions(await maxStreamPosition(db));
+  const freshlyCreated = applied[0] === 1;
+  return { db, engine: dbConfig.engine, stream, freshlyCreated, close: () => db.destroy() };
+}
+
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+}

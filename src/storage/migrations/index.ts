@@ -1,0 +1,5 @@
+import { m0001 } from './0001_accounts.js';
+import type { Migration } from './types.js';
+
+/** Every migration, in order. Append only; never edit one that has shipped. */
+export const MIGRATIONS: readonly Migration[] = [m0001];

@@ -1,0 +1,55 @@
+/**
+ * The global stream position. Every row a sync stream reads (events, account data, receipts, to-device, device
+ * lists...) is stamped with a position from this one counter, so a sync token is a single number.
+ *
+ * Positions are handed out in process before a transaction and marked finished after it commits or rolls back.
+ * `current` is the highest position below which every allocated position has finished, so readers never see
+ * position N+1 committed while N is still in flight (which would make an incremental sync skip N).
+ */
+export class StreamPositions {
+  #allocated: number;
+  #inFlight = new Set<number>();
+  #current: number;
+  #listeners = new Set<(pos: number) => void>();
+
+  constructor(start: number) {
+    this.#allocated = start;
+    this.#current = start;
+  }
+
+  /** The highest position whose writes, and all before it, are finished. */
+  get current(): number {
+    return this.#current;
+  }
+
+  allocate(): number {
+    const pos = ++this.#allocated;
+    this.#inFlight.add(pos);
+    return pos;
+  }
+
+  finish(pos: number): void {
+    if (!this.#inFlight.delete(pos)) return;
+    let next = this.#allocated;
+    for (const p of this.#inFlight) if (p - 1 < next) next = p - 1;
+    if (next > this.#current) {
+      this.#current = next;
+      for (const l of this.#listeners) l(next);
+    }
+  }
+
+  /** Runs `write` with a fresh position; the position is finished whatever happens. */
+  async withPosition<T>(write: (pos: number) => Promise<T>): Promise<T> {
+    const pos = this.allocate();
+    try {
+      return await write(pos);
+    } finally {
+      this.finish(pos);
+    }
+  }
+
+  onAdvance(listener: (pos: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
