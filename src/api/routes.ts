@@ -7,9 +7,19 @@ import { deviceRoutes } from './client/devices.js';
 import { loginRoutes } from './client/login.js';
 import { registerRoutes } from './client/register.js';
 import { versionRoutes } from './client/versions.js';
+import { accountDataRoutes } from './client/account-data.js';
+import { filterRoutes } from './client/filters.js';
+import { profileRoutes } from './client/profile.js';
+import { pushRulesRoutes } from './client/pushrules.js';
+import { voipRoutes } from './client/voip.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
   versionRoutes(app, deps);
+  profileRoutes(app, deps);
+  accountDataRoutes(app, deps);
+  filterRoutes(app, deps);
+  pushRulesRoutes(app, deps);
+  voipRoutes(app, deps);
   loginRoutes(app, deps);
   registerRoutes(app, deps);
   deviceRoutes(app, deps);
