@@ -10,3 +10,5 @@ export * from './identifiers.js';
 export * from './redaction.js';
 export * from './room-versions.js';
 export * from './signing.js';
+export * from './state-res/index.js';
+export * from './validate.js';

@@ -7,7 +7,9 @@ import {
   encodeUnpaddedBase64,
   publicKeyFromSeed,
   redactionAllowed,
+  selectAuthEventIds,
   signJson,
+  stateMapKey,
   type Pdu,
 } from '../../src/rooms/index.js';
 import { ALICE, assertAllowed, assertDenied, BOB, CAROL, DAVE, member, SEED, TestRoom } from './helpers.js';
@@ -168,5 +170,19 @@ describe('auth events selection', () => {
     assert.equal(made.pdu.auth_events.length, 2);
     assertAllowed(checkAuthEvents(made.pdu, [pls], '12'));
     assertDenied(checkAuthEvents(made.pdu, [create, pls], '12'), /not needed/);
+  });
+});
+
+describe('selectAuthEventIds', () => {
+  it('maps the selected keys to event IDs from a state map, skipping absent ones', () => {
+    const state = new Map([
+      [stateMapKey('m.room.create', ''), '$create'],
+      [stateMapKey('m.room.power_levels', ''), '$pl'],
+      [stateMapKey('m.room.member', ALICE), '$alice'],
+      [stateMapKey('m.room.join_rules', ''), '$jr'],
+    ]);
+    const join = member(BOB, BOB, 'join');
+    assert.deepEqual(selectAuthEventIds(join, state, '10'), ['$create', '$pl', '$jr']);
+    assert.deepEqual(selectAuthEventIds(join, state, '12'), ['$pl', '$jr']);
   });
 });

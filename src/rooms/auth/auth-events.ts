@@ -2,6 +2,7 @@
 
 import type { JsonObject, Pdu } from '../event.js';
 import { getRoomVersion, type RoomVersion } from '../room-versions.js';
+import { stateMapKey } from '../state-res/types.js';
 import { ALLOW, deny, type AuthResult } from './types.js';
 
 export interface AuthEventsTemplate {
@@ -14,10 +15,6 @@ export interface AuthEventsTemplate {
 /** A state key pair `[type, state_key]`. */
 export type StateKey = [type: string, stateKey: string];
 
-export function stateKeyString(type: string, stateKey: string): string {
-  return JSON.stringify([type, stateKey]);
-}
-
 /**
  * The `(type, state_key)` pairs whose current state events belong in `auth_events` of a new event.
  * The create event itself has no auth events; room version 12 never selects the create event.
@@ -28,7 +25,7 @@ export function authEventTypesFor(template: AuthEventsTemplate, version: string 
   const out: StateKey[] = [];
   const seen = new Set<string>();
   const add = (type: string, stateKey: string): void => {
-    const k = stateKeyString(type, stateKey);
+    const k = stateMapKey(type, stateKey);
     if (!seen.has(k)) {
       seen.add(k);
       out.push([type, stateKey]);
@@ -56,6 +53,23 @@ export function authEventTypesFor(template: AuthEventsTemplate, version: string 
 }
 
 /**
+ * The IDs of the auth events for a new event, given the current state (`stateMapKey(type, state_key)` →
+ * event ID), in selection order. Keys absent from the state are skipped.
+ */
+export function selectAuthEventIds(
+  template: AuthEventsTemplate,
+  state: ReadonlyMap<string, string>,
+  version: string | RoomVersion,
+): string[] {
+  const ids: string[] = [];
+  for (const [type, stateKey] of authEventTypesFor(template, version)) {
+    const id = state.get(stateMapKey(type, stateKey));
+    if (id !== undefined) ids.push(id);
+  }
+  return ids;
+}
+
+/**
  * The checks on an event's `auth_events` (rule "Considering the event's auth_events"): no duplicate
  * `(type, state_key)`, only pairs the selection algorithm allows, the create event present (v1-v11),
  * and every auth event in the same room. Whether an auth event was itself rejected is the caller's job.
@@ -69,12 +83,12 @@ export function checkAuthEvents(
   if (pdu.type === 'm.room.create') {
     return authEvents.length === 0 ? ALLOW : deny('The m.room.create event must not have auth events');
   }
-  const allowed = new Set(authEventTypesFor(pdu, v).map(([t, k]) => stateKeyString(t, k)));
+  const allowed = new Set(authEventTypesFor(pdu, v).map(([t, k]) => stateMapKey(t, k)));
   const seen = new Set<string>();
   let hasCreate = false;
   for (const ev of authEvents) {
     if (typeof ev.state_key !== 'string') return deny(`Auth event of type ${ev.type} is not a state event`);
-    const key = stateKeyString(ev.type, ev.state_key);
+    const key = stateMapKey(ev.type, ev.state_key);
     if (seen.has(key)) return deny(`Duplicate auth event for (${ev.type}, ${JSON.stringify(ev.state_key)})`);
     seen.add(key);
     if (!allowed.has(key)) {

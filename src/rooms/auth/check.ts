@@ -73,7 +73,7 @@ export function checkEventAuth(
   const v = getRoomVersion(version);
   const eventIdOf = opts.eventIdOf ?? ((e: Pdu) => computeEventId(e, v));
 
-  if (pdu.type === 'm.room.create' && pdu.state_key === '') return checkCreateEvent(pdu, v);
+  if (pdu.type === 'm.room.create') return checkCreateEvent(pdu, v);
 
   const create = lookup('m.room.create', '');
   if (!create) return deny('The room has no m.room.create event');

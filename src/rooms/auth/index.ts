@@ -1,4 +1,4 @@
-export { authEventTypesFor, checkAuthEvents, stateKeyString } from './auth-events.js';
+export { authEventTypesFor, checkAuthEvents, selectAuthEventIds } from './auth-events.js';
 export type { AuthEventsTemplate, StateKey } from './auth-events.js';
 export { checkEventAuth, redactionAllowed } from './check.js';
 export {
