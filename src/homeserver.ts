@@ -9,6 +9,7 @@ import { createHttpApp } from './api/server.js';
 import { Uia } from './api/uia.js';
 import type { Config } from './config/schema.js';
 import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
+import { RoomWriter } from './input/room-writer.js';
 import { createLogger } from './log.js';
 import { openStorage, type Storage } from './storage/db.js';
 
@@ -55,6 +56,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     signingKey,
     rateLimiter: new RateLimiter(config.rate_limiting.enabled),
     uia: new Uia(storage, config.server_name),
+    writer: new RoomWriter(storage, config.server_name, signingKey),
   };
 
   const apps: FastifyInstance[] = [];
@@ -100,6 +102,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdown_grace_ms).unref());
       await Promise.race([Promise.allSettled(apps.map((a) => a.close())), grace]);
       for (const a of apps) a.server.closeAllConnections();
+      await deps.writer.drain();
       await storage.close();
     })();
     return closing;

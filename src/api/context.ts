@@ -1,5 +1,6 @@
 /** What the HTTP route modules may use. Each module takes only what it needs from this. */
 import type { Config } from '../config/schema.js';
+import type { RoomWriter } from '../input/room-writer.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
 import type { Authenticator } from './auth.js';
@@ -13,4 +14,5 @@ export interface ApiDeps {
   rateLimiter: RateLimiter;
   signingKey: SigningKey;
   uia: Uia;
+  writer: RoomWriter;
 }

@@ -3,6 +3,9 @@ import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from './context.js';
 import { sharedSecretRegisterRoutes } from './admin/register.js';
 import { accountRoutes } from './client/account.js';
+import { createRoomRoutes } from './client/create-room.js';
+import { membershipRoutes } from './client/membership.js';
+import { sendRoutes } from './client/send.js';
 import { deviceRoutes } from './client/devices.js';
 import { loginRoutes } from './client/login.js';
 import { registerRoutes } from './client/register.js';
@@ -25,4 +28,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   deviceRoutes(app, deps);
   accountRoutes(app, deps);
   sharedSecretRegisterRoutes(app, deps);
+  createRoomRoutes(app, deps);
+  membershipRoutes(app, deps);
+  sendRoutes(app, deps);
 }

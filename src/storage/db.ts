@@ -53,11 +53,12 @@ export function openKysely(dbConfig: Config['database']): Kysely<Database> {
 
 /** Highest stream position used by any table; the stream counter starts from there. */
 async function maxStreamPosition(db: Kysely<Database>): Promise<number> {
-  const row = await db
-    .selectFrom('account_data')
-    .select((eb) => eb.fn.max('stream_pos').as('m'))
-    .executeTakeFirst();
-  return Number(row?.m ?? 0);
+  const result = await sql<{ m: number | string | null }>`
+    SELECT MAX(m) AS m FROM (
+      SELECT MAX(stream_pos) AS m FROM account_data
+      UNION ALL SELECT MAX(stream_ordering) AS m FROM events
+    ) AS positions`.execute(db);
+  return Number(result.rows[0]?.m ?? 0);
 }
 
 export async function openStorage(dbConfig: Config['database']): Promise<Storage> {

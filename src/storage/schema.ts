@@ -85,7 +85,126 @@ export interface SchemaVersionTable {
   applied_ts: number;
 }
 
+export interface RoomsTable {
+  room_nid: Generated<number>;
+  room_id: string;
+  room_version: string;
+  creator: string;
+  created_ts: number;
+  is_public: number;
+  current_snapshot_nid: number | null;
+}
+
+export interface EventsTable {
+  event_nid: Generated<number>;
+  event_id: string;
+  room_nid: number;
+  type: string;
+  state_key: string | null;
+  sender: string;
+  depth: number;
+  origin_server_ts: number;
+  stream_ordering: number | null;
+  /** The PDU (without unsigned), canonical JSON. Never NULL: an event cannot exist without its JSON. */
+  json: string;
+  /** The state before this event; NOT NULL unless the event is an outlier (CHECK constraint). */
+  state_snapshot_nid: number | null;
+  outlier: number;
+  contains_url: number;
+  redacted_by: string | null;
+}
+
+export interface StateSnapshotsTable {
+  snapshot_nid: Generated<number>;
+  room_nid: number;
+  parent_nid: number | null;
+  chain_len: number;
+}
+
+export interface StateSnapshotEntriesTable {
+  snapshot_nid: number;
+  type: string;
+  state_key: string;
+  event_nid: number;
+}
+
+export interface CurrentStateTable {
+  room_nid: number;
+  type: string;
+  state_key: string;
+  event_nid: number;
+}
+
+export interface RoomMembersTable {
+  room_nid: number;
+  user_id: string;
+  membership: string;
+  event_nid: number;
+  stream_ordering: number;
+  forgotten: number;
+}
+
+export interface ForwardExtremitiesTable {
+  room_nid: number;
+  event_nid: number;
+}
+
+export interface EventEdgesTable {
+  event_nid: number;
+  prev_event_id: string;
+}
+
+export interface EventAuthEdgesTable {
+  event_nid: number;
+  auth_event_id: string;
+}
+
+export interface EventTxnIdsTable {
+  user_id: string;
+  device_id: string;
+  txn_id: string;
+  event_nid: number;
+  created_ts: number;
+}
+
+export interface EventRelationsTable {
+  event_nid: number;
+  relates_to_id: string;
+  rel_type: string;
+  aggregation_key: string | null;
+}
+
+export interface RoomAliasesTable {
+  alias: string;
+  room_id: string;
+  creator: string;
+  created_ts: number;
+}
+
+export interface EventReportsTable {
+  id: Generated<number>;
+  room_id: string;
+  event_id: string | null;
+  user_id: string;
+  reason: string | null;
+  score: number | null;
+  received_ts: number;
+}
+
 export interface Database {
+  rooms: RoomsTable;
+  events: EventsTable;
+  state_snapshots: StateSnapshotsTable;
+  state_snapshot_entries: StateSnapshotEntriesTable;
+  current_state: CurrentStateTable;
+  room_members: RoomMembersTable;
+  forward_extremities: ForwardExtremitiesTable;
+  event_edges: EventEdgesTable;
+  event_auth_edges: EventAuthEdgesTable;
+  event_txn_ids: EventTxnIdsTable;
+  event_relations: EventRelationsTable;
+  room_aliases: RoomAliasesTable;
+  event_reports: EventReportsTable;
   users: UsersTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;

@@ -1,0 +1,97 @@
+/** Sending events: messages, state and redactions (client-server API "Sending events to a room"). */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { lookupIn } from '../../input/room-head.js';
+import { redactLevel, userPowerLevel } from '../../rooms/auth/power-levels.js';
+import { canonicalJson } from '../../rooms/canonical-json.js';
+import { checkContent, checkEventType, MAX_PDU_BYTES } from '../../roomsvc/content.js';
+import { getEventRowById } from '../../storage/events.js';
+import { requester, type Requester } from '../auth.js';
+import type { ApiDeps } from '../context.js';
+import { MatrixError } from '../errors.js';
+import { parseBody } from '../validate.js';
+
+type SendParams = { Params: { roomId: string; eventType: string; txnId: string } };
+type StateParams = { Params: { roomId: string; eventType: string; stateKey?: string } };
+type RedactParams = { Params: { roomId: string; eventId: string; txnId: string } };
+
+const RedactBody = z.looseObject({ reason: z.string().optional() });
+
+function checkSize(content: unknown): void {
+  // The PDU envelope adds well under 2 KB to the content.
+  if (Buffer.byteLength(canonicalJson(content)) > MAX_PDU_BYTES - 2048) {
+    throw new MatrixError('M_TOO_LARGE', 'Event too large (the limit is 65536 bytes)');
+  }
+}
+
+export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
+  const { writer, auth, config, rateLimiter, storage } = deps;
+  const guard = { preHandler: auth.requireUser };
+  const limit = (r: Requester): void => {
+    if (!r.isAdmin) rateLimiter.check(`message:${r.userId}`, config.rate_limiting.message);
+  };
+
+  /** PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId} */
+  app.put<SendParams>('/_matrix/client/v3/rooms/:roomId/send/:eventType/:txnId', guard, async (req) => {
+    const r = requester(req);
+    const { roomId, eventType, txnId } = req.params;
+    checkEventType(eventType);
+    const content = checkContent(req.body ?? {});
+    checkSize(content);
+    limit(r);
+    const res = await writer.send(
+      roomId,
+      { type: eventType, sender: r.userId, content },
+      { userId: r.userId, deviceId: r.deviceId, txnId },
+    );
+    return { event_id: res.eventId };
+  });
+
+  /** PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey} */
+  const putState = async (req: {
+    params: StateParams['Params'];
+    body: unknown;
+    requester: Requester | null;
+  }) => {
+    const r = req.requester as Requester;
+    const { roomId, eventType } = req.params;
+    const stateKey = req.params.stateKey ?? '';
+    checkEventType(eventType);
+    const content = checkContent(req.body ?? {});
+    checkSize(content);
+    limit(r);
+    const res = await writer.send(roomId, {
+      type: eventType,
+      state_key: stateKey,
+      sender: r.userId,
+      content,
+    });
+    return { event_id: res.eventId };
+  };
+  app.put<StateParams>('/_matrix/client/v3/rooms/:roomId/state/:eventType/:stateKey', guard, putState);
+  app.put<StateParams>('/_matrix/client/v3/rooms/:roomId/state/:eventType', guard, putState);
+
+  /** PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId} */
+  app.put<RedactParams>('/_matrix/client/v3/rooms/:roomId/redact/:eventId/:txnId', guard, async (req) => {
+    const r = requester(req);
+    const { roomId, eventId, txnId } = req.params;
+    const body = parseBody(RedactBody, req.body);
+    const head = await writer.head(roomId);
+    if (!head) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+    const target = await getEventRowById(storage.db, eventId);
+    if (target && target.room_nid === head.roomNid && target.sender !== r.userId) {
+      const lookup = lookupIn(head.state);
+      if (userPowerLevel(r.userId, lookup, head.version) < redactLevel(lookup)) {
+        throw new MatrixError('M_FORBIDDEN', "You don't have permission to redact other users' events");
+      }
+    }
+    limit(r);
+    const content = body.reason !== undefined ? { reason: body.reason } : {};
+    const res = await writer.send(
+      roomId,
+      { type: 'm.room.redaction', sender: r.userId, content, redacts: eventId },
+      { userId: r.userId, deviceId: r.deviceId, txnId: `redact:${txnId}` },
+    );
+    return { event_id: res.eventId };
+  });
+}

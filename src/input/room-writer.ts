@@ -1,0 +1,443 @@
+/**
+ * The one place that writes room events. Per room: a queue serialises writes; each event is built, signed and
+ * checked against the auth rules; then the event, its JSON, graph edges, state snapshot, stream ordering, the
+ * room's current state, forward extremities and membership read model commit in ONE transaction; only then are
+ * caches updated and listeners notified.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import { MatrixError } from '../api/errors.js';
+import { authEventTypesFor } from '../rooms/auth/auth-events.js';
+import { checkEventAuth } from '../rooms/auth/check.js';
+import { buildEvent } from '../rooms/build.js';
+import { canonicalJson } from '../rooms/canonical-json.js';
+import type { JsonObject, Pdu } from '../rooms/event.js';
+import { roomIdFromCreateEventId } from '../rooms/event.js';
+import { getRoomVersion, type RoomVersion } from '../rooms/room-versions.js';
+import type { SigningKey } from '../keys/signing-key.js';
+import type { Storage } from '../storage/db.js';
+import { findTxnEvent, insertEvent } from '../storage/events.js';
+import type { Database } from '../storage/schema.js';
+import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
+import { KeyedQueue } from '../util/keyed-queue.js';
+import { loadRoomHead, lookupIn, type RoomHead, type StateEntry } from './room-head.js';
+
+/** What a caller asks to send; the writer fills in the graph fields, hashes and signature. */
+export interface NewEvent {
+  type: string;
+  sender: string;
+  content: JsonObject;
+  state_key?: string;
+  /** The event an m.room.redaction redacts. */
+  redacts?: string;
+}
+
+export interface TxnKey {
+  userId: string;
+  deviceId: string;
+  txnId: string;
+}
+
+export interface PersistedEvent {
+  eventId: string;
+  eventNid: number;
+  streamOrdering: number;
+  roomId: string;
+  pdu: Pdu;
+}
+
+export interface CommittedBatch {
+  roomId: string;
+  events: PersistedEvent[];
+}
+
+export type CommitListener = (batch: CommittedBatch) => void;
+
+const MAX_PREV_EVENTS = 10;
+
+interface Prepared {
+  pdu: Pdu;
+  eventId: string;
+}
+
+export class RoomWriter {
+  #queue = new KeyedQueue();
+  #heads = new Map<string, RoomHead>();
+  #listeners = new Set<CommitListener>();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly serverName: string,
+    private readonly key: SigningKey,
+  ) {}
+
+  onCommit(listener: CommitListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** The current head of a room (current state with PDUs), or undefined for an unknown room. */
+  async head(roomId: string): Promise<RoomHead | undefined> {
+    const cached = this.#heads.get(roomId);
+    if (cached) return cached;
+    const head = await loadRoomHead(this.storage.db, roomId);
+    if (head) this.#remember(head);
+    return head;
+  }
+
+  /** Forgets a cached head (after a repair rewrote the room's rows). */
+  invalidate(roomId: string): void {
+    this.#heads.delete(roomId);
+  }
+
+  /**
+   * Creates a room: the create event, then `rest(roomId)` in order, all committed in one transaction.
+   */
+  async createRoom(
+    versionId: string,
+    creator: string,
+    createContent: JsonObject,
+    rest: (roomId: string) => NewEvent[],
+  ): Promise<{ roomId: string; events: PersistedEvent[] }> {
+    const version = getRoomVersion(versionId);
+    const roomId = version.roomIdFromCreateEvent
+      ? undefined
+      : `!${randomBytes(12).toString('base64url')}:${this.serverName}`;
+    const now = Date.now();
+    const content: JsonObject = { ...createContent, room_version: version.id };
+    if (version.creatorInContent) content.creator = creator;
+    const built = buildEvent(
+      {
+        type: 'm.room.create',
+        state_key: '',
+        sender: creator,
+        content,
+        ...(roomId ? { room_id: roomId } : {}),
+        prev_events: [],
+        auth_events: [],
+        depth: 1,
+        origin_server_ts: now,
+      },
+      this.#signing(version),
+    );
+    const finalRoomId = roomId ?? roomIdFromCreateEventId(built.eventId);
+    const auth = checkEventAuth(built.pdu, () => undefined, version);
+    if (!auth.allowed) throw new MatrixError('M_FORBIDDEN', auth.reason);
+    return this.#queue.run(finalRoomId, async () => {
+      const head: RoomHead = {
+        roomNid: 0,
+        roomId: finalRoomId,
+        version,
+        snapshot: { nid: 0, chainLen: 0 },
+        state: new Map(),
+        extremities: [],
+      };
+      const prepared: Prepared[] = [{ pdu: built.pdu, eventId: built.eventId }];
+      const working = applyToHead(head, built.pdu, built.eventId);
+      for (const ev of rest(finalRoomId)) prepared.push(this.#prepare(working, ev));
+      const events = await this.#commit(head, prepared, undefined, { creator, createdTs: now });
+      return { roomId: finalRoomId, events };
+    });
+  }
+
+  /** Sends one event into an existing room. With `txn`, a retry returns the first event's id. */
+  async send(
+    roomId: string,
+    ev: NewEvent,
+    txn?: TxnKey,
+  ): Promise<{ eventId: string; streamOrdering?: number }> {
+    return this.#queue.run(roomId, async () => {
+      if (txn) {
+        const existing = await findTxnEvent(this.storage.db, txn.userId, txn.deviceId, txn.txnId);
+        if (existing) return { eventId: existing };
+      }
+      const head = await this.head(roomId);
+      if (!head) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+      const working = cloneHead(head);
+      const prepared = this.#prepare(working, ev);
+      const [persisted] = await this.#commit(head, [prepared], txn);
+      if (!persisted) throw new Error('commit returned no event');
+      return { eventId: persisted.eventId, streamOrdering: persisted.streamOrdering };
+    });
+  }
+
+  /** Builds and auth-checks `ev` against `working`, then applies it to `working`. */
+  #prepare(working: RoomHead, ev: NewEvent): Prepared {
+    const version = working.version;
+    const authTypes = authEventTypesFor(
+      {
+        type: ev.type,
+        sender: ev.sender,
+        content: ev.content,
+        ...(ev.state_key !== undefined ? { state_key: ev.state_key } : {}),
+      },
+      version,
+    );
+    const authEvents: string[] = [];
+    for (const [t, k] of authTypes) {
+      const entry = working.state.get(stateKey(t, k));
+      if (entry) authEvents.push(entry.eventId);
+    }
+    const prev = [...working.extremities].sort((a, b) => b.depth - a.depth).slice(0, MAX_PREV_EVENTS);
+    const depth = Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, ...prev.map((p) => p.depth)) + 1);
+    const built = buildEvent(
+      {
+        type: ev.type,
+        sender: ev.sender,
+        content: ev.content,
+        room_id: working.roomId,
+        ...(ev.state_key !== undefined ? { state_key: ev.state_key } : {}),
+        ...(ev.redacts !== undefined ? { redacts: ev.redacts } : {}),
+        prev_events: prev.map((p) => p.eventId),
+        auth_events: authEvents,
+        depth,
+        origin_server_ts: Date.now(),
+      },
+      this.#signing(version),
+    );
+    const ids = new Map<Pdu, string>();
+    for (const e of working.state.values()) ids.set(e.pdu, e.eventId);
+    const result = checkEventAuth(built.pdu, lookupIn(working.state), version, {
+      eventIdOf: (p) => ids.get(p) ?? '',
+    });
+    if (!result.allowed) throw new MatrixError('M_FORBIDDEN', result.reason);
+    Object.assign(working, applyToHead(working, built.pdu, built.eventId));
+    return { pdu: built.pdu, eventId: built.eventId };
+  }
+
+  #signing(version: RoomVersion) {
+    return { roomVersion: version, serverName: this.serverName, keyId: this.key.keyId, seed: this.key.seed };
+  }
+
+  /** Writes prepared events in one transaction and, after commit, updates the head and notifies. */
+  async #commit(
+    head: RoomHead,
+    prepared: Prepared[],
+    txn: TxnKey | undefined,
+    newRoom?: { creator: string; createdTs: number },
+  ): Promise<PersistedEvent[]> {
+    const stream = this.storage.stream;
+    const positions = prepared.map(() => stream.allocate());
+    let newHead: RoomHead;
+    let persisted: PersistedEvent[];
+    try {
+      ({ newHead, persisted } = await this.storage.db
+        .transaction()
+        .execute((trx) => this.#write(trx, head, prepared, positions, txn, newRoom)));
+    } catch (err) {
+      this.#heads.delete(head.roomId);
+      throw err;
+    } finally {
+      for (const p of positions) stream.finish(p);
+    }
+    this.#remember(newHead);
+    const batch = { roomId: head.roomId, events: persisted };
+    for (const l of this.#listeners) l(batch);
+    return persisted;
+  }
+
+  async #write(
+    trx: Transaction<Database>,
+    head: RoomHead,
+    prepared: Prepared[],
+    positions: number[],
+    txn: TxnKey | undefined,
+    newRoom?: { creator: string; createdTs: number },
+  ): Promise<{ newHead: RoomHead; persisted: PersistedEvent[] }> {
+    let roomNid = head.roomNid;
+    let snapshot = head.snapshot;
+    if (newRoom) {
+      const row = await trx
+        .insertInto('rooms')
+        .values({
+          room_id: head.roomId,
+          room_version: head.version.id,
+          creator: newRoom.creator,
+          created_ts: newRoom.createdTs,
+          is_public: 0,
+          current_snapshot_nid: null,
+        })
+        .returning('room_nid')
+        .executeTakeFirstOrThrow();
+      roomNid = Number(row.room_nid);
+      snapshot = await insertSnapshot(trx, roomNid, null, new Map());
+    }
+    let working: RoomHead = { ...cloneHead(head), roomNid, snapshot };
+    const persisted: PersistedEvent[] = [];
+    for (const [i, p] of prepared.entries()) {
+      const pos = positions[i] as number;
+      const eventNid = await insertEvent(
+        trx,
+        {
+          eventId: p.eventId,
+          roomNid,
+          type: p.pdu.type,
+          stateKey: p.pdu.state_key ?? null,
+          sender: p.pdu.sender,
+          depth: p.pdu.depth,
+          originServerTs: p.pdu.origin_server_ts,
+          streamOrdering: pos,
+          json: canonicalJson(p.pdu),
+          stateSnapshotNid: working.snapshot.nid,
+          containsUrl: typeof p.pdu.content.url === 'string',
+        },
+        p.pdu.prev_events,
+        p.pdu.auth_events,
+      );
+      if (p.pdu.state_key !== undefined) {
+        working = await this.#writeState(trx, working, p, eventNid, pos);
+      } else {
+        working = applyToHead(working, p.pdu, p.eventId, eventNid);
+      }
+      await writeSideTables(trx, p, eventNid, roomNid);
+      persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
+    }
+    const last = persisted[persisted.length - 1];
+    if (last) {
+      await trx.deleteFrom('forward_extremities').where('room_nid', '=', roomNid).execute();
+      await trx
+        .insertInto('forward_extremities')
+        .values({ room_nid: roomNid, event_nid: last.eventNid })
+        .execute();
+      working.extremities = [{ eventId: last.eventId, eventNid: last.eventNid, depth: last.pdu.depth }];
+    }
+    await trx
+      .updateTable('rooms')
+      .set({ current_snapshot_nid: working.snapshot.nid })
+      .where('room_nid', '=', roomNid)
+      .execute();
+    if (txn && last) {
+      await trx
+        .insertInto('event_txn_ids')
+        .values({
+          user_id: txn.userId,
+          device_id: txn.deviceId,
+          txn_id: txn.txnId,
+          event_nid: last.eventNid,
+          created_ts: Date.now(),
+        })
+        .execute();
+    }
+    return { newHead: working, persisted };
+  }
+
+  /** A state event: a new snapshot (delta, or full when the chain is long), current state and memberships. */
+  async #writeState(
+    trx: Transaction<Database>,
+    working: RoomHead,
+    p: Prepared,
+    eventNid: number,
+    pos: number,
+  ): Promise<RoomHead> {
+    const { pdu } = p;
+    const key = stateKey(pdu.type, pdu.state_key as string);
+    const next = applyToHead(working, pdu, p.eventId, eventNid);
+    let entries: Map<string, number>;
+    let parent: { nid: number; chainLen: number } | null;
+    if (working.snapshot.chainLen + 1 > MAX_CHAIN) {
+      entries = new Map([...next.state].map(([k, e]) => [k, e.eventNid]));
+      parent = null;
+    } else {
+      entries = new Map([[key, eventNid]]);
+      parent = working.snapshot;
+    }
+    next.snapshot = await insertSnapshot(trx, working.roomNid, parent, entries);
+    await trx
+      .insertInto('current_state')
+      .values({
+        room_nid: working.roomNid,
+        type: pdu.type,
+        state_key: pdu.state_key as string,
+        event_nid: eventNid,
+      })
+      .onConflict((oc) => oc.columns(['room_nid', 'type', 'state_key']).doUpdateSet({ event_nid: eventNid }))
+      .execute();
+    if (pdu.type === 'm.room.member') {
+      const membership = typeof pdu.content.membership === 'string' ? pdu.content.membership : 'leave';
+      await trx
+        .insertInto('room_members')
+        .values({
+          room_nid: working.roomNid,
+          user_id: pdu.state_key as string,
+          membership,
+          event_nid: eventNid,
+          stream_ordering: pos,
+          forgotten: 0,
+        })
+        .onConflict((oc) =>
+          oc
+            .columns(['room_nid', 'user_id'])
+            .doUpdateSet({ membership, event_nid: eventNid, stream_ordering: pos, forgotten: 0 }),
+        )
+        .execute();
+    }
+    return next;
+  }
+
+  #remember(head: RoomHead): void {
+    this.#heads.delete(head.roomId);
+    this.#heads.set(head.roomId, head);
+    // Bounded: heads of rooms not written for a while are dropped and reloaded on demand.
+    while (this.#heads.size > 2000) {
+      const oldest = this.#heads.keys().next();
+      if (oldest.done) break;
+      this.#heads.delete(oldest.value);
+    }
+  }
+
+  /** Waits for every queued write (shutdown). */
+  drain(): Promise<void> {
+    return this.#queue.drain();
+  }
+}
+
+/** Relations and redaction targets, written with the event. */
+async function writeSideTables(
+  trx: Transaction<Database>,
+  p: Prepared,
+  eventNid: number,
+  roomNid: number,
+): Promise<void> {
+  const rel = p.pdu.content['m.relates_to'];
+  if (rel && typeof rel === 'object' && !Array.isArray(rel)) {
+    const r = rel as JsonObject;
+    if (typeof r.rel_type === 'string' && typeof r.event_id === 'string') {
+      await trx
+        .insertInto('event_relations')
+        .values({
+          event_nid: eventNid,
+          relates_to_id: r.event_id,
+          rel_type: r.rel_type,
+          aggregation_key: typeof r.key === 'string' ? r.key : null,
+        })
+        .execute();
+    }
+  }
+  if (p.pdu.type === 'm.room.redaction') {
+    const target = typeof p.pdu.redacts === 'string' ? p.pdu.redacts : p.pdu.content.redacts;
+    if (typeof target === 'string') {
+      await trx
+        .updateTable('events')
+        .set({ redacted_by: p.eventId })
+        .where('event_id', '=', target)
+        .where('room_nid', '=', roomNid)
+        .where('redacted_by', 'is', null)
+        .execute();
+    }
+  }
+}
+
+function cloneHead(h: RoomHead): RoomHead {
+  return { ...h, state: new Map(h.state), extremities: [...h.extremities] };
+}
+
+/** The head after `pdu` (state updated, single extremity). Does not touch `head`. */
+function applyToHead(head: RoomHead, pdu: Pdu, eventId: string, eventNid = 0): RoomHead {
+  const next = cloneHead(head);
+  if (pdu.state_key !== undefined) {
+    const entry: StateEntry = { eventNid, eventId, pdu };
+    next.state.set(stateKey(pdu.type, pdu.state_key), entry);
+  }
+  next.extremities = [{ eventId, eventNid, depth: pdu.depth }];
+  return next;
+}

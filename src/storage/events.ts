@@ -1,0 +1,89 @@
+/** Event rows: the only place events are read from or written to. */
+import type { Selectable } from 'kysely';
+import type { EventsTable } from './schema.js';
+import type { Executor } from './users.js';
+
+export type EventRow = Selectable<EventsTable>;
+
+export interface NewEventRow {
+  eventId: string;
+  roomNid: number;
+  type: string;
+  stateKey: string | null;
+  sender: string;
+  depth: number;
+  originServerTs: number;
+  streamOrdering: number;
+  json: string;
+  stateSnapshotNid: number;
+  containsUrl: boolean;
+}
+
+export async function insertEvent(
+  db: Executor,
+  ev: NewEventRow,
+  prevIds: string[],
+  authIds: string[],
+): Promise<number> {
+  const row = await db
+    .insertInto('events')
+    .values({
+      event_id: ev.eventId,
+      room_nid: ev.roomNid,
+      type: ev.type,
+      state_key: ev.stateKey,
+      sender: ev.sender,
+      depth: ev.depth,
+      origin_server_ts: ev.originServerTs,
+      stream_ordering: ev.streamOrdering,
+      json: ev.json,
+      state_snapshot_nid: ev.stateSnapshotNid,
+      outlier: 0,
+      contains_url: ev.containsUrl ? 1 : 0,
+      redacted_by: null,
+    })
+    .returning('event_nid')
+    .executeTakeFirstOrThrow();
+  const eventNid = Number(row.event_nid);
+  const prev = [...new Set(prevIds)].map((prev_event_id) => ({ event_nid: eventNid, prev_event_id }));
+  if (prev.length) await db.insertInto('event_edges').values(prev).execute();
+  const auth = [...new Set(authIds)].map((auth_event_id) => ({ event_nid: eventNid, auth_event_id }));
+  if (auth.length) await db.insertInto('event_auth_edges').values(auth).execute();
+  return eventNid;
+}
+
+export async function getEventRowById(db: Executor, eventId: string): Promise<EventRow | undefined> {
+  return db.selectFrom('events').selectAll().where('event_id', '=', eventId).executeTakeFirst();
+}
+
+export async function getEventRowsByNid(db: Executor, nids: readonly number[]): Promise<EventRow[]> {
+  if (nids.length === 0) return [];
+  const out: EventRow[] = [];
+  for (let i = 0; i < nids.length; i += 500) {
+    out.push(
+      ...(await db
+        .selectFrom('events')
+        .selectAll()
+        .where('event_nid', 'in', nids.slice(i, i + 500))
+        .execute()),
+    );
+  }
+  return out;
+}
+
+export async function findTxnEvent(
+  db: Executor,
+  userId: string,
+  deviceId: string,
+  txnId: string,
+): Promise<string | undefined> {
+  const row = await db
+    .selectFrom('event_txn_ids as t')
+    .innerJoin('events as e', 'e.event_nid', 't.event_nid')
+    .select('e.event_id')
+    .where('t.user_id', '=', userId)
+    .where('t.device_id', '=', deviceId)
+    .where('t.txn_id', '=', txnId)
+    .executeTakeFirst();
+  return row?.event_id;
+}
