@@ -10,6 +10,8 @@ import { Uia } from './api/uia.js';
 import type { Config } from './config/schema.js';
 import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
 import { RoomWriter } from './input/room-writer.js';
+import { DamageReporter } from './integrity/damage.js';
+import { EventReader } from './read/event-reader.js';
 import { createLogger } from './log.js';
 import { openStorage, type Storage } from './storage/db.js';
 
@@ -49,6 +51,15 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const storage = await openStorage(config.database);
 
   const auth = new Authenticator(storage);
+  const writer = new RoomWriter(storage, config.server_name, signingKey);
+  const reader = new EventReader(storage, new DamageReporter(log));
+  writer.onCommit((batch) => {
+    for (const ev of batch.events) {
+      if (ev.pdu.type !== 'm.room.redaction') continue;
+      const target = typeof ev.pdu.redacts === 'string' ? ev.pdu.redacts : ev.pdu.content.redacts;
+      if (typeof target === 'string') reader.invalidateById(target);
+    }
+  });
   const deps = {
     config,
     storage,
@@ -56,7 +67,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     signingKey,
     rateLimiter: new RateLimiter(config.rate_limiting.enabled),
     uia: new Uia(storage, config.server_name),
-    writer: new RoomWriter(storage, config.server_name, signingKey),
+    writer,
+    reader,
   };
 
   const apps: FastifyInstance[] = [];

@@ -1,6 +1,7 @@
 /** What the HTTP route modules may use. Each module takes only what it needs from this. */
 import type { Config } from '../config/schema.js';
 import type { RoomWriter } from '../input/room-writer.js';
+import type { EventReader } from '../read/event-reader.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
 import type { Authenticator } from './auth.js';
@@ -15,4 +16,5 @@ export interface ApiDeps {
   signingKey: SigningKey;
   uia: Uia;
   writer: RoomWriter;
+  reader: EventReader;
 }
