@@ -12,6 +12,7 @@ import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
 import { RoomWriter } from './input/room-writer.js';
 import { DamageReporter } from './integrity/damage.js';
 import { EventReader } from './read/event-reader.js';
+import { Notifier } from './sync/notifier.js';
 import { createLogger } from './log.js';
 import { openStorage, type Storage } from './storage/db.js';
 
@@ -53,7 +54,13 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const auth = new Authenticator(storage);
   const writer = new RoomWriter(storage, config.server_name, signingKey);
   const reader = new EventReader(storage, new DamageReporter(log));
+  const notifier = new Notifier();
   writer.onCommit((batch) => {
+    notifier.notifyRooms([batch.roomId]);
+    const members = batch.events.filter(
+      (e) => e.pdu.type === 'm.room.member' && typeof e.pdu.state_key === 'string',
+    );
+    if (members.length) notifier.notifyUsers(members.map((e) => e.pdu.state_key as string));
     for (const ev of batch.events) {
       if (ev.pdu.type !== 'm.room.redaction') continue;
       const target = typeof ev.pdu.redacts === 'string' ? ev.pdu.redacts : ev.pdu.content.redacts;
@@ -69,6 +76,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     uia: new Uia(storage, config.server_name),
     writer,
     reader,
+    notifier,
   };
 
   const apps: FastifyInstance[] = [];
@@ -112,7 +120,10 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdown_grace_ms).unref());
-      await Promise.race([Promise.allSettled(apps.map((a) => a.close())), grace]);
+      const closed = Promise.allSettled(apps.map((a) => a.close()));
+      // Long-polling syncs answer at once instead of holding the shutdown.
+      notifier.wakeAll();
+      await Promise.race([closed, grace]);
       for (const a of apps) a.server.closeAllConnections();
       await deps.writer.drain();
       await storage.close();

@@ -2,6 +2,7 @@
 import type { Config } from '../config/schema.js';
 import type { RoomWriter } from '../input/room-writer.js';
 import type { EventReader } from '../read/event-reader.js';
+import type { Notifier } from '../sync/notifier.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
 import type { Authenticator } from './auth.js';
@@ -17,4 +18,5 @@ export interface ApiDeps {
   uia: Uia;
   writer: RoomWriter;
   reader: EventReader;
+  notifier: Notifier;
 }

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { effectivePushRules } from '../../push/default-rules.js';
 import { isValidRoomId } from '../../rooms/identifiers.js';
+import type { Notifier } from '../../sync/notifier.js';
 import type { Storage } from '../../storage/db.js';
 import { getAccountData, putAccountData } from '../../storage/account-data.js';
 import { requester } from '../auth.js';
@@ -21,16 +22,17 @@ const RoomParams = z.object({ userId: z.string(), roomId: z.string(), type: z.st
 
 /** Writes one account data event, stamped with a fresh stream position so /sync picks it up. */
 export async function writeAccountData(
-  storage: Pick<Storage, 'db' | 'stream'>,
+  deps: { storage: Pick<Storage, 'db' | 'stream'>; notifier: Notifier },
   userId: string,
   roomId: string,
   type: string,
   content: Record<string, unknown>,
 ): Promise<void> {
   const json = JSON.stringify(content);
-  await storage.stream.withPosition((streamPos) =>
-    putAccountData(storage.db, { userId, roomId, type, content: json, streamPos }),
+  await deps.storage.stream.withPosition((streamPos) =>
+    putAccountData(deps.storage.db, { userId, roomId, type, content: json, streamPos }),
   );
+  deps.notifier.notifyUsers([userId]);
 }
 
 /** The account data content of `type`, or undefined when unset. */
@@ -65,7 +67,10 @@ function contentOf(type: string, body: unknown): Record<string, unknown> {
   return body;
 }
 
-export function accountDataRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'storage' | 'auth'>): void {
+export function accountDataRoutes(
+  app: FastifyInstance,
+  deps: Pick<ApiDeps, 'storage' | 'auth' | 'notifier'>,
+): void {
   const guard = { preHandler: deps.auth.requireUser };
   const { storage } = deps;
 
@@ -73,7 +78,7 @@ export function accountDataRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'sto
   app.put('/_matrix/client/v3/user/:userId/account_data/:type', guard, async (req) => {
     const { userId, type } = parseParams(GlobalParams, req.params);
     ownUser(req, userId, 'add');
-    await writeAccountData(storage, userId, GLOBAL_ROOM, type, contentOf(type, req.body));
+    await writeAccountData(deps, userId, GLOBAL_ROOM, type, contentOf(type, req.body));
     return {};
   });
 
@@ -93,7 +98,7 @@ export function accountDataRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'sto
     const { userId, roomId, type } = parseParams(RoomParams, req.params);
     ownUser(req, userId, 'add');
     const room = roomIdOf(roomId);
-    await writeAccountData(storage, userId, room, type, contentOf(type, req.body));
+    await writeAccountData(deps, userId, room, type, contentOf(type, req.body));
     return {};
   });
 

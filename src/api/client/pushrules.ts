@@ -103,7 +103,10 @@ function checkUserRuleId(ruleId: string): void {
   if (ruleId.includes('/') || ruleId.includes('\\')) throw invalidParam('Rule IDs cannot contain / or \\');
 }
 
-export function pushRulesRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'storage' | 'auth'>): void {
+export function pushRulesRoutes(
+  app: FastifyInstance,
+  deps: Pick<ApiDeps, 'storage' | 'auth' | 'notifier'>,
+): void {
   const guard = { preHandler: deps.auth.requireUser };
   const { storage } = deps;
   const base = '/_matrix/client/v3/pushrules/global/:kind/:ruleId';
@@ -114,7 +117,7 @@ export function pushRulesRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'stora
     const run = (tails.get(userId) ?? Promise.resolve()).then(async () => {
       const rules = await loadPushRules(storage, userId);
       change(rules);
-      await writeAccountData(storage, userId, GLOBAL_ROOM, PUSH_RULES_TYPE, { global: rules });
+      await writeAccountData(deps, userId, GLOBAL_ROOM, PUSH_RULES_TYPE, { global: rules });
     });
     const tail = run.catch(() => undefined);
     tails.set(userId, tail);
