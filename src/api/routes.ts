@@ -15,6 +15,10 @@ import { filterRoutes } from './client/filters.js';
 import { profileRoutes } from './client/profile.js';
 import { pushRulesRoutes } from './client/pushrules.js';
 import { voipRoutes } from './client/voip.js';
+import { roomReadRoutes } from './client/room-read.js';
+import { roomStateRoutes } from './client/room-state.js';
+import { relationRoutes } from './client/relations.js';
+import { timestampRoutes } from './client/timestamp.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
   versionRoutes(app, deps);
@@ -31,4 +35,8 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   createRoomRoutes(app, deps);
   membershipRoutes(app, deps);
   sendRoutes(app, deps);
+  roomReadRoutes(app, deps);
+  roomStateRoutes(app, deps);
+  relationRoutes(app, deps);
+  timestampRoutes(app, deps);
 }

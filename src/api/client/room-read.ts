@@ -1,0 +1,171 @@
+/** Reading a room's events: /messages, /context and /event (client-server API "Getting events for a room"). */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { LoadedEvent } from '../../read/event-reader.js';
+import {
+  formatEvents,
+  memberEventsFor,
+  paginateRoom,
+  parseEventFilter,
+  readHead,
+  roomAccess,
+  stateAfterLoaded,
+  visDeps,
+  type ReadDeps,
+  type RoomAccess,
+} from '../../read/room-pagination.js';
+import { formatStreamToken, parseStreamToken } from '../../read/tokens.js';
+import { filterVisible } from '../../read/visibility.js';
+import type { RoomEventFilter } from '../../sync/filter.js';
+import { isValidEventId } from '../../rooms/identifiers.js';
+import { requester, type Requester } from '../auth.js';
+import type { ApiDeps } from '../context.js';
+import { forbidden, invalidParam, MatrixError, notFound } from '../errors.js';
+import { parseParams, parseQuery } from '../validate.js';
+import { bundleAggregations } from './relations.js';
+
+const Limit = (def: number, max: number) =>
+  z.coerce
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .transform((n) => Math.min(n ?? def, max));
+
+const RoomParams = z.object({ roomId: z.string() });
+const EventParams = z.object({ roomId: z.string(), eventId: z.string() });
+const MessagesQuery = z.object({
+  dir: z.enum(['b', 'f']).default('b'),
+  from: z.string().optional(),
+  to: z.string().optional(),
+  limit: Limit(10, 1000),
+  filter: z.string().optional(),
+});
+const ContextQuery = z.object({ limit: Limit(10, 100), filter: z.string().optional() });
+
+/** The event, when it is in the room, in the timeline and visible to the user; else undefined. */
+async function visibleEvent(
+  deps: ReadDeps,
+  access: RoomAccess,
+  eventId: string,
+): Promise<LoadedEvent | undefined> {
+  const ev = await deps.reader.byId(eventId);
+  if (!ev || ev.roomId !== access.room.roomId || ev.streamOrdering === null) return undefined;
+  if (access.cap !== undefined && ev.streamOrdering > access.cap) return undefined;
+  const [visible] = await filterVisible(visDeps(deps), access.userId, [ev]);
+  return visible;
+}
+
+/** Formats events with bundled aggregations for this requester. */
+async function serve(deps: ReadDeps, events: readonly LoadedEvent[], r: Requester) {
+  return bundleAggregations(deps, await formatEvents(deps, events, r), r);
+}
+
+/** The lazy-loaded member state for `events`' senders, from the state after `at`. */
+async function lazyMembers(deps: ReadDeps, at: LoadedEvent, events: readonly LoadedEvent[]) {
+  const state = await stateAfterLoaded(deps, at);
+  return state
+    ? memberEventsFor(
+        state,
+        events.map((e) => e.pdu.sender),
+      )
+    : [];
+}
+
+/** State at `ev` for /context: everything, or with lazy loading only the members of `senders`. */
+async function contextState(
+  deps: ReadDeps,
+  ev: LoadedEvent,
+  senders: readonly LoadedEvent[],
+  filter: RoomEventFilter | undefined,
+): Promise<LoadedEvent[]> {
+  const state = await stateAfterLoaded(deps, ev);
+  if (!state) return [];
+  if (!filter?.lazy_load_members) return [...state.values()];
+  const nonMembers = [...state.values()].filter((e) => e.pdu.type !== 'm.room.member');
+  return [
+    ...nonMembers,
+    ...memberEventsFor(
+      state,
+      senders.map((e) => e.pdu.sender),
+    ),
+  ];
+}
+
+function checkEventId(eventId: string): void {
+  if (!isValidEventId(eventId)) throw invalidParam(`Invalid event id: ${eventId}`);
+}
+
+export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
+  const guard = { preHandler: deps.auth.requireUser };
+
+  /** GET /_matrix/client/v3/rooms/{roomId}/messages */
+  app.get('/_matrix/client/v3/rooms/:roomId/messages', guard, async (req) => {
+    const r = requester(req);
+    const { roomId } = parseParams(RoomParams, req.params);
+    const q = parseQuery(MessagesQuery, req.query);
+    const filter = parseEventFilter(q.filter);
+    const from = q.from === undefined ? undefined : parseStreamToken(q.from, 'from').pos;
+    const to = q.to === undefined ? undefined : parseStreamToken(q.to, 'to').pos;
+    const access = await roomAccess(deps, roomId, r.userId);
+    const start = from ?? (q.dir === 'b' ? readHead(deps, access) : 0);
+    const page = await paginateRoom(deps, access, { dir: q.dir, from: start, to, limit: q.limit, filter });
+    const first = page.events[0];
+    const state = filter?.lazy_load_members && first ? await lazyMembers(deps, first, page.events) : [];
+    return {
+      chunk: await serve(deps, page.events, r),
+      start: q.from ?? formatStreamToken(start),
+      ...(page.next !== undefined ? { end: formatStreamToken(page.next) } : {}),
+      ...(state.length ? { state: await formatEvents(deps, state, r) } : {}),
+    };
+  });
+
+  /** GET /_matrix/client/v3/rooms/{roomId}/context/{eventId} */
+  app.get('/_matrix/client/v3/rooms/:roomId/context/:eventId', guard, async (req) => {
+    const r = requester(req);
+    const { roomId, eventId } = parseParams(EventParams, req.params);
+    const q = parseQuery(ContextQuery, req.query);
+    const filter = parseEventFilter(q.filter);
+    checkEventId(eventId);
+    const access = await roomAccess(deps, roomId, r.userId);
+    const known = await deps.reader.byId(eventId);
+    if (!known || known.roomId !== roomId || known.streamOrdering === null) throw notFound('Event not found');
+    const ev = await visibleEvent(deps, access, eventId);
+    if (!ev) throw forbidden("You don't have permission to access that event");
+    const pos = ev.streamOrdering as number;
+    const nBefore = Math.floor(q.limit / 2);
+    const [before, after] = await Promise.all([
+      paginateRoom(deps, access, { dir: 'b', from: pos - 1, limit: nBefore, filter }),
+      paginateRoom(deps, access, { dir: 'f', from: pos, limit: q.limit - nBefore, filter }),
+    ]);
+    const lastBefore = before.events[before.events.length - 1];
+    const lastAfter = after.events[after.events.length - 1];
+    const state = await contextState(deps, ev, [...before.events, ev, ...after.events], filter);
+    return {
+      event: (await serve(deps, [ev], r))[0],
+      events_before: await serve(deps, before.events, r),
+      events_after: await serve(deps, after.events, r),
+      start: formatStreamToken(lastBefore ? (lastBefore.streamOrdering as number) - 1 : pos - 1),
+      end: formatStreamToken(lastAfter ? (lastAfter.streamOrdering as number) : pos),
+      state: await formatEvents(deps, state, r),
+    };
+  });
+
+  /** GET /_matrix/client/v3/rooms/{roomId}/event/{eventId} */
+  app.get('/_matrix/client/v3/rooms/:roomId/event/:eventId', guard, async (req) => {
+    const r = requester(req);
+    const { roomId, eventId } = parseParams(EventParams, req.params);
+    checkEventId(eventId);
+    let access: RoomAccess;
+    try {
+      access = await roomAccess(deps, roomId, r.userId);
+    } catch (err) {
+      // Like Synapse, an event the user may not see is "not found", whatever the reason.
+      if (err instanceof MatrixError && err.errcode === 'M_FORBIDDEN') throw notFound('Event not found');
+      throw err;
+    }
+    const ev = await visibleEvent(deps, access, eventId);
+    if (!ev) throw notFound('Event not found');
+    return (await serve(deps, [ev], r))[0];
+  });
+}
