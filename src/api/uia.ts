@@ -36,9 +36,10 @@ export class Uia {
     private readonly serverName: string,
   ) {}
 
-  /** Returns when a flow is complete; otherwise throws the 401 UIA response (or an error for a failed stage). */
+  /** Returns when a flow is complete; otherwise throws the 401 UIA response (with the errcode of a failed stage). */
   async require(r: UiaRequest): Promise<void> {
-    const requestKey = `${r.req.method} ${r.req.routeOptions.url ?? ''}`;
+    // The concrete path (not the route pattern): a session started to delete one device cannot delete another.
+    const requestKey = `${r.req.method} ${r.req.url.split('?')[0] ?? ''}`;
     const db = this.storage.db;
     const auth = isJsonObject(r.auth) ? r.auth : undefined;
     const sessionId = typeof auth?.session === 'string' ? auth.session : undefined;
@@ -54,17 +55,26 @@ export class Uia {
       completed = session.completed;
     }
 
+    // A failed stage is answered like an incomplete flow (401 with flows and session), plus its errcode.
+    let failure: MatrixError | undefined;
     if (auth && typeof auth.type === 'string') {
       const stage = auth.type;
       if (!r.flows.some((f) => (f as string[]).includes(stage))) {
         throw new MatrixError('M_UNRECOGNIZED', `Authentication type ${stage} is not offered here`, {}, 400);
       }
-      await this.#checkStage(stage as Stage, auth, r);
-      if (!completed.includes(stage)) completed = [...completed, stage];
-      if (r.flows.some((f) => f.every((s) => completed.includes(s)))) {
-        if (session)
-          await db.deleteFrom('uia_sessions').where('session_id', '=', session.sessionId).execute();
-        return;
+      try {
+        await this.#checkStage(stage as Stage, auth, r);
+      } catch (err) {
+        if (!(err instanceof MatrixError) || (err.status !== 401 && err.status !== 403)) throw err;
+        failure = err;
+      }
+      if (!failure) {
+        if (!completed.includes(stage)) completed = [...completed, stage];
+        if (r.flows.some((f) => f.every((s) => completed.includes(s)))) {
+          if (session)
+            await db.deleteFrom('uia_sessions').where('session_id', '=', session.sessionId).execute();
+          return;
+        }
       }
     }
 
@@ -81,12 +91,17 @@ export class Uia {
     } else {
       await setUiaCompleted(db, session.sessionId, completed);
     }
-    throw new MatrixError('M_UNAUTHORIZED', 'Additional authentication is required', {
-      flows: r.flows.map((stages) => ({ stages })),
-      params: {},
-      session: session.sessionId,
-      completed,
-    });
+    throw new MatrixError(
+      failure?.errcode ?? 'M_UNAUTHORIZED',
+      failure?.message ?? 'Additional authentication is required',
+      {
+        flows: r.flows.map((stages) => ({ stages })),
+        params: {},
+        session: session.sessionId,
+        completed,
+      },
+      401,
+    );
   }
 
   async #checkStage(stage: Stage, auth: Record<string, unknown>, r: UiaRequest): Promise<void> {
@@ -132,5 +147,10 @@ export function claimedUserId(auth: Record<string, unknown>, serverName: string)
     name = auth.user;
   }
   if (typeof name !== 'string' || name === '') return undefined;
-  return name.startsWith('@') ? name : `@${name.toLowerCase()}:${serverName}`;
+  if (!name.startsWith('@')) return `@${name.toLowerCase()}:${serverName}`;
+  // Local user ids are all lower case (registration lower-cases them), so a full id is matched case-insensitively.
+  const colon = name.indexOf(':');
+  if (colon > 0 && name.slice(colon + 1) === serverName)
+    return `${name.slice(0, colon).toLowerCase()}:${serverName}`;
+  return name;
 }

@@ -65,6 +65,8 @@ export async function registerUserCommand(
     }
     localpart = m[1] as string;
   }
+  // As HTTP and shared-secret registration (and Synapse's register_new_matrix_user) do.
+  localpart = localpart.toLowerCase();
   const password = opts.password ?? (await askPassword('Password: '));
   if (password === '') throw new CliError('the password must not be empty');
   let storage;

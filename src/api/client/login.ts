@@ -46,12 +46,13 @@ export function loginRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const userId = claimedUserId(body as Record<string, unknown>, config.server_name);
     if (!userId) throw new MatrixError('M_MISSING_PARAM', 'Missing parameter: identifier.user');
     const user = await getUser(storage.db, userId);
+    // Deactivation clears the password hash, so this must be checked before the password (as Synapse does).
+    if (user?.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 'This account has been deactivated');
     const ok = user !== undefined && (await verifyPassword(user.password_hash, body.password));
     if (!ok || !user) {
       rateLimiter.check(`login:user:${userId}`, config.rate_limiting.login);
       throw new MatrixError('M_FORBIDDEN', 'Invalid username or password');
     }
-    if (user.deactivated) throw new MatrixError('M_USER_DEACTIVATED', 'This account has been deactivated');
     if (user.locked)
       throw new MatrixError('M_USER_LOCKED', 'This account has been locked', { soft_logout: false });
     const session = await createSession(storage.db, {

@@ -108,6 +108,8 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.get('/_matrix/client/v1/register/m.login.registration_token/validity', async (req) => {
     const { token } = parseQuery(z.looseObject({ token: z.string() }), req.query);
     rateLimiter.check(`register:ip:${req.ip}`, config.rate_limiting.register);
+    if (!config.enable_registration)
+      throw new MatrixError('M_FORBIDDEN', 'Registration is not enabled on this homeserver');
     return { valid: await checkRegistrationToken(storage.db, token, Date.now()) };
   });
 }
