@@ -1,0 +1,139 @@
+/** The `rooms.join` (and `rooms.leave`) section of one room: timeline, state, summary. */
+import type { JsonObject } from '../rooms/event.js';
+import type { LoadedEvent } from '../read/event-reader.js';
+import { formatStreamToken } from '../read/tokens.js';
+import { splitStateKey, type StateMapNids } from '../storage/state.js';
+import { eventAllowed, timelineLimit, type SyncContext } from './context.js';
+import { formatEvents } from './format.js';
+import { memberCounts, timelineNids, txnIdsFor, type MembershipRow } from './queries.js';
+import { stateAtPosition, stateBefore, stateDelta } from './room-state.js';
+
+export interface RoomTimelineSection {
+  timeline: { events: JsonObject[]; limited: boolean; prev_batch: string };
+  state?: { events: JsonObject[] };
+  state_after?: { events: JsonObject[] };
+  summary?: JsonObject;
+  /** True when nothing in the timeline or state changed (the room may still carry ephemeral data). */
+  empty: boolean;
+}
+
+/**
+ * Builds timeline and state for a room between ctx.since and `upTo` (the leave event for a left room).
+ * `full` asks for the complete state at the start of the timeline (initial sync, full_state, newly joined).
+ */
+export async function roomTimelineSection(
+  ctx: SyncContext,
+  m: MembershipRow,
+  upTo: number,
+  full: boolean,
+  visible: (events: LoadedEvent[]) => Promise<LoadedEvent[]>,
+): Promise<RoomTimelineSection> {
+  const { storage, reader, filter } = ctx;
+  const after = full && ctx.since === null ? null : ctx.since;
+  const limit = timelineLimit(filter);
+  const tl = await timelineNids(storage.db, m.room_nid, after, upTo, limit, filter.room?.timeline);
+  const loaded = await visible(await reader.listByNids(tl.nids));
+  const first = loaded[0];
+  const prevPos = first?.streamOrdering != null ? first.streamOrdering - 1 : (tl.streams[0] ?? upTo + 1) - 1;
+
+  let startState: StateMapNids;
+  if (first) startState = await stateBefore(reader, first);
+  else startState = await stateAtPosition(storage, reader, m.room_nid, m.room_id, upTo);
+
+  let stateMap: StateMapNids;
+  if (full || ctx.since === null) stateMap = startState;
+  else if (tl.limited) {
+    const sinceState = await stateAtPosition(storage, reader, m.room_nid, m.room_id, ctx.since);
+    stateMap = stateDelta(sinceState, startState);
+  } else stateMap = new Map();
+
+  const timelineEvents = loaded;
+  const stateEvents = await selectState(ctx, stateMap, startState, timelineEvents, m.room_id);
+  const txnIds = await txnIdsFor(
+    storage.db,
+    timelineEvents.map((e) => e.nid),
+    ctx.userId,
+    ctx.deviceId,
+  );
+  const fmt = {
+    format: filter.event_format ?? 'client',
+    eventFields: filter.event_fields,
+    omitRoomId: true,
+  } as const;
+
+  const section: RoomTimelineSection = {
+    timeline: {
+      events: await formatEvents(reader, timelineEvents, { ...fmt, txnIds }),
+      limited: tl.limited,
+      prev_batch: formatStreamToken(Math.max(0, prevPos)),
+    },
+    empty: timelineEvents.length === 0 && stateEvents.length === 0 && !full,
+  };
+  const formattedState = await formatEvents(reader, stateEvents, fmt);
+  if (ctx.useStateAfter) {
+    const endState = await stateAtPosition(storage, reader, m.room_nid, m.room_id, upTo);
+    const base =
+      full || ctx.since === null
+        ? new Map()
+        : await stateAtPosition(storage, reader, m.room_nid, m.room_id, ctx.since);
+    const afterEvents = await selectState(
+      ctx,
+      stateDelta(base, endState),
+      endState,
+      timelineEvents,
+      m.room_id,
+    );
+    section.state_after = { events: await formatEvents(reader, afterEvents, fmt) };
+  } else {
+    section.state = { events: formattedState };
+  }
+  const membershipChanged =
+    timelineEvents.some((e) => e.pdu.type === 'm.room.member') ||
+    stateEvents.some((e) => e.pdu.type === 'm.room.member');
+  if (full || membershipChanged) section.summary = await summary(ctx, m.room_nid);
+  return section;
+}
+
+/** Applies the state filter and lazy-loading of members to a state map, loading the events. */
+async function selectState(
+  ctx: SyncContext,
+  map: StateMapNids,
+  fullStart: StateMapNids,
+  timeline: LoadedEvent[],
+  roomId: string,
+): Promise<LoadedEvent[]> {
+  const sf = ctx.filter.room?.state;
+  const lazy = sf?.lazy_load_members === true;
+  const wanted = new Map<string, number>();
+  for (const [k, nid] of map) {
+    const [type] = splitStateKey(k);
+    if (lazy && type === 'm.room.member') continue;
+    wanted.set(k, nid);
+  }
+  if (lazy) {
+    const senders = new Set(timeline.map((e) => e.pdu.sender));
+    senders.add(ctx.userId);
+    for (const s of senders) {
+      const k = `m.room.member\u0000${s}`;
+      const nid =
+        map.get(k) ?? (sf?.include_redundant_members || ctx.since === null ? fullStart.get(k) : undefined);
+      if (nid !== undefined && !timeline.some((e) => e.nid === nid)) wanted.set(k, nid);
+    }
+  }
+  const events = await ctx.reader.stateEvents(wanted, roomId);
+  const out: LoadedEvent[] = [];
+  for (const ev of events.values()) {
+    if (!eventAllowed(sf, ev.pdu.type, ev.pdu.sender)) continue;
+    out.push(ev);
+  }
+  return out;
+}
+
+async function summary(ctx: SyncContext, roomNid: number): Promise<JsonObject> {
+  const c = await memberCounts(ctx.storage.db, roomNid);
+  return {
+    'm.heroes': c.heroes.filter((u) => u !== ctx.userId).slice(0, 5),
+    'm.joined_member_count': c.joined,
+    'm.invited_member_count': c.invited,
+  };
+}

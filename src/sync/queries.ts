@@ -1,0 +1,189 @@
+/** SQL reads of the sync read model. */
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../storage/schema.js';
+import type { RoomEventFilter } from './filter.js';
+
+export interface MembershipRow {
+  room_nid: number;
+  room_id: string;
+  room_version: string;
+  membership: string;
+  event_nid: number;
+  stream_ordering: number;
+  forgotten: number;
+}
+
+export async function membershipsOf(db: Kysely<Database>, userId: string): Promise<MembershipRow[]> {
+  const rows = await db
+    .selectFrom('room_members as m')
+    .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
+    .select([
+      'm.room_nid',
+      'r.room_id',
+      'r.room_version',
+      'm.membership',
+      'm.event_nid',
+      'm.stream_ordering',
+      'm.forgotten',
+    ])
+    .where('m.user_id', '=', userId)
+    .execute();
+  return rows.map((r) => ({
+    ...r,
+    room_nid: Number(r.room_nid),
+    event_nid: Number(r.event_nid),
+    stream_ordering: Number(r.stream_ordering),
+  }));
+}
+
+/** Converts a filter type pattern (with `*` wildcards) to a LIKE pattern. */
+function likePattern(p: string): string {
+  return p.replace(/[\\%_]/g, (c) => `\\${c}`).replace(/\*/g, '%');
+}
+
+/**
+ * The newest `limit` events of a room with `after < stream_ordering <= upTo` (after = null for no lower bound),
+ * matching the timeline filter; returns their nids oldest first and whether more matched.
+ */
+export async function timelineNids(
+  db: Kysely<Database>,
+  roomNid: number,
+  after: number | null,
+  upTo: number,
+  limit: number,
+  filter: RoomEventFilter | undefined,
+): Promise<{ nids: number[]; streams: number[]; limited: boolean }> {
+  let q = db
+    .selectFrom('events')
+    .select(['event_nid', 'stream_ordering'])
+    .where('room_nid', '=', roomNid)
+    .where('outlier', '=', 0)
+    .where('stream_ordering', '<=', upTo);
+  if (after !== null) q = q.where('stream_ordering', '>', after);
+  if (filter?.types) {
+    const types = filter.types;
+    q = q.where((eb) =>
+      eb.or(types.map((t) => (t.includes('*') ? eb('type', 'like', likePattern(t)) : eb('type', '=', t)))),
+    );
+  }
+  if (filter?.not_types?.length) {
+    for (const t of filter.not_types)
+      q = q.where((eb) => (t.includes('*') ? eb('type', 'not like', likePattern(t)) : eb('type', '!=', t)));
+  }
+  if (filter?.senders)
+    q = filter.senders.length ? q.where('sender', 'in', filter.senders) : q.where(sql<boolean>`1 = 0`);
+  if (filter?.not_senders?.length) q = q.where('sender', 'not in', filter.not_senders);
+  if (filter?.contains_url !== undefined) q = q.where('contains_url', '=', filter.contains_url ? 1 : 0);
+  const rows = await q
+    .orderBy('stream_ordering', 'desc')
+    .limit(limit + 1)
+    .execute();
+  const limited = rows.length > limit;
+  const kept = rows.slice(0, limit).reverse();
+  return {
+    nids: kept.map((r) => Number(r.event_nid)),
+    streams: kept.map((r) => Number(r.stream_ordering)),
+    limited,
+  };
+}
+
+/** Rooms among `roomNids` with any event in (after, upTo]. */
+export async function roomsWithEvents(
+  db: Kysely<Database>,
+  roomNids: number[],
+  after: number,
+  upTo: number,
+): Promise<Set<number>> {
+  if (roomNids.length === 0 || upTo <= after) return new Set();
+  const out = new Set<number>();
+  for (let i = 0; i < roomNids.length; i += 500) {
+    const rows = await db
+      .selectFrom('events')
+      .select('room_nid')
+      .distinct()
+      .where('room_nid', 'in', roomNids.slice(i, i + 500))
+      .where('stream_ordering', '>', after)
+      .where('stream_ordering', '<=', upTo)
+      .execute();
+    for (const r of rows) out.add(Number(r.room_nid));
+  }
+  return out;
+}
+
+/** The last event of a room at or before `pos`: its nid, snapshot (state before it) and whether it is state. */
+export async function lastEventAtOrBefore(
+  db: Kysely<Database>,
+  roomNid: number,
+  pos: number,
+): Promise<
+  { event_nid: number; state_snapshot_nid: number | null; type: string; state_key: string | null } | undefined
+> {
+  const row = await db
+    .selectFrom('events')
+    .select(['event_nid', 'state_snapshot_nid', 'type', 'state_key'])
+    .where('room_nid', '=', roomNid)
+    .where('outlier', '=', 0)
+    .where('stream_ordering', '<=', pos)
+    .orderBy('stream_ordering', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  return {
+    ...row,
+    event_nid: Number(row.event_nid),
+    state_snapshot_nid: row.state_snapshot_nid === null ? null : Number(row.state_snapshot_nid),
+  };
+}
+
+export async function memberCounts(
+  db: Kysely<Database>,
+  roomNid: number,
+): Promise<{ joined: number; invited: number; heroes: string[] }> {
+  const rows = await db
+    .selectFrom('room_members')
+    .select(['user_id', 'membership'])
+    .where('room_nid', '=', roomNid)
+    .where('membership', 'in', ['join', 'invite'])
+    .orderBy('user_id')
+    .execute();
+  let joined = 0;
+  let invited = 0;
+  for (const r of rows) {
+    if (r.membership === 'join') joined++;
+    else invited++;
+  }
+  return { joined, invited, heroes: rows.map((r) => r.user_id) };
+}
+
+export async function snapshotOfEvent(db: Kysely<Database>, eventNid: number): Promise<number | null> {
+  const row = await db
+    .selectFrom('events')
+    .select('state_snapshot_nid')
+    .where('event_nid', '=', eventNid)
+    .executeTakeFirst();
+  return row?.state_snapshot_nid === undefined || row.state_snapshot_nid === null
+    ? null
+    : Number(row.state_snapshot_nid);
+}
+
+export async function txnIdsFor(
+  db: Kysely<Database>,
+  nids: number[],
+  userId: string,
+  deviceId: string,
+): Promise<Map<number, string>> {
+  const out = new Map<number, string>();
+  if (nids.length === 0) return out;
+  for (let i = 0; i < nids.length; i += 500) {
+    const rows = await db
+      .selectFrom('event_txn_ids')
+      .select(['event_nid', 'txn_id'])
+      .where('user_id', '=', userId)
+      .where('device_id', '=', deviceId)
+      .where('event_nid', 'in', nids.slice(i, i + 500))
+      .execute();
+    for (const r of rows)
+      out.set(Number(r.event_nid), r.txn_id.startsWith('redact:') ? r.txn_id.slice(7) : r.txn_id);
+  }
+  return out;
+}

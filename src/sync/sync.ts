@@ -1,0 +1,224 @@
+/**
+ * GET /sync as a read model. A request registers with the notifier before computing, so no commit between the
+ * computation and the wait is missed; an empty incremental sync waits until woken or timed out, then recomputes.
+ * Everything is read up to `stream.current`, the position below which all writes have committed.
+ */
+import type { JsonObject } from '../rooms/event.js';
+import type { EventReader, LoadedEvent } from '../read/event-reader.js';
+import { formatStreamToken, parseStreamToken } from '../read/tokens.js';
+import type { Storage } from '../storage/db.js';
+import { listAccountDataSince } from '../storage/account-data.js';
+import { loadPushRules, PUSH_RULES_TYPE } from '../api/client/pushrules.js';
+import { eventAllowed, roomAllowed, type SyncContext } from './context.js';
+import type { Filter } from './filter.js';
+import { strippedState } from './format.js';
+import { roomTimelineSection } from './joined-room.js';
+import type { Notifier } from './notifier.js';
+import { membershipsOf, type MembershipRow } from './queries.js';
+import { stateBefore } from './room-state.js';
+
+export interface SyncRequest {
+  userId: string;
+  deviceId: string;
+  since: string | undefined;
+  timeoutMs: number;
+  fullState: boolean;
+  filter: Filter;
+  useStateAfter: boolean;
+}
+
+export interface SyncDeps {
+  storage: Storage;
+  reader: EventReader;
+  notifier: Notifier;
+  /** Filters events the user may not see (history visibility); identity when absent. */
+  visible?: (userId: string, events: LoadedEvent[]) => Promise<LoadedEvent[]>;
+}
+
+const STRIPPED_TYPES = new Set([
+  'm.room.create',
+  'm.room.join_rules',
+  'm.room.name',
+  'm.room.avatar',
+  'm.room.canonical_alias',
+  'm.room.encryption',
+  'm.room.topic',
+]);
+
+interface Computed {
+  body: JsonObject;
+  empty: boolean;
+}
+
+async function activeRoomIds(storage: Storage, userId: string): Promise<string[]> {
+  const rows = await storage.db
+    .selectFrom('room_members as m')
+    .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
+    .select('r.room_id')
+    .where('m.user_id', '=', userId)
+    .where('m.membership', 'in', ['join', 'invite', 'knock'])
+    .execute();
+  return rows.map((r) => r.room_id);
+}
+
+export class SyncService {
+  constructor(private readonly deps: SyncDeps) {}
+
+  async sync(req: SyncRequest): Promise<JsonObject> {
+    const { storage, notifier } = this.deps;
+    let since: number | null = null;
+    if (req.since !== undefined) {
+      const parsed = parseStreamToken(req.since, 'since');
+      // A token from the future (another database, a restore) is treated as "now": never a 500.
+      since = Math.min(parsed.pos, storage.stream.current);
+    }
+    const deadline = Date.now() + req.timeoutMs;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      // Watch the user's rooms before reading anything, so a commit during the computation still wakes us.
+      const rooms = since === null ? [] : await activeRoomIds(storage, req.userId);
+      const waiter = notifier.register(req.userId, rooms, since === null ? 0 : Math.max(0, remaining));
+      try {
+        const to = storage.stream.current;
+        const result = await this.compute(req, since, to);
+        if (!result.empty || since === null || remaining <= 0) return result.body;
+        const woken = await waiter.woken;
+        if (!woken) return (await this.compute(req, since, storage.stream.current)).body;
+      } finally {
+        waiter.cancel();
+      }
+    }
+  }
+
+  async compute(req: SyncRequest, since: number | null, to: number): Promise<Computed> {
+    const { storage, reader } = this.deps;
+    const ctx: SyncContext = {
+      storage,
+      reader,
+      userId: req.userId,
+      deviceId: req.deviceId,
+      filter: req.filter,
+      since,
+      to,
+      fullState: req.fullState,
+      useStateAfter: req.useStateAfter,
+    };
+    const memberships = (await membershipsOf(storage.db, req.userId)).filter((m) =>
+      roomAllowed(req.filter, m.room_id),
+    );
+    const join: JsonObject = {};
+    const invite: JsonObject = {};
+    const knock: JsonObject = {};
+    const leave: JsonObject = {};
+    const accountData = await this.#accountData(ctx);
+    const visible = (events: LoadedEvent[]) =>
+      this.deps.visible ? this.deps.visible(req.userId, events) : Promise.resolve(events);
+
+    for (const m of memberships) {
+      const changed = since === null || m.stream_ordering > since;
+      if (m.membership === 'join') {
+        const full = since === null || req.fullState || m.stream_ordering > since;
+        const section = await roomTimelineSection(ctx, m, to, full, visible);
+        const roomData = accountData.rooms.get(m.room_id);
+        if (section.empty && !roomData) continue;
+        const { empty: _empty, ...rest } = section;
+        join[m.room_id] = {
+          ...rest,
+          ephemeral: { events: [] },
+          account_data: { events: roomData ?? [] },
+          unread_notifications: {},
+          unread_thread_notifications: {},
+        };
+      } else if (m.membership === 'invite' && changed) {
+        invite[m.room_id] = { invite_state: { events: await this.#stripped(m) } };
+      } else if (m.membership === 'knock' && changed) {
+        knock[m.room_id] = { knock_state: { events: await this.#stripped(m) } };
+      } else if ((m.membership === 'leave' || m.membership === 'ban') && m.forgotten === 0) {
+        const wanted = since === null ? req.filter.room?.include_leave === true : m.stream_ordering > since;
+        if (!wanted) continue;
+        const section = await roomTimelineSection(
+          ctx,
+          m,
+          Math.min(m.stream_ordering, to),
+          since === null,
+          visible,
+        );
+        const { empty: _empty, summary: _summary, ...rest } = section;
+        leave[m.room_id] = { ...rest, account_data: { events: accountData.rooms.get(m.room_id) ?? [] } };
+      }
+    }
+
+    const rooms: JsonObject = {};
+    if (Object.keys(join).length) rooms.join = join;
+    if (Object.keys(invite).length) rooms.invite = invite;
+    if (Object.keys(knock).length) rooms.knock = knock;
+    if (Object.keys(leave).length) rooms.leave = leave;
+    const body: JsonObject = {
+      next_batch: formatStreamToken(to),
+      rooms,
+      account_data: { events: accountData.global },
+      presence: { events: [] },
+      to_device: { events: [] },
+      device_lists: { changed: [], left: [] },
+      device_one_time_keys_count: {},
+      device_unused_fallback_key_types: [],
+    };
+    const empty = Object.keys(rooms).length === 0 && accountData.global.length === 0;
+    return { body, empty };
+  }
+
+  async #stripped(m: MembershipRow): Promise<JsonObject[]> {
+    const { reader } = this.deps;
+    const ev = (await reader.byNids([m.event_nid])).get(m.event_nid);
+    if (!ev) return [];
+    const before = await stateBefore(reader, ev);
+    const wanted = new Map<string, number>();
+    for (const [k, nid] of before) {
+      const type = k.slice(0, k.indexOf('\u0000'));
+      if (STRIPPED_TYPES.has(type) || (type === 'm.room.member' && k.endsWith(`\u0000${ev.pdu.sender}`)))
+        wanted.set(k, nid);
+    }
+    const state = await reader.stateEvents(wanted, m.room_id);
+    return [...[...state.values()].map(strippedState), strippedState(ev)];
+  }
+
+  async #accountData(ctx: SyncContext): Promise<{ global: JsonObject[]; rooms: Map<string, JsonObject[]> }> {
+    const rows = await listAccountDataSince(ctx.storage.db, ctx.userId, ctx.since ?? -1, ctx.to);
+    const global: JsonObject[] = [];
+    const rooms = new Map<string, JsonObject[]>();
+    let sawPushRules = false;
+    for (const r of rows) {
+      let content: unknown;
+      try {
+        content = JSON.parse(r.content);
+      } catch {
+        continue;
+      }
+      const ev = { type: r.type, content } as JsonObject;
+      if (r.room_id === '') {
+        if (!eventAllowed(ctx.filter.account_data, r.type, ctx.userId)) continue;
+        if (r.type === PUSH_RULES_TYPE) {
+          sawPushRules = true;
+          ev.content = { global: await loadPushRules(ctx.storage, ctx.userId) };
+        }
+        global.push(ev);
+      } else {
+        if (!eventAllowed(ctx.filter.room?.account_data, r.type, ctx.userId)) continue;
+        const list = rooms.get(r.room_id) ?? [];
+        list.push(ev);
+        rooms.set(r.room_id, list);
+      }
+    }
+    if (
+      ctx.since === null &&
+      !sawPushRules &&
+      eventAllowed(ctx.filter.account_data, PUSH_RULES_TYPE, ctx.userId)
+    ) {
+      global.push({
+        type: PUSH_RULES_TYPE,
+        content: { global: await loadPushRules(ctx.storage, ctx.userId) },
+      });
+    }
+    return { global, rooms };
+  }
+}
