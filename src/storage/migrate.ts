@@ -29,6 +29,24 @@ export async function migrate(
   engine: Engine,
   migrations: readonly Migration[] = MIGRATIONS,
 ): Promise<number[]> {
+  if (engine === 'sqlite') return migrateLocked(db, engine, migrations);
+  // Two processes starting on one empty PostgreSQL database must not both create the schema: a session-level
+  // advisory lock, held on one pinned connection, serialises them.
+  return db.connection().execute(async (conn) => {
+    await sql`SELECT pg_advisory_lock(4242001)`.execute(conn);
+    try {
+      return await migrateLocked(conn, engine, migrations);
+    } finally {
+      await sql`SELECT pg_advisory_unlock(4242001)`.execute(conn);
+    }
+  });
+}
+
+async function migrateLocked(
+  db: Kysely<Database>,
+  engine: Engine,
+  migrations: readonly Migration[],
+): Promise<number[]> {
   await db.schema
     .createTable('schema_version')
     .ifNotExists()
@@ -43,8 +61,6 @@ export async function migrate(
   for (const m of migrations) {
     if (m.version <= found) continue;
     await db.transaction().execute(async (trx) => {
-      if (engine === 'postgres') await sql`LOCK TABLE schema_version IN EXCLUSIVE MODE`.execute(trx);
-      // Another process may have applied it while we waited for the lock.
       if ((await currentSchemaVersion(trx)) >= m.version) return;
       await m.up(trx, engine);
       await trx
