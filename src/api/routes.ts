@@ -19,6 +19,7 @@ import { roomReadRoutes } from './client/room-read.js';
 import { roomStateRoutes } from './client/room-state.js';
 import { relationRoutes } from './client/relations.js';
 import { timestampRoutes } from './client/timestamp.js';
+import { directoryRoutes } from './client/directory.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
   versionRoutes(app, deps);
@@ -39,4 +40,5 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   roomStateRoutes(app, deps);
   relationRoutes(app, deps);
   timestampRoutes(app, deps);
+  directoryRoutes(app, deps);
 }
