@@ -13,8 +13,11 @@ import { eventAllowed, roomAllowed, type SyncContext } from './context.js';
 import type { Filter } from './filter.js';
 import { strippedState } from './format.js';
 import { roomTimelineSection } from './joined-room.js';
+import { presenceEventsFor, receiptEventsForRooms, typingEvent } from './ephemeral.js';
 import type { Notifier } from './notifier.js';
+import type { TypingStore } from './typing.js';
 import { membershipsOf, type MembershipRow } from './queries.js';
+import { unreadCounts } from './unread.js';
 import { stateBefore } from './room-state.js';
 
 export interface SyncRequest {
@@ -31,6 +34,8 @@ export interface SyncDeps {
   storage: Storage;
   reader: EventReader;
   notifier: Notifier;
+  typing: TypingStore;
+  presenceEnabled: boolean;
   /** Filters events the user may not see (history visibility); identity when absent. */
   visible?: (userId: string, events: LoadedEvent[]) => Promise<LoadedEvent[]>;
 }
@@ -67,10 +72,14 @@ export class SyncService {
   async sync(req: SyncRequest): Promise<JsonObject> {
     const { storage, notifier } = this.deps;
     let since: number | null = null;
+    let typingSince: number | null = null;
     if (req.since !== undefined) {
       const parsed = parseStreamToken(req.since, 'since');
       // A token from the future (another database, a restore) is treated as "now": never a 500.
       since = Math.min(parsed.pos, storage.stream.current);
+      const t = parsed.extra[0];
+      // Typing serials restart with the process: an unknown one means "send the current typing state".
+      typingSince = t !== undefined && t <= this.deps.typing.serial ? t : null;
     }
     const deadline = Date.now() + req.timeoutMs;
     for (;;) {
@@ -80,18 +89,24 @@ export class SyncService {
       const waiter = notifier.register(req.userId, rooms, since === null ? 0 : Math.max(0, remaining));
       try {
         const to = storage.stream.current;
-        const result = await this.compute(req, since, to);
+        const result = await this.compute(req, since, typingSince, to);
         if (!result.empty || since === null || remaining <= 0) return result.body;
         const woken = await waiter.woken;
-        if (!woken) return (await this.compute(req, since, storage.stream.current)).body;
+        if (!woken) return (await this.compute(req, since, typingSince, storage.stream.current)).body;
       } finally {
         waiter.cancel();
       }
     }
   }
 
-  async compute(req: SyncRequest, since: number | null, to: number): Promise<Computed> {
-    const { storage, reader } = this.deps;
+  async compute(
+    req: SyncRequest,
+    since: number | null,
+    typingSince: number | null,
+    to: number,
+  ): Promise<Computed> {
+    const { storage, reader, typing } = this.deps;
+    const typingSerial = typing.serial;
     const ctx: SyncContext = {
       storage,
       reader,
@@ -111,6 +126,21 @@ export class SyncService {
     const knock: JsonObject = {};
     const leave: JsonObject = {};
     const accountData = await this.#accountData(ctx);
+    const joinedRooms = new Map(
+      memberships.filter((m) => m.membership === 'join').map((m) => [m.room_nid, m.room_id]),
+    );
+    const receipts = await receiptEventsForRooms(storage.db, joinedRooms, req.userId, since, to);
+    const typingChanged = new Set(typingSince === null ? [] : typing.roomsChangedSince(typingSince));
+    const ephemeralFilter = req.filter.room?.ephemeral;
+    const ephemeralOf = (roomId: string): JsonObject[] => {
+      const out: JsonObject[] = [];
+      if (typingSince === null ? typing.typingIn(roomId).length > 0 : typingChanged.has(roomId)) {
+        out.push(typingEvent(typing, roomId) as unknown as JsonObject);
+      }
+      const r = receipts.get(roomId);
+      if (r) out.push(r as unknown as JsonObject);
+      return out.filter((e) => eventAllowed(ephemeralFilter, e.type as string, ''));
+    };
     const visible = (events: LoadedEvent[]) =>
       this.deps.visible ? this.deps.visible(req.userId, events) : Promise.resolve(events);
 
@@ -120,13 +150,14 @@ export class SyncService {
         const full = since === null || req.fullState || m.stream_ordering > since;
         const section = await roomTimelineSection(ctx, m, to, full, visible);
         const roomData = accountData.rooms.get(m.room_id);
-        if (section.empty && !roomData) continue;
+        const ephemeral = ephemeralOf(m.room_id);
+        if (section.empty && !roomData && ephemeral.length === 0) continue;
         const { empty: _empty, ...rest } = section;
         join[m.room_id] = {
           ...rest,
-          ephemeral: { events: [] },
+          ephemeral: { events: ephemeral },
           account_data: { events: roomData ?? [] },
-          unread_notifications: {},
+          unread_notifications: await unreadCounts(storage.db, m.room_nid, req.userId, m.stream_ordering, to),
           unread_thread_notifications: {},
         };
       } else if (m.membership === 'invite' && changed) {
@@ -153,18 +184,39 @@ export class SyncService {
     if (Object.keys(invite).length) rooms.invite = invite;
     if (Object.keys(knock).length) rooms.knock = knock;
     if (Object.keys(leave).length) rooms.leave = leave;
+    const presence = await this.#presence(ctx, [...joinedRooms.keys()]);
     const body: JsonObject = {
-      next_batch: formatStreamToken(to),
+      next_batch: formatStreamToken(to, [typingSerial]),
       rooms,
       account_data: { events: accountData.global },
-      presence: { events: [] },
+      presence: { events: presence },
       to_device: { events: [] },
       device_lists: { changed: [], left: [] },
       device_one_time_keys_count: {},
       device_unused_fallback_key_types: [],
     };
-    const empty = Object.keys(rooms).length === 0 && accountData.global.length === 0;
+    const empty = Object.keys(rooms).length === 0 && accountData.global.length === 0 && presence.length === 0;
     return { body, empty };
+  }
+
+  /** Presence of the user and of everyone sharing a joined room with them. */
+  async #presence(ctx: SyncContext, joinedRoomNids: number[]): Promise<JsonObject[]> {
+    if (!this.deps.presenceEnabled) return [];
+    const users = new Set<string>([ctx.userId]);
+    for (let i = 0; i < joinedRoomNids.length; i += 500) {
+      const rows = await ctx.storage.db
+        .selectFrom('room_members')
+        .select('user_id')
+        .distinct()
+        .where('room_nid', 'in', joinedRoomNids.slice(i, i + 500))
+        .where('membership', '=', 'join')
+        .execute();
+      for (const r of rows) users.add(r.user_id);
+    }
+    const events = await presenceEventsFor(ctx.storage.db, users, ctx.since, ctx.to);
+    return events
+      .filter((e) => eventAllowed(ctx.filter.presence, e.type, e.sender))
+      .map((e) => e as unknown as JsonObject);
   }
 
   async #stripped(m: MembershipRow): Promise<JsonObject[]> {

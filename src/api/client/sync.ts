@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { getFilter } from '../../storage/filters.js';
+import { setPresenceFromSync } from './presence.js';
 import { validateFilter, type Filter } from '../../sync/filter.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
@@ -52,6 +53,7 @@ export function syncRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const r = requester(req);
     const q = parseQuery(SyncQuery, req.query);
     const filter = await resolveFilter(deps, r.userId, q.filter);
+    await setPresenceFromSync(deps, r.userId, q.set_presence ?? 'online');
     return deps.sync.sync({
       userId: r.userId,
       deviceId: r.deviceId,
