@@ -284,7 +284,7 @@ export interface ChildRow {
   ts: number;
 }
 
-/** Non-redacted children of the given parents with one of `relTypes`. */
+/** Non-redacted children (in the parent's room) of the given parents with one of `relTypes`. */
 export async function childrenOf(
   db: Db,
   parentIds: readonly string[],
@@ -294,6 +294,9 @@ export async function childrenOf(
   const rows = await db
     .selectFrom('event_relations as r')
     .innerJoin('events as e', 'e.event_nid', 'r.event_nid')
+    .innerJoin('events as p', (join) =>
+      join.onRef('p.event_id', '=', 'r.relates_to_id').onRef('p.room_nid', '=', 'e.room_nid'),
+    )
     .select(['r.relates_to_id', 'r.rel_type', 'e.event_nid', 'e.event_id', 'e.sender', 'e.origin_server_ts'])
     .where('r.relates_to_id', 'in', [...parentIds])
     .where('r.rel_type', 'in', [...relTypes])
@@ -329,6 +332,9 @@ export async function threadSummaries(
   const rows = await db
     .selectFrom('event_relations as r')
     .innerJoin('events as e', 'e.event_nid', 'r.event_nid')
+    .innerJoin('events as p', (join) =>
+      join.onRef('p.event_id', '=', 'r.relates_to_id').onRef('p.room_nid', '=', 'e.room_nid'),
+    )
     .select((eb) => [
       'r.relates_to_id',
       eb.fn.countAll().as('n'),

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { LoadedEvent } from '../../read/event-reader.js';
 import {
   formatEvents,
+  matchesFilter,
   memberEventsFor,
   paginateRoom,
   parseEventFilter,
@@ -61,7 +62,7 @@ async function serve(deps: ReadDeps, events: readonly LoadedEvent[], r: Requeste
   return bundleAggregations(deps, await formatEvents(deps, events, r), r);
 }
 
-/** The lazy-loaded member state for `events`' senders, from the state after `at`. */
+/** The lazy-loaded member state for `events`' senders, from the state after `at` (the newest of them). */
 async function lazyMembers(deps: ReadDeps, at: LoadedEvent, events: readonly LoadedEvent[]) {
   const state = await stateAfterLoaded(deps, at);
   return state
@@ -72,7 +73,7 @@ async function lazyMembers(deps: ReadDeps, at: LoadedEvent, events: readonly Loa
     : [];
 }
 
-/** State at `ev` for /context: everything, or with lazy loading only the members of `senders`. */
+/** State at `ev` for /context, filtered; with lazy loading, members only for `senders`. */
 async function contextState(
   deps: ReadDeps,
   ev: LoadedEvent,
@@ -81,8 +82,9 @@ async function contextState(
 ): Promise<LoadedEvent[]> {
   const state = await stateAfterLoaded(deps, ev);
   if (!state) return [];
-  if (!filter?.lazy_load_members) return [...state.values()];
-  const nonMembers = [...state.values()].filter((e) => e.pdu.type !== 'm.room.member');
+  const matching = [...state.values()].filter((e) => matchesFilter(e, filter));
+  if (!filter?.lazy_load_members) return matching;
+  const nonMembers = matching.filter((e) => e.pdu.type !== 'm.room.member');
   return [
     ...nonMembers,
     ...memberEventsFor(
@@ -110,8 +112,8 @@ export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const access = await roomAccess(deps, roomId, r.userId);
     const start = from ?? (q.dir === 'b' ? readHead(deps, access) : 0);
     const page = await paginateRoom(deps, access, { dir: q.dir, from: start, to, limit: q.limit, filter });
-    const first = page.events[0];
-    const state = filter?.lazy_load_members && first ? await lazyMembers(deps, first, page.events) : [];
+    const newest = q.dir === 'b' ? page.events[0] : page.events[page.events.length - 1];
+    const state = filter?.lazy_load_members && newest ? await lazyMembers(deps, newest, page.events) : [];
     return {
       chunk: await serve(deps, page.events, r),
       start: q.from ?? formatStreamToken(start),
