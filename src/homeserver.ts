@@ -12,6 +12,7 @@ import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
 import { RoomWriter } from './input/room-writer.js';
 import { DamageReporter } from './integrity/damage.js';
 import { EventReader } from './read/event-reader.js';
+import { profilePropagation } from './roomsvc/profile-propagation.js';
 import { Notifier } from './sync/notifier.js';
 import { createLogger } from './log.js';
 import { openStorage, type Storage } from './storage/db.js';
@@ -76,6 +77,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     uia: new Uia(storage, config.server_name),
     writer,
     reader,
+    // Read by profileRoutes (ProfileDeps.onProfileChange): new display names and avatars reach the user's rooms.
+    onProfileChange: profilePropagation({ storage, writer, log }),
     notifier,
   };
 

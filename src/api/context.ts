@@ -3,6 +3,7 @@ import type { Config } from '../config/schema.js';
 import type { RoomWriter } from '../input/room-writer.js';
 import type { EventReader } from '../read/event-reader.js';
 import type { Notifier } from '../sync/notifier.js';
+import type { TypingStore } from '../sync/typing.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
 import type { Authenticator } from './auth.js';
@@ -19,4 +20,5 @@ export interface ApiDeps {
   writer: RoomWriter;
   reader: EventReader;
   notifier: Notifier;
+  typing: TypingStore;
 }

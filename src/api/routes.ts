@@ -20,6 +20,7 @@ import { roomStateRoutes } from './client/room-state.js';
 import { relationRoutes } from './client/relations.js';
 import { timestampRoutes } from './client/timestamp.js';
 import { directoryRoutes } from './client/directory.js';
+import { upgradeRoutes } from './client/upgrade.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
   versionRoutes(app, deps);
@@ -41,4 +42,5 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   relationRoutes(app, deps);
   timestampRoutes(app, deps);
   directoryRoutes(app, deps);
+  upgradeRoutes(app, deps);
 }

@@ -57,6 +57,8 @@ async function maxStreamPosition(db: Kysely<Database>): Promise<number> {
     SELECT MAX(m) AS m FROM (
       SELECT MAX(stream_pos) AS m FROM account_data
       UNION ALL SELECT MAX(stream_ordering) AS m FROM events
+      UNION ALL SELECT MAX(stream_pos) AS m FROM receipts
+      UNION ALL SELECT MAX(stream_pos) AS m FROM presence
     ) AS positions`.execute(db);
   return Number(result.rows[0]?.m ?? 0);
 }

@@ -191,6 +191,29 @@ export interface EventReportsTable {
   received_ts: number;
 }
 
+export interface ReceiptsTable {
+  room_nid: number;
+  user_id: string;
+  /** m.read or m.read.private (m.fully_read is room account data). */
+  receipt_type: string;
+  /** '' for an unthreaded receipt; else 'main' or a thread root's event id. */
+  thread_id: string;
+  event_id: string;
+  /** JSON object of the receipt data (`ts`), without thread_id. */
+  data: string;
+  stream_pos: number;
+}
+
+export interface PresenceTable {
+  user_id: string;
+  /** online | unavailable | offline */
+  state: string;
+  status_msg: string | null;
+  last_active_ts: number;
+  currently_active: number;
+  stream_pos: number;
+}
+
 export interface Database {
   rooms: RoomsTable;
   events: EventsTable;
@@ -214,6 +237,8 @@ export interface Database {
   uia_sessions: UiaSessionsTable;
   registration_tokens: RegistrationTokensTable;
   schema_version: SchemaVersionTable;
+  receipts: ReceiptsTable;
+  presence: PresenceTable;
 }
 
 export type UserRow = Selectable<UsersTable>;
