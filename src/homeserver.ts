@@ -14,6 +14,7 @@ import { DamageReporter } from './integrity/damage.js';
 import { EventReader } from './read/event-reader.js';
 import { profilePropagation } from './roomsvc/profile-propagation.js';
 import { Notifier } from './sync/notifier.js';
+import { TypingStore } from './sync/typing.js';
 import { createLogger } from './log.js';
 import { openStorage, type Storage } from './storage/db.js';
 
@@ -32,6 +33,8 @@ export interface Homeserver {
   apps: FastifyInstance[];
   /** Bound addresses as `http://host:port`, one per listener. */
   urls: string[];
+  /** Who is typing where (in memory). */
+  typing: TypingStore;
   close(): Promise<void>;
 }
 
@@ -56,6 +59,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const writer = new RoomWriter(storage, config.server_name, signingKey);
   const reader = new EventReader(storage, new DamageReporter(log));
   const notifier = new Notifier();
+  const typing = new TypingStore({ onChange: (roomId) => notifier.notifyRooms([roomId]) });
   writer.onCommit((batch) => {
     notifier.notifyRooms([batch.roomId]);
     const members = batch.events.filter(
@@ -80,6 +84,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     // Read by profileRoutes (ProfileDeps.onProfileChange): new display names and avatars reach the user's rooms.
     onProfileChange: profilePropagation({ storage, writer, log }),
     notifier,
+    typing,
   };
 
   const apps: FastifyInstance[] = [];
@@ -126,6 +131,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       const closed = Promise.allSettled(apps.map((a) => a.close()));
       // Long-polling syncs answer at once instead of holding the shutdown.
       notifier.wakeAll();
+      typing.close();
       await Promise.race([closed, grace]);
       for (const a of apps) a.server.closeAllConnections();
       await deps.writer.drain();
@@ -134,5 +140,5 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     return closing;
   };
 
-  return { config, storage, signingKey, log, apps, urls, close };
+  return { config, storage, signingKey, log, apps, urls, typing, close };
 }

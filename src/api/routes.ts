@@ -21,6 +21,10 @@ import { relationRoutes } from './client/relations.js';
 import { timestampRoutes } from './client/timestamp.js';
 import { directoryRoutes } from './client/directory.js';
 import { upgradeRoutes } from './client/upgrade.js';
+import { typingRoutes } from './client/typing.js';
+import { receiptRoutes } from './client/receipts.js';
+import { tagRoutes } from './client/tags.js';
+import { presenceRoutes } from './client/presence.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
   versionRoutes(app, deps);
@@ -43,4 +47,8 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   timestampRoutes(app, deps);
   directoryRoutes(app, deps);
   upgradeRoutes(app, deps);
+  typingRoutes(app, deps);
+  receiptRoutes(app, deps);
+  tagRoutes(app, deps);
+  presenceRoutes(app, deps);
 }
