@@ -172,8 +172,12 @@ for (const engine of ENGINES) {
     });
 
     it('lists, searches and pages public rooms, largest first', async () => {
-      const users = await Promise.all(['p1', 'p2', 'p3', 'p4'].map((u) => server.user(u)));
-      const [u1, u2, u3, u4] = users as [Client, Client, Client, Client];
+      const [u1, u2, u3, u4] = [
+        await server.user('p1'),
+        await server.user('p2'),
+        await server.user('p3'),
+        await server.user('p4'),
+      ];
       const big = await room(u1, {
         visibility: 'public',
         preset: 'public_chat',
