@@ -12,8 +12,10 @@ import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
 import { RoomWriter } from './input/room-writer.js';
 import { DamageReporter } from './integrity/damage.js';
 import { EventReader } from './read/event-reader.js';
+import { filterVisible } from './read/visibility.js';
 import { profilePropagation } from './roomsvc/profile-propagation.js';
 import { Notifier } from './sync/notifier.js';
+import { SyncService } from './sync/sync.js';
 import { TypingStore } from './sync/typing.js';
 import { createLogger } from './log.js';
 import { openStorage, type Storage } from './storage/db.js';
@@ -84,6 +86,14 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     // Read by profileRoutes (ProfileDeps.onProfileChange): new display names and avatars reach the user's rooms.
     onProfileChange: profilePropagation({ storage, writer, log }),
     notifier,
+    sync: new SyncService({
+      storage,
+      reader,
+      notifier,
+      typing,
+      presenceEnabled: config.presence.enabled,
+      visible: (userId, events) => filterVisible({ reader, db: storage.db }, userId, events),
+    }),
     typing,
   };
 

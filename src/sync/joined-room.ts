@@ -1,11 +1,13 @@
 /** The `rooms.join` (and `rooms.leave`) section of one room: timeline, state, summary. */
-import type { JsonObject } from '../rooms/event.js';
+import { bundleAggregations } from '../read/aggregations.js';
+import type { ClientEvent, JsonObject } from '../rooms/event.js';
 import type { LoadedEvent } from '../read/event-reader.js';
 import { formatStreamToken } from '../read/tokens.js';
 import { splitStateKey, type StateMapNids } from '../storage/state.js';
 import { eventAllowed, timelineLimit, type SyncContext } from './context.js';
 import { formatEvents } from './format.js';
-import { memberCounts, timelineNids, txnIdsFor, type MembershipRow } from './queries.js';
+import { txnIdsFor } from '../read/room-queries.js';
+import { memberCounts, timelineNids, type MembershipRow } from './queries.js';
 import { stateAtPosition, stateBefore, stateDelta } from './room-state.js';
 
 export interface RoomTimelineSection {
@@ -51,9 +53,9 @@ export async function roomTimelineSection(
   const stateEvents = await selectState(ctx, stateMap, startState, timelineEvents, m.room_id);
   const txnIds = await txnIdsFor(
     storage.db,
-    timelineEvents.map((e) => e.nid),
     ctx.userId,
     ctx.deviceId,
+    timelineEvents.map((e) => e.nid),
   );
   const fmt = {
     format: filter.event_format ?? 'client',
@@ -61,9 +63,16 @@ export async function roomTimelineSection(
     omitRoomId: true,
   } as const;
 
+  const formatted = await formatEvents(reader, timelineEvents, { ...fmt, txnIds });
+  if (fmt.format === 'client' && !fmt.eventFields) {
+    await bundleAggregations({ storage, reader }, formatted as unknown as ClientEvent[], {
+      userId: ctx.userId,
+      deviceId: ctx.deviceId,
+    });
+  }
   const section: RoomTimelineSection = {
     timeline: {
-      events: await formatEvents(reader, timelineEvents, { ...fmt, txnIds }),
+      events: formatted,
       limited: tl.limited,
       prev_batch: formatStreamToken(Math.max(0, prevPos)),
     },

@@ -165,25 +165,3 @@ export async function snapshotOfEvent(db: Kysely<Database>, eventNid: number): P
     ? null
     : Number(row.state_snapshot_nid);
 }
-
-export async function txnIdsFor(
-  db: Kysely<Database>,
-  nids: number[],
-  userId: string,
-  deviceId: string,
-): Promise<Map<number, string>> {
-  const out = new Map<number, string>();
-  if (nids.length === 0) return out;
-  for (let i = 0; i < nids.length; i += 500) {
-    const rows = await db
-      .selectFrom('event_txn_ids')
-      .select(['event_nid', 'txn_id'])
-      .where('user_id', '=', userId)
-      .where('device_id', '=', deviceId)
-      .where('event_nid', 'in', nids.slice(i, i + 500))
-      .execute();
-    for (const r of rows)
-      out.set(Number(r.event_nid), r.txn_id.startsWith('redact:') ? r.txn_id.slice(7) : r.txn_id);
-  }
-  return out;
-}

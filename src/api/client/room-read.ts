@@ -23,7 +23,7 @@ import { requester, type Requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { forbidden, invalidParam, MatrixError, notFound } from '../errors.js';
 import { parseParams, parseQuery } from '../validate.js';
-import { bundleAggregations } from './relations.js';
+import { bundleAggregations } from '../../read/aggregations.js';
 
 const Limit = (def: number, max: number) =>
   z.coerce
