@@ -18,6 +18,7 @@ import { Notifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync.js';
 import { TypingStore } from './sync/typing.js';
 import { createLogger } from './log.js';
+import { recordDamage } from './storage/damage.js';
 import { openStorage, type Storage } from './storage/db.js';
 
 export class StartupError extends Error {
@@ -59,7 +60,21 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
 
   const auth = new Authenticator(storage);
   const writer = new RoomWriter(storage, config.server_name, signingKey);
-  const reader = new EventReader(storage, new DamageReporter(log));
+  const damage = new DamageReporter(log);
+  damage.attach((records) =>
+    recordDamage(
+      storage.db,
+      records.map((r) => ({
+        kind: r.kind,
+        roomId: r.roomId ?? '',
+        eventId: r.eventId ?? '',
+        detail: r.detail,
+        seenTs: Date.now(),
+        count: 1,
+      })),
+    ),
+  );
+  const reader = new EventReader(storage, damage);
   const notifier = new Notifier();
   const typing = new TypingStore({ onChange: (roomId) => notifier.notifyRooms([roomId]) });
   writer.onCommit((batch) => {
@@ -145,6 +160,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       await Promise.race([closed, grace]);
       for (const a of apps) a.server.closeAllConnections();
       await deps.writer.drain();
+      await damage.flush();
       await storage.close();
     })();
     return closing;

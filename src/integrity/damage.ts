@@ -18,12 +18,22 @@ export interface DamageRecord {
   detail: string;
 }
 
+export type DamageSink = (records: DamageRecord[]) => Promise<void>;
+
 export class DamageReporter {
   readonly counts = new Map<DamageKind, number>();
   #seen = new Set<string>();
   #pending: DamageRecord[] = [];
+  #sink: DamageSink | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> = Promise.resolve();
 
   constructor(private readonly log: Logger) {}
+
+  /** Where records go (the damage_reports table); written shortly after they are reported. */
+  attach(sink: DamageSink): void {
+    this.#sink = sink;
+  }
 
   report(rec: DamageRecord): void {
     this.counts.set(rec.kind, (this.counts.get(rec.kind) ?? 0) + 1);
@@ -36,6 +46,23 @@ export class DamageReporter {
       `damaged row skipped: ${rec.detail}`,
     );
     if (this.#pending.length < 10_000) this.#pending.push(rec);
+    if (this.#sink && !this.#timer) {
+      this.#timer = setTimeout(() => void this.flush(), 100);
+      this.#timer.unref?.();
+    }
+  }
+
+  /** Writes pending records to the sink; failures are logged, never thrown at a reader. */
+  flush(): Promise<void> {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const sink = this.#sink;
+    const records = this.takePending();
+    if (!sink || records.length === 0) return this.#flushing;
+    this.#flushing = this.#flushing.then(() =>
+      sink(records).catch((err: unknown) => this.log.error({ err }, 'could not record damaged rows')),
+    );
+    return this.#flushing;
   }
 
   /** Records reported since the last call (the storage layer persists them for the doctor). */

@@ -15,6 +15,7 @@ import { loadSnapshot, type StateMapNids } from '../storage/state.js';
 
 export interface LoadedEvent {
   nid: number;
+  roomNid: number;
   eventId: string;
   roomId: string;
   roomVersion: string;
@@ -26,6 +27,7 @@ export interface LoadedEvent {
 
 interface Row {
   event_nid: number;
+  room_nid: number;
   event_id: string;
   json: string;
   stream_ordering: number | null;
@@ -66,6 +68,7 @@ export class EventReader {
     }
     return {
       nid: Number(r.event_nid),
+      roomNid: Number(r.room_nid),
       eventId: r.event_id,
       roomId: r.room_id,
       roomVersion: r.room_version,
@@ -82,6 +85,7 @@ export class EventReader {
       .innerJoin('rooms as r', 'r.room_nid', 'e.room_nid')
       .select([
         'e.event_nid',
+        'e.room_nid',
         'e.event_id',
         'e.json',
         'e.stream_ordering',
@@ -142,25 +146,40 @@ export class EventReader {
     return ev;
   }
 
-  /** The state map (key → event_nid) of a snapshot, or undefined when it is missing or broken (reported). */
+  /**
+   * The state map (key → event_nid) of a snapshot. A broken chain is reported and served with an earlier snapshot
+   * standing in for the missing part (when the room is known); undefined only when nothing is readable.
+   */
   async snapshot(
     snapshotNid: number,
-    ctx: { roomId?: string; eventId?: string } = {},
+    ctx: { roomId?: string; roomNid?: number; eventId?: string } = {},
   ): Promise<StateMapNids | undefined> {
     const hit = this.snapshots.get(snapshotNid);
     if (hit) return hit;
-    const map = await loadSnapshot(this.storage.db, snapshotNid);
-    if (!map) {
+    let loaded = await loadSnapshot(this.storage.db, snapshotNid, ctx.roomNid);
+    if ((!loaded || loaded.broken) && ctx.roomNid === undefined && ctx.roomId !== undefined) {
+      // Damage: find the room so that an earlier snapshot can stand in for the missing part.
+      const room = await this.storage.db
+        .selectFrom('rooms')
+        .select('room_nid')
+        .where('room_id', '=', ctx.roomId)
+        .executeTakeFirst();
+      if (room) loaded = await loadSnapshot(this.storage.db, snapshotNid, Number(room.room_nid));
+    }
+    if (!loaded || loaded.broken) {
       this.damage.report({
         kind: 'state_snapshot_missing',
         roomId: ctx.roomId,
         eventId: ctx.eventId,
-        detail: `state snapshot ${snapshotNid} is missing or its chain is broken`,
+        detail: loaded
+          ? `state snapshot ${snapshotNid} has a broken chain; an earlier snapshot stood in for the missing part`
+          : `state snapshot ${snapshotNid} is missing`,
       });
-      return undefined;
     }
-    this.snapshots.set(snapshotNid, map);
-    return map;
+    if (!loaded) return undefined;
+    // A stand-in is not cached: once the doctor repairs the chain, the real state is read again.
+    if (!loaded.broken) this.snapshots.set(snapshotNid, loaded.map);
+    return loaded.map;
   }
 
   /** The state events of a snapshot; entries pointing at missing or damaged events are skipped (reported). */

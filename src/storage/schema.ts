@@ -214,7 +214,18 @@ export interface PresenceTable {
   stream_pos: number;
 }
 
+export interface DamageReportsTable {
+  kind: string;
+  room_id: string;
+  event_id: string;
+  detail: string;
+  first_seen_ts: number;
+  last_seen_ts: number;
+  count: number;
+}
+
 export interface Database {
+  damage_reports: DamageReportsTable;
   rooms: RoomsTable;
   events: EventsTable;
   state_snapshots: StateSnapshotsTable;

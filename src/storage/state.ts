@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import type { Executor } from './users.js';
 
 export const MAX_CHAIN = 48;
+const CHAIN_LIMIT = MAX_CHAIN * 2 + 2;
 
 /** `type\0state_key` → event_nid. */
 export type StateMapNids = Map<string, number>;
@@ -51,14 +52,13 @@ export interface SnapshotChainLink {
 
 /** The snapshot and its ancestors, nearest first. Stops at MAX_CHAIN * 2 links to survive a cycle. */
 export async function snapshotChain(db: Executor, snapshotNid: number): Promise<SnapshotChainLink[]> {
-  const limit = MAX_CHAIN * 2 + 2;
   const result = await sql<SnapshotChainLink>`
     WITH RECURSIVE chain(snapshot_nid, parent_nid, depth) AS (
       SELECT snapshot_nid, parent_nid, 0 FROM state_snapshots WHERE snapshot_nid = ${snapshotNid}
       UNION ALL
       SELECT s.snapshot_nid, s.parent_nid, chain.depth + 1
       FROM state_snapshots s JOIN chain ON s.snapshot_nid = chain.parent_nid
-      WHERE chain.depth < ${limit}
+      WHERE chain.depth < ${CHAIN_LIMIT}
     )
     SELECT snapshot_nid, parent_nid, depth FROM chain ORDER BY depth`.execute(db);
   return result.rows.map((r) => ({
@@ -68,27 +68,72 @@ export async function snapshotChain(db: Executor, snapshotNid: number): Promise<
   }));
 }
 
+export interface LoadedSnapshot {
+  map: StateMapNids;
+  /** True when part of the chain was missing and a nearby earlier snapshot stood in for it. */
+  broken: boolean;
+}
+
+/** The newest snapshot of the room older than `nid` (snapshot ids grow with history). */
+async function nearestEarlierSnapshot(
+  db: Executor,
+  roomNid: number,
+  nid: number,
+): Promise<number | undefined> {
+  const row = await db
+    .selectFrom('state_snapshots')
+    .select((eb) => eb.fn.max('snapshot_nid').as('m'))
+    .where('room_nid', '=', roomNid)
+    .where('snapshot_nid', '<', nid)
+    .executeTakeFirst();
+  return row?.m === null || row?.m === undefined ? undefined : Number(row.m);
+}
+
 /**
- * The full state map of a snapshot. Returns undefined when the snapshot or one of its ancestors is missing
- * (damage): callers report it and serve what they can.
+ * The full state map of a snapshot. When the snapshot or one of its ancestors is missing (damage) and `roomNid` is
+ * known, the nearest earlier snapshot of the room stands in for the missing part, so a reader loses only the
+ * missing deltas, not the whole state; `broken` tells the caller to report it. Undefined when nothing is readable.
  */
-export async function loadSnapshot(db: Executor, snapshotNid: number): Promise<StateMapNids | undefined> {
-  const chain = await snapshotChain(db, snapshotNid);
-  if (chain.length === 0) return undefined;
-  const last = chain[chain.length - 1];
-  if (last && last.parent_nid !== null) return undefined; // broken or over-long chain
-  const nids = chain.map((c) => c.snapshot_nid);
-  const rows = await db
-    .selectFrom('state_snapshot_entries')
-    .select(['snapshot_nid', 'type', 'state_key', 'event_nid'])
-    .where('snapshot_nid', 'in', nids)
-    .execute();
-  const depthOf = new Map(chain.map((c) => [c.snapshot_nid, c.depth]));
+export async function loadSnapshot(
+  db: Executor,
+  snapshotNid: number,
+  roomNid?: number,
+): Promise<LoadedSnapshot | undefined> {
+  const links: SnapshotChainLink[] = [];
+  let broken = false;
+  let next: number | null = snapshotNid;
+  for (let hops = 0; next !== null && hops < 8; hops++) {
+    const chain = await snapshotChain(db, next);
+    const offset = links.length;
+    for (const c of chain) links.push({ ...c, depth: c.depth + offset });
+    const last = chain[chain.length - 1];
+    if (last && last.parent_nid === null) break; // reached a full snapshot
+    if (chain.length >= CHAIN_LIMIT) {
+      broken = true; // a cycle or an over-long chain: use what was read
+      break;
+    }
+    broken = true;
+    const missing: number = last ? (last.parent_nid as number) : next;
+    next = roomNid === undefined ? null : ((await nearestEarlierSnapshot(db, roomNid, missing)) ?? null);
+  }
+  if (links.length === 0) return undefined;
+  const nids = links.map((c) => c.snapshot_nid);
+  const rows = [];
+  for (let i = 0; i < nids.length; i += 500) {
+    rows.push(
+      ...(await db
+        .selectFrom('state_snapshot_entries')
+        .select(['snapshot_nid', 'type', 'state_key', 'event_nid'])
+        .where('snapshot_nid', 'in', nids.slice(i, i + 500))
+        .execute()),
+    );
+  }
+  const depthOf = new Map(links.map((c) => [c.snapshot_nid, c.depth]));
   // Apply from the root (deepest) to the snapshot itself, so nearer entries win.
   rows.sort(
     (a, b) => (depthOf.get(Number(b.snapshot_nid)) ?? 0) - (depthOf.get(Number(a.snapshot_nid)) ?? 0),
   );
-  const out: StateMapNids = new Map();
-  for (const r of rows) out.set(stateKey(r.type, r.state_key), Number(r.event_nid));
-  return out;
+  const map: StateMapNids = new Map();
+  for (const r of rows) map.set(stateKey(r.type, r.state_key), Number(r.event_nid));
+  return { map, broken };
 }
