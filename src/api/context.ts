@@ -3,6 +3,7 @@ import type { Config } from '../config/schema.js';
 import type { RoomWriter } from '../input/room-writer.js';
 import type { EventReader } from '../read/event-reader.js';
 import type { Notifier } from '../sync/notifier.js';
+import type { SyncService } from '../sync/sync.js';
 import type { TypingStore } from '../sync/typing.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
@@ -21,4 +22,5 @@ export interface ApiDeps {
   reader: EventReader;
   notifier: Notifier;
   typing: TypingStore;
+  sync: SyncService;
 }
