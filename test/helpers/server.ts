@@ -22,7 +22,7 @@ export interface Response {
 
 export class Client {
   constructor(
-    readonly baseUrl: string,
+    public baseUrl: string,
     public token?: string,
   ) {}
 
