@@ -15,6 +15,7 @@ import { filterRoutes } from './client/filters.js';
 import { profileRoutes } from './client/profile.js';
 import { pushRulesRoutes } from './client/pushrules.js';
 import { voipRoutes } from './client/voip.js';
+import { searchRoutes } from './client/search.js';
 import { roomReadRoutes } from './client/room-read.js';
 import { roomStateRoutes } from './client/room-state.js';
 import { relationRoutes } from './client/relations.js';
@@ -44,6 +45,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   createRoomRoutes(app, deps);
   membershipRoutes(app, deps);
   sendRoutes(app, deps);
+  searchRoutes(app, deps);
   roomReadRoutes(app, deps);
   roomStateRoutes(app, deps);
   relationRoutes(app, deps);

@@ -17,6 +17,8 @@ import { getRoomVersion, type RoomVersion } from '../rooms/room-versions.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
 import { findTxnEvent, insertEvent } from '../storage/events.js';
+import type { Engine } from '../storage/dialect.js';
+import { indexEventForSearch } from '../storage/search.js';
 import type { Database } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
@@ -289,7 +291,7 @@ export class RoomWriter {
       } else {
         working = applyToHead(working, p.pdu, p.eventId, eventNid);
       }
-      await writeSideTables(trx, p, eventNid, roomNid);
+      await writeSideTables(trx, this.storage.engine, p, eventNid, roomNid);
       persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
     }
     const last = persisted[persisted.length - 1];
@@ -391,9 +393,10 @@ export class RoomWriter {
   }
 }
 
-/** Relations and redaction targets, written with the event. */
+/** Relations, redaction targets and the search index, written with the event. */
 async function writeSideTables(
   trx: Transaction<Database>,
+  engine: Engine,
   p: Prepared,
   eventNid: number,
   roomNid: number,
@@ -425,6 +428,7 @@ async function writeSideTables(
         .execute();
     }
   }
+  await indexEventForSearch(trx, engine, p.pdu, eventNid, roomNid);
 }
 
 function cloneHead(h: RoomHead): RoomHead {
