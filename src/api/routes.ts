@@ -6,6 +6,7 @@ import { accountRoutes } from './client/account.js';
 import { createRoomRoutes } from './client/create-room.js';
 import { membershipRoutes } from './client/membership.js';
 import { sendRoutes } from './client/send.js';
+import { syncRoutes } from './client/sync.js';
 import { deviceRoutes } from './client/devices.js';
 import { loginRoutes } from './client/login.js';
 import { registerRoutes } from './client/register.js';
@@ -45,6 +46,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   createRoomRoutes(app, deps);
   membershipRoutes(app, deps);
   sendRoutes(app, deps);
+  syncRoutes(app, deps);
   searchRoutes(app, deps);
   roomReadRoutes(app, deps);
   roomStateRoutes(app, deps);

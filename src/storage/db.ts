@@ -32,9 +32,9 @@ export interface Storage {
 export function openKysely(dbConfig: Config['database']): Kysely<Database> {
   if (dbConfig.engine === 'sqlite') {
     const path = dbConfig.path ?? ':memory:';
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     let conn: SqliteDatabase.Database;
     try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       conn = new SqliteDatabase(path);
     } catch (err) {
       throw new DatabaseUnavailableError(`cannot open SQLite database ${path}: ${(err as Error).message}`);

@@ -1,8 +1,8 @@
 import type { Migration } from './types.js';
 
 /** Damaged rows that readers skipped, for `hearth doctor` to find and repair. */
-export const m0006: Migration = {
-  version: 6,
+export const m0005: Migration = {
+  version: 5,
   name: 'damage_reports',
   async up(db) {
     await db.schema
