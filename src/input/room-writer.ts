@@ -16,6 +16,7 @@ import { roomIdFromCreateEventId } from '../rooms/event.js';
 import { getRoomVersion, type RoomVersion } from '../rooms/room-versions.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
+import { isUniqueViolation } from '../storage/dialect.js';
 import { findTxnEvent, insertEvent } from '../storage/events.js';
 import type { Engine } from '../storage/dialect.js';
 import { indexEventForSearch } from '../storage/search.js';
@@ -83,6 +84,9 @@ export class RoomWriter {
     const cached = this.#heads.get(roomId);
     if (cached) return cached;
     const head = await loadRoomHead(this.storage.db, roomId);
+    // A commit that finished while this load ran has stored a newer head: never replace it with an older one.
+    const newer = this.#heads.get(roomId);
+    if (newer) return newer;
     if (head) this.#remember(head);
     return head;
   }
@@ -157,7 +161,18 @@ export class RoomWriter {
       if (!head) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
       const working = cloneHead(head);
       const prepared = this.#prepare(working, ev);
-      const [persisted] = await this.#commit(head, [prepared], txn);
+      let persisted: PersistedEvent | undefined;
+      try {
+        [persisted] = await this.#commit(head, [prepared], txn);
+      } catch (err) {
+        // The same transaction committed through another path in the meantime: answer with its event.
+        const existing =
+          txn && isUniqueViolation(err)
+            ? await findTxnEvent(this.storage.db, txn.userId, txn.deviceId, txn.txnId)
+            : undefined;
+        if (existing) return { eventId: existing };
+        throw err;
+      }
       if (!persisted) throw new Error('commit returned no event');
       return { eventId: persisted.eventId, streamOrdering: persisted.streamOrdering };
     });

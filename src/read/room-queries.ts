@@ -3,6 +3,7 @@
  * timestamp_to_event) and history visibility. Only positions and ids come from here: event bodies are loaded
  * through the EventReader, which skips damaged rows.
  */
+import { clientTxnId } from '../input/txn.js';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../storage/schema.js';
 
@@ -202,7 +203,7 @@ export async function txnIdsFor(
     .where('device_id', '=', deviceId)
     .where('event_nid', 'in', [...nids])
     .execute();
-  for (const r of rows) out.set(num(r.event_nid), r.txn_id.replace(/^redact:/, ''));
+  for (const r of rows) out.set(num(r.event_nid), clientTxnId(r.txn_id));
   return out;
 }
 

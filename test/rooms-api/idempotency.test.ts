@@ -98,6 +98,20 @@ for (const engine of ENGINES) {
       assert.equal(await countEvents(server, roomId, 'm.room.redaction'), 1);
     });
 
+    it('scopes transaction ids to the room: the same txnId in two rooms sends two events', async () => {
+      const u = await (server as TestServer).user('txnscope');
+      const r1 = (await u.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
+      const r2 = (await u.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
+      const [a, b] = await Promise.all([send(u, r1, 'same', 'one'), send(u, r2, 'same', 'two')]);
+      assert.notEqual(a, b);
+      const again = await send(u, r2, 'same', 'two');
+      assert.equal(again, b);
+      const s = await u.get(`/_matrix/client/v3/rooms/${rid(r2)}/messages?dir=b&limit=5`);
+      const chunk = s.body.chunk as { event_id: string; unsigned?: { transaction_id?: string } }[];
+      const mine = chunk.find((e) => e.event_id === b);
+      assert.equal(mine?.unsigned?.transaction_id, 'same', 'the client sees its own txnId back');
+    });
+
     it('returns the same event for a retry after a server restart, without storing a second one', async () => {
       const before = server ?? (await startTestServer(engine));
       server = before;

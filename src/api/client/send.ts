@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { lookupIn } from '../../input/room-head.js';
+import { scopedTxnId } from '../../input/txn.js';
 import { redactLevel, userPowerLevel } from '../../rooms/auth/power-levels.js';
 import { canonicalJson } from '../../rooms/canonical-json.js';
 import { checkContent, checkEventType, MAX_PDU_BYTES } from '../../roomsvc/content.js';
@@ -42,7 +43,7 @@ export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const res = await writer.send(
       roomId,
       { type: eventType, sender: r.userId, content },
-      { userId: r.userId, deviceId: r.deviceId, txnId },
+      { userId: r.userId, deviceId: r.deviceId, txnId: scopedTxnId(`send/${roomId}/${eventType}`, txnId) },
     );
     return { event_id: res.eventId };
   });
@@ -90,7 +91,7 @@ export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const res = await writer.send(
       roomId,
       { type: 'm.room.redaction', sender: r.userId, content, redacts: eventId },
-      { userId: r.userId, deviceId: r.deviceId, txnId: `redact:${txnId}` },
+      { userId: r.userId, deviceId: r.deviceId, txnId: scopedTxnId(`redact/${roomId}/${eventId}`, txnId) },
     );
     return { event_id: res.eventId };
   });
