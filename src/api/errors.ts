@@ -36,7 +36,9 @@ export type ErrCode =
   | 'M_NOT_YET_UPLOADED'
   | 'M_CANNOT_OVERWRITE_MEDIA'
   | 'M_UNKNOWN_POS'
-  | 'M_DUPLICATE_ANNOTATION';
+  | 'M_DUPLICATE_ANNOTATION'
+  | 'M_INVALID_SIGNATURE'
+  | 'M_WRONG_ROOM_KEYS_VERSION';
 
 const STATUS: Partial<Record<ErrCode, number>> = {
   M_FORBIDDEN: 403,
@@ -54,6 +56,7 @@ const STATUS: Partial<Record<ErrCode, number>> = {
   M_UNKNOWN: 500,
   M_NOT_YET_UPLOADED: 504,
   M_CANNOT_OVERWRITE_MEDIA: 409,
+  M_WRONG_ROOM_KEYS_VERSION: 403,
 };
 
 export class MatrixError extends Error {
