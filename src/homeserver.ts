@@ -18,6 +18,7 @@ import { Notifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync.js';
 import { TypingStore } from './sync/typing.js';
 import { createLogger } from './log.js';
+import { healthRoutes, Instrumentation, Metrics, metricsRoutes } from './metrics/index.js';
 import { recordDamage } from './storage/damage.js';
 import { openStorage, type Storage } from './storage/db.js';
 
@@ -57,6 +58,10 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   ensureWritableDir(config.media_store_path, 'media store');
   const signingKey = loadOrCreateSigningKey(config.signing_key_path);
   const storage = await openStorage(config.database);
+  const metricsOn = config.enable_metrics || config.listeners.some((l) => l.type === 'metrics');
+  const metrics = metricsOn ? new Metrics() : undefined;
+  const instrument = metrics ? new Instrumentation(metrics) : undefined;
+  if (instrument) storage.db = storage.db.withPlugin(instrument.queryTimer());
 
   const auth = new Authenticator(storage);
   const writer = new RoomWriter(storage, config.server_name, signingKey);
@@ -89,6 +94,13 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       if (typeof target === 'string') reader.invalidateById(target);
     }
   });
+  if (instrument) {
+    instrument.writer(writer);
+    instrument.notifier(notifier);
+    instrument.caches(reader);
+    instrument.damage(damage);
+    instrument.toDeviceQueue(storage);
+  }
   const deps = {
     config,
     storage,
@@ -121,7 +133,11 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
         maxJsonBodySize: config.max_json_body_size,
         trustProxy: listener.x_forwarded,
       });
-      registerClientRoutes(app, deps);
+      if (listener.type === 'http') instrument?.http(app);
+      healthRoutes(app, storage);
+      if (metrics && (listener.type === 'metrics' || config.enable_metrics)) metricsRoutes(app, metrics);
+      // A metrics listener serves only metrics and health.
+      if (listener.type === 'http') registerClientRoutes(app, deps);
       apps.push(app);
       for (const host of listener.bind_addresses) {
         try {
