@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { Authenticator } from './api/auth.js';
 import { registerClientRoutes } from './api/routes.js';
 import { RateLimiter } from './api/ratelimit.js';
-import { createHttpApp } from './api/server.js';
+import { createHttpApp, whenIdle } from './api/server.js';
 import { Uia } from './api/uia.js';
 import type { Config } from './config/schema.js';
 import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
@@ -173,8 +173,10 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       // Long-polling syncs answer at once instead of holding the shutdown.
       notifier.wakeAll();
       typing.close();
-      await Promise.race([closed, grace]);
+      // Once no request is in flight, sockets that are idle or never sent a request need not hold the shutdown.
+      await Promise.race([closed, grace, Promise.all(apps.map((a) => whenIdle(a)))]);
       for (const a of apps) a.server.closeAllConnections();
+      await Promise.race([closed, grace]);
       await deps.writer.drain();
       await damage.flush();
       await storage.close();

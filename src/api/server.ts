@@ -76,6 +76,15 @@ function fastifyErrorToMatrix(err: FastifyError): MatrixError | undefined {
   }
 }
 
+const inFlight = new WeakMap<FastifyInstance, { ids: Set<string>; idle: Set<() => void> }>();
+
+/** Resolves once no request is in flight on `app` (used at shutdown to close idle and half-open sockets early). */
+export function whenIdle(app: FastifyInstance): Promise<void> {
+  const state = inFlight.get(app);
+  if (!state || state.ids.size === 0) return Promise.resolve();
+  return new Promise((resolve) => state.idle.add(resolve));
+}
+
 export function createHttpApp(opts: HttpOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
@@ -89,6 +98,20 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
   });
 
   app.decorateRequest('requester', null);
+
+  const tracking = { ids: new Set<string>(), idle: new Set<() => void>() };
+  inFlight.set(app, tracking);
+  const done = (id: string): void => {
+    tracking.ids.delete(id);
+    if (tracking.ids.size > 0) return;
+    for (const resolve of tracking.idle) resolve();
+    tracking.idle.clear();
+  };
+  app.addHook('onRequest', async (req) => {
+    tracking.ids.add(req.id);
+  });
+  app.addHook('onResponse', async (req) => done(req.id));
+  app.addHook('onRequestAbort', async (req) => done(req.id));
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
