@@ -5,6 +5,7 @@ import type { LoadedEvent } from '../read/event-reader.js';
 import { formatStreamToken } from '../read/tokens.js';
 import { splitStateKey, type StateMapNids } from '../storage/state.js';
 import { eventAllowed, timelineLimit, type SyncContext } from './context.js';
+import type { RoomEventFilter } from './filter.js';
 import { formatEvents } from './format.js';
 import { txnIdsFor } from '../read/room-queries.js';
 import { memberCounts, timelineNids, type MembershipRow } from './queries.js';
@@ -44,7 +45,8 @@ export async function roomTimelineSection(
 
   let stateMap: StateMapNids;
   if (full || ctx.since === null) stateMap = startState;
-  else if (tl.limited) {
+  else if (tl.limited || timelineFiltered(filter.room?.timeline)) {
+    // A gap, or state events the timeline filter hid: the client learns those changes only from `state`.
     const sinceState = await stateAtPosition(storage, reader, m.room_nid, m.room_id, ctx.since);
     stateMap = stateDelta(sinceState, startState);
   } else stateMap = new Map();
@@ -121,11 +123,12 @@ async function selectState(
   }
   if (lazy) {
     const senders = new Set(timeline.map((e) => e.pdu.sender));
-    senders.add(ctx.userId);
-    for (const s of senders) {
+    // Senders' memberships are always sent: nothing records which ones this client already has, and a sender
+    // first seen in an incremental sync must not come without one. The user's own only when asked or initial.
+    const redundant = sf?.include_redundant_members === true || ctx.since === null;
+    for (const s of new Set([...senders, ctx.userId])) {
       const k = `m.room.member\u0000${s}`;
-      const nid =
-        map.get(k) ?? (sf?.include_redundant_members || ctx.since === null ? fullStart.get(k) : undefined);
+      const nid = map.get(k) ?? (redundant || senders.has(s) ? fullStart.get(k) : undefined);
       if (nid !== undefined && !timeline.some((e) => e.nid === nid)) wanted.set(k, nid);
     }
   }
@@ -136,6 +139,18 @@ async function selectState(
     out.push(ev);
   }
   return out;
+}
+
+/** Whether a timeline filter can hide events (and with them state changes) from the timeline. */
+function timelineFiltered(f: RoomEventFilter | undefined): boolean {
+  return (
+    f !== undefined &&
+    (f.types !== undefined ||
+      (f.not_types?.length ?? 0) > 0 ||
+      f.senders !== undefined ||
+      (f.not_senders?.length ?? 0) > 0 ||
+      f.contains_url !== undefined)
+  );
 }
 
 async function summary(ctx: SyncContext, roomNid: number): Promise<JsonObject> {

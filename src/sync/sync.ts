@@ -167,12 +167,17 @@ export class SyncService {
       } else if ((m.membership === 'leave' || m.membership === 'ban') && m.forgotten === 0) {
         const wanted = since === null ? req.filter.room?.include_leave === true : m.stream_ordering > since;
         if (!wanted) continue;
+        // The user always sees their own leave: history visibility would hide a rejected invite's.
+        const withOwnLeave = async (events: LoadedEvent[]) => {
+          const seen = new Set((await visible(events)).map((e) => e.nid));
+          return events.filter((e) => seen.has(e.nid) || e.nid === m.event_nid);
+        };
         const section = await roomTimelineSection(
           ctx,
           m,
           Math.min(m.stream_ordering, to),
           since === null,
-          visible,
+          withOwnLeave,
         );
         const { empty: _empty, summary: _summary, ...rest } = section;
         leave[m.room_id] = { ...rest, account_data: { events: accountData.rooms.get(m.room_id) ?? [] } };
