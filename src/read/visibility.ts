@@ -66,9 +66,8 @@ export function isVisible(
   if (pdu.type === 'm.room.history_visibility' && pdu.state_key === '') {
     return allowedBy({ ...before, visibility: historyVisibilityOf(pdu.content) }, joinedLater);
   }
-  if (pdu.type === 'm.room.member' && pdu.state_key === userId) {
-    return allowedBy({ ...before, membership: membershipIn(pdu.content) }, joinedLater);
-  }
+  // A user always sees their own membership events (as Synapse): a rejected invite or a kick must reach them.
+  if (pdu.type === 'm.room.member' && pdu.state_key === userId) return true;
   return false;
 }
 
