@@ -30,6 +30,7 @@ import { typingRoutes } from './client/typing.js';
 import { receiptRoutes } from './client/receipts.js';
 import { tagRoutes } from './client/tags.js';
 import { presenceRoutes } from './client/presence.js';
+import { doctorAdminRoutes } from './admin/doctor.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
   versionRoutes(app, deps);
@@ -61,4 +62,5 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   receiptRoutes(app, deps);
   tagRoutes(app, deps);
   presenceRoutes(app, deps);
+  doctorAdminRoutes(app, deps);
 }

@@ -8,6 +8,7 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import type { Logger } from 'pino';
+import { databaseUnavailable } from '../integrity/db-errors.js';
 import { MatrixError } from './errors.js';
 
 export interface HttpOptions {
@@ -163,6 +164,12 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
     if (error instanceof MatrixError) merr = error;
     else if ('code' in error && typeof error.code === 'string')
       merr = fastifyErrorToMatrix(error as FastifyError);
+    const unavailable = merr ? undefined : databaseUnavailable(error);
+    if (unavailable) {
+      req.log.warn({ err: error, reqId: req.id }, 'database unavailable');
+      merr = new MatrixError('M_UNKNOWN', unavailable, {}, 503);
+      return reply.code(merr.status).send(merr.toJSON());
+    }
     if (!merr) {
       req.log.error({ err: error, reqId: req.id, url: safeUrl(req.url) }, 'internal error');
       merr = new MatrixError('M_UNKNOWN', `Internal server error (request ${req.id})`);

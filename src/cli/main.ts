@@ -1,6 +1,8 @@
 /** The `hearth` command line. */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { backupCommand, restoreCommand } from './backup.js';
+import { doctorCommand } from './doctor.js';
 import { CliError } from './errors.js';
 import { generateConfigCommand } from './generate-config.js';
 import { registerUserCommand } from './register-user.js';
@@ -47,6 +49,38 @@ export function buildProgram(): Command {
     .option('-p, --password <password>', 'password (asked for when omitted)')
     .option('-a, --admin', 'make the user a server admin', false)
     .action(registerUserCommand);
+
+  program
+    .command('doctor')
+    .description(
+      'check the database of a stopped server; --repair fixes what it finds (exit 0 clean, 1 problems, 2 error)',
+    )
+    .requiredOption('-c, --config <file>', 'path to homeserver.yaml')
+    .option('--json', 'print the report as JSON', false)
+    .option('--repair', 'repair what is found (quarantine, rebuild), then check again', false)
+    .option('--room <roomId>', 'check only this room (and the cross-room checks)')
+    .option('--list-quarantine', 'list quarantined events and rows', false)
+    .option(
+      '--progress-every <n>',
+      'a progress line on stderr every N rooms',
+      (v) => Math.max(1, Number(v) || 100),
+      100,
+    )
+    .action(doctorCommand);
+
+  program
+    .command('backup')
+    .description('make a consistent backup (database, signing key, config, media) while the server runs')
+    .requiredOption('-c, --config <file>', 'path to homeserver.yaml')
+    .requiredOption('--out <path>', 'backup directory to create')
+    .action(backupCommand);
+
+  program
+    .command('restore')
+    .description('restore a backup into an empty database')
+    .requiredOption('-c, --config <file>', 'path to homeserver.yaml')
+    .requiredOption('--from <path>', 'backup directory')
+    .action(restoreCommand);
 
   return program;
 }

@@ -22,6 +22,7 @@ import type { Engine } from '../storage/dialect.js';
 import { indexEventForSearch } from '../storage/search.js';
 import type { Database } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
+import { injectFault } from '../integrity/faults.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
 import { loadRoomHead, lookupIn, type RoomHead, type StateEntry } from './room-head.js';
 
@@ -94,6 +95,11 @@ export class RoomWriter {
   /** Forgets a cached head (after a repair rewrote the room's rows). */
   invalidate(roomId: string): void {
     this.#heads.delete(roomId);
+  }
+
+  /** Runs `fn` in the room's write queue, between two writes (the doctor's online repairs). */
+  runExclusive<T>(roomId: string, fn: () => Promise<T>): Promise<T> {
+    return this.#queue.run(roomId, fn);
   }
 
   /**
@@ -306,6 +312,7 @@ export class RoomWriter {
       } else {
         working = applyToHead(working, p.pdu, p.eventId, eventNid);
       }
+      await injectFault('persist-event', trx);
       await writeSideTables(trx, this.storage.engine, p, eventNid, roomNid);
       persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
     }

@@ -45,7 +45,15 @@ export function openKysely(dbConfig: Config['database']): Kysely<Database> {
     conn.pragma('busy_timeout = 5000');
     return new Kysely<Database>({ dialect: new SqliteDialect({ database: conn }) });
   }
-  const pool = new pg.Pool({ connectionString: dbConfig.url, max: dbConfig.max_connections });
+  // Bounded waits: while PostgreSQL is down a request fails fast (503) instead of hanging on a connect or a query.
+  const pool = new pg.Pool({
+    connectionString: dbConfig.url,
+    max: dbConfig.max_connections,
+    connectionTimeoutMillis: 5_000,
+    query_timeout: 60_000,
+    statement_timeout: 60_000,
+    keepAlive: true,
+  });
   // An idle client that errors (server restart) must not crash the process.
   pool.on('error', () => undefined);
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });

@@ -222,10 +222,40 @@ export interface DamageReportsTable {
   first_seen_ts: number;
   last_seen_ts: number;
   count: number;
+  /** Set by `hearth doctor --repair` once the damage is handled. */
+  resolved_ts: number | null;
+}
+
+export interface QuarantinedEventsTable {
+  event_nid: number;
+  event_id: string;
+  room_id: string;
+  reason: string;
+  /** The events row as it was, as JSON. */
+  row_json: string;
+  quarantined_ts: number;
+}
+
+export interface QuarantinedRowsTable {
+  id: Generated<number>;
+  table_name: string;
+  row_json: string;
+  reason: string;
+  quarantined_ts: number;
+}
+
+export interface MissingEventsTable {
+  room_nid: number;
+  event_id: string;
+  referenced_by: string;
+  recorded_ts: number;
 }
 
 export interface Database {
   damage_reports: DamageReportsTable;
+  quarantined_events: QuarantinedEventsTable;
+  quarantined_rows: QuarantinedRowsTable;
+  missing_events: MissingEventsTable;
   rooms: RoomsTable;
   events: EventsTable;
   state_snapshots: StateSnapshotsTable;
