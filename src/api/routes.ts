@@ -30,6 +30,10 @@ import { typingRoutes } from './client/typing.js';
 import { receiptRoutes } from './client/receipts.js';
 import { tagRoutes } from './client/tags.js';
 import { presenceRoutes } from './client/presence.js';
+import { keysRoutes } from './client/keys.js';
+import { crossSigningRoutes } from './client/cross-signing.js';
+import { toDeviceRoutes } from './client/to-device.js';
+import { keyBackupRoutes } from './client/key-backup.js';
 import { doctorAdminRoutes } from './admin/doctor.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
@@ -62,5 +66,9 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   receiptRoutes(app, deps);
   tagRoutes(app, deps);
   presenceRoutes(app, deps);
+  keysRoutes(app, deps);
+  crossSigningRoutes(app, deps);
+  toDeviceRoutes(app, deps);
+  keyBackupRoutes(app, deps);
   doctorAdminRoutes(app, deps);
 }

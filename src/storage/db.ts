@@ -67,6 +67,8 @@ async function maxStreamPosition(db: Kysely<Database>): Promise<number> {
       UNION ALL SELECT MAX(stream_ordering) AS m FROM events
       UNION ALL SELECT MAX(stream_pos) AS m FROM receipts
       UNION ALL SELECT MAX(stream_pos) AS m FROM presence
+      UNION ALL SELECT MAX(stream_pos) AS m FROM to_device_messages
+      UNION ALL SELECT MAX(stream_pos) AS m FROM device_list_changes
     ) AS positions`.execute(db);
   return Number(result.rows[0]?.m ?? 0);
 }

@@ -251,6 +251,94 @@ export interface MissingEventsTable {
   recorded_ts: number;
 }
 
+export interface E2eDeviceKeysTable {
+  user_id: string;
+  device_id: string;
+  /** The uploaded DeviceKeys object, canonical JSON. */
+  key_json: string;
+  ts: number;
+}
+
+export interface E2eOneTimeKeysTable {
+  user_id: string;
+  device_id: string;
+  algorithm: string;
+  key_id: string;
+  key_json: string;
+  ts: number;
+}
+
+export interface E2eFallbackKeysTable {
+  user_id: string;
+  device_id: string;
+  algorithm: string;
+  key_id: string;
+  key_json: string;
+  used: number;
+}
+
+export interface E2eCrossSigningKeysTable {
+  user_id: string;
+  /** master | self_signing | user_signing */
+  key_type: string;
+  /** The unpadded base64 ed25519 public key (the key id without `ed25519:`). */
+  public_key: string;
+  key_json: string;
+}
+
+export interface E2eSignaturesTable {
+  signer_user_id: string;
+  /** `ed25519:<device id or public key>` */
+  signer_key_id: string;
+  target_user_id: string;
+  /** A device id or a cross-signing public key. */
+  target_key_id: string;
+  signature: string;
+}
+
+export interface ToDeviceMessagesTable {
+  user_id: string;
+  device_id: string;
+  stream_pos: number;
+  sender: string;
+  type: string;
+  content: string;
+}
+
+export interface ToDeviceTxnsTable {
+  user_id: string;
+  device_id: string;
+  txn_id: string;
+  created_ts: number;
+}
+
+export interface DeviceListChangesTable {
+  stream_pos: number;
+  user_id: string;
+  /** 1 when only the user themself is told (user-signing key and signature changes). */
+  only_self: number;
+}
+
+export interface RoomKeyVersionsTable {
+  user_id: string;
+  version: number;
+  algorithm: string;
+  auth_data: string;
+  etag: number;
+  deleted: number;
+}
+
+export interface RoomKeysTable {
+  user_id: string;
+  version: number;
+  room_id: string;
+  session_id: string;
+  first_message_index: number;
+  forwarded_count: number;
+  is_verified: number;
+  session_data: string;
+}
+
 export interface Database {
   damage_reports: DamageReportsTable;
   quarantined_events: QuarantinedEventsTable;
@@ -280,6 +368,16 @@ export interface Database {
   schema_version: SchemaVersionTable;
   receipts: ReceiptsTable;
   presence: PresenceTable;
+  e2e_device_keys: E2eDeviceKeysTable;
+  e2e_one_time_keys: E2eOneTimeKeysTable;
+  e2e_fallback_keys: E2eFallbackKeysTable;
+  e2e_cross_signing_keys: E2eCrossSigningKeysTable;
+  e2e_signatures: E2eSignaturesTable;
+  to_device_messages: ToDeviceMessagesTable;
+  to_device_txns: ToDeviceTxnsTable;
+  device_list_changes: DeviceListChangesTable;
+  room_key_versions: RoomKeyVersionsTable;
+  room_keys: RoomKeysTable;
 }
 
 export type UserRow = Selectable<UsersTable>;

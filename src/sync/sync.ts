@@ -18,6 +18,7 @@ import type { Notifier } from './notifier.js';
 import type { TypingStore } from './typing.js';
 import { membershipsOf, type MembershipRow } from './queries.js';
 import { unreadCounts } from './unread.js';
+import { e2eeSync } from './e2ee.js';
 import { stateBefore } from './room-state.js';
 
 export interface SyncRequest {
@@ -190,17 +191,22 @@ export class SyncService {
     if (Object.keys(knock).length) rooms.knock = knock;
     if (Object.keys(leave).length) rooms.leave = leave;
     const presence = await this.#presence(ctx, [...joinedRooms.keys()]);
+    const e2ee = await e2eeSync(ctx, req.since);
     const body: JsonObject = {
-      next_batch: formatStreamToken(to, [typingSerial]),
+      next_batch: formatStreamToken(to, [typingSerial, ...e2ee.tokenExtra]),
       rooms,
       account_data: { events: accountData.global },
       presence: { events: presence },
-      to_device: { events: [] },
-      device_lists: { changed: [], left: [] },
-      device_one_time_keys_count: {},
-      device_unused_fallback_key_types: [],
+      to_device: e2ee.to_device,
+      device_lists: e2ee.device_lists,
+      device_one_time_keys_count: e2ee.device_one_time_keys_count,
+      device_unused_fallback_key_types: e2ee.device_unused_fallback_key_types,
     };
-    const empty = Object.keys(rooms).length === 0 && accountData.global.length === 0 && presence.length === 0;
+    const empty =
+      Object.keys(rooms).length === 0 &&
+      accountData.global.length === 0 &&
+      presence.length === 0 &&
+      e2ee.empty;
     return { body, empty };
   }
 

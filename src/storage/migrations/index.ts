@@ -3,7 +3,8 @@ import { m0002 } from './0002_rooms.js';
 import { m0003 } from './0003_search.js';
 import { m0004 } from './0004_ephemeral.js';
 import { m0005 } from './0005_damage.js';
+import { m0006 } from './0006_e2ee.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
-export const MIGRATIONS: readonly Migration[] = [m0001, m0002, m0003, m0004, m0005];
+export const MIGRATIONS: readonly Migration[] = [m0001, m0002, m0003, m0004, m0005, m0006];

@@ -1,0 +1,214 @@
+/**
+ * Device keys, one-time keys and fallback keys (client-server API "Key management API"): upload, query, claim.
+ * Device keys changes are device-list changes; one-time keys are claimed atomically.
+ */
+import { MatrixError } from '../api/errors.js';
+import { isJsonObject } from '../api/validate.js';
+import type { JsonObject } from '../rooms/event.js';
+import { verifyJsonSignature } from '../rooms/signing.js';
+import {
+  claimKey,
+  countOneTimeKeys,
+  getCrossSigningKeys,
+  getDeviceKeys,
+  getOneTimeKeys,
+  insertOneTimeKeys,
+  listDeviceKeys,
+  setDeviceKeys,
+  setFallbackKeys,
+  signaturesOf as storedSignatures,
+  type NewKey,
+  type SignatureRow,
+} from '../storage/e2ee-keys.js';
+import { getDevice } from '../storage/devices.js';
+import { canonicalOrBadJson, serverOf, signedPart, withSignatures } from './json.js';
+import { withDeviceListChange, type E2eeDeps } from './device-lists.js';
+
+export interface KeysUpload {
+  device_keys?: JsonObject | undefined;
+  one_time_keys?: Record<string, unknown> | undefined;
+  fallback_keys?: Record<string, unknown> | undefined;
+}
+
+/** One-time key counts per algorithm; `signed_curve25519` is always present, as Synapse reports it. */
+export async function oneTimeKeyCounts(
+  db: E2eeDeps['storage']['db'],
+  userId: string,
+  deviceId: string,
+): Promise<Record<string, number>> {
+  return { signed_curve25519: 0, ...(await countOneTimeKeys(db, userId, deviceId)) };
+}
+
+function checkDeviceKeys(keys: JsonObject, userId: string, deviceId: string): void {
+  if (keys.user_id !== userId)
+    throw new MatrixError(
+      'M_BAD_JSON',
+      'Provided `user_id` in `device_keys` does not match that of the authenticated user',
+    );
+  if (keys.device_id !== deviceId)
+    throw new MatrixError(
+      'M_BAD_JSON',
+      'Provided `device_id` in `device_keys` does not match that of the authenticated user device',
+    );
+  if (!Array.isArray(keys.algorithms) || !keys.algorithms.every((a) => typeof a === 'string'))
+    throw new MatrixError('M_BAD_JSON', '`device_keys.algorithms` must be a list of strings');
+  if (!isJsonObject(keys.keys) || !Object.values(keys.keys).every((k) => typeof k === 'string'))
+    throw new MatrixError('M_BAD_JSON', '`device_keys.keys` must map key ids to strings');
+  const ed = keys.keys[`ed25519:${deviceId}`];
+  if (typeof ed !== 'string')
+    throw new MatrixError('M_BAD_JSON', `device_keys has no ed25519:${deviceId} key`);
+  if (!verifyJsonSignature(keys, userId, `ed25519:${deviceId}`, ed))
+    throw new MatrixError('M_INVALID_SIGNATURE', 'The device keys are not signed by the device ed25519 key');
+}
+
+function parseKeyMap(map: Record<string, unknown> | undefined, what: string): NewKey[] {
+  const out: NewKey[] = [];
+  for (const [id, value] of Object.entries(map ?? {})) {
+    const colon = id.indexOf(':');
+    if (colon <= 0 || colon === id.length - 1)
+      throw new MatrixError('M_BAD_JSON', `Invalid ${what} key id ${id}: expected <algorithm>:<key id>`);
+    if (typeof value !== 'string' && !isJsonObject(value))
+      throw new MatrixError('M_BAD_JSON', `Invalid ${what} key ${id}: expected a string or an object`);
+    out.push({
+      algorithm: id.slice(0, colon),
+      keyId: id.slice(colon + 1),
+      json: canonicalOrBadJson(value, `${what} key`),
+    });
+  }
+  return out;
+}
+
+/** POST /keys/upload */
+export async function uploadKeys(
+  deps: E2eeDeps,
+  userId: string,
+  deviceId: string,
+  body: KeysUpload,
+): Promise<{ one_time_key_counts: Record<string, number> }> {
+  const { db } = deps.storage;
+  if (!(await getDevice(db, userId, deviceId))) throw new MatrixError('M_NOT_FOUND', 'Unknown device');
+  const otks = parseKeyMap(body.one_time_keys, 'one-time');
+  const fallbacks = parseKeyMap(body.fallback_keys, 'fallback');
+  const now = Date.now();
+
+  if (body.device_keys) {
+    const keys = body.device_keys;
+    checkDeviceKeys(keys, userId, deviceId);
+    const json = canonicalOrBadJson(keys, 'device_keys');
+    const old = await getDeviceKeys(db, userId, deviceId);
+    const oldObj = old === undefined ? undefined : (JSON.parse(old) as JsonObject);
+    if (oldObj && signedPart(oldObj) !== signedPart(keys)) {
+      // Synapse refuses to change a device's identity keys: a client must log in a new device instead.
+      throw new MatrixError(
+        'M_INVALID_PARAM',
+        'Device keys for this device already exist and differ from the ones uploaded',
+        {},
+        400,
+      );
+    }
+    if (json !== old) {
+      await withDeviceListChange(deps, userId, false, (trx) =>
+        setDeviceKeys(trx, userId, deviceId, json, now),
+      );
+    }
+  }
+
+  if (otks.length) {
+    const existing = await getOneTimeKeys(db, userId, deviceId);
+    const fresh: NewKey[] = [];
+    for (const k of otks) {
+      const old = existing.get(`${k.algorithm}:${k.keyId}`);
+      if (old === undefined) fresh.push(k);
+      else if (old !== k.json)
+        throw new MatrixError(
+          'M_UNKNOWN',
+          `One time key ${k.algorithm}:${k.keyId} already exists with different content`,
+          {},
+          400,
+        );
+    }
+    await insertOneTimeKeys(db, userId, deviceId, fresh, now);
+  }
+  if (fallbacks.length) await setFallbackKeys(db, userId, deviceId, fallbacks);
+  return { one_time_key_counts: await oneTimeKeyCounts(db, userId, deviceId) };
+}
+
+function mergeSignatures(obj: JsonObject, target: string, sigs: readonly SignatureRow[]): JsonObject {
+  return withSignatures(
+    obj,
+    sigs
+      .filter((s) => s.target_key_id === target)
+      .map((s) => ({ user: s.signer_user_id, keyId: s.signer_key_id, signature: s.signature })),
+  );
+}
+
+/** POST /keys/query for local users; other servers' users are reported in `failures`. */
+export async function queryKeys(
+  deps: E2eeDeps,
+  requester: string,
+  serverName: string,
+  wanted: Record<string, string[]>,
+): Promise<JsonObject> {
+  const { db } = deps.storage;
+  const deviceKeys: Record<string, JsonObject> = {};
+  const master: JsonObject = {};
+  const selfSigning: JsonObject = {};
+  const userSigning: JsonObject = {};
+  const failures: JsonObject = {};
+  const local = Object.keys(wanted).filter((u) => serverOf(u) === serverName);
+  for (const u of Object.keys(wanted)) {
+    const server = serverOf(u);
+    if (server !== serverName) failures[server] = { status: 503, message: 'Federation is not available' };
+  }
+  for (const userId of local) {
+    const sigs = await storedSignatures(db, userId, requester);
+    const devices: JsonObject = {};
+    for (const row of await listDeviceKeys(db, userId, wanted[userId] ?? [])) {
+      const obj = mergeSignatures(JSON.parse(row.key_json) as JsonObject, row.device_id, sigs);
+      const unsigned = isJsonObject(obj.unsigned) ? obj.unsigned : {};
+      devices[row.device_id] =
+        row.display_name === null
+          ? obj
+          : { ...obj, unsigned: { ...unsigned, device_display_name: row.display_name } };
+    }
+    deviceKeys[userId] = devices;
+    for (const key of await getCrossSigningKeys(db, [userId])) {
+      const obj = mergeSignatures(JSON.parse(key.key_json) as JsonObject, key.public_key, sigs);
+      if (key.key_type === 'master') master[userId] = obj;
+      else if (key.key_type === 'self_signing') selfSigning[userId] = obj;
+      else if (key.key_type === 'user_signing' && userId === requester) userSigning[userId] = obj;
+    }
+  }
+  return {
+    device_keys: deviceKeys,
+    master_keys: master,
+    self_signing_keys: selfSigning,
+    user_signing_keys: userSigning,
+    failures,
+  };
+}
+
+/** POST /keys/claim: one key per requested device; unknown users and devices are left out, as Synapse does. */
+export async function claimKeys(
+  deps: E2eeDeps,
+  serverName: string,
+  wanted: Record<string, Record<string, string>>,
+): Promise<JsonObject> {
+  const { db } = deps.storage;
+  const oneTimeKeys: Record<string, Record<string, JsonObject>> = {};
+  const failures: JsonObject = {};
+  for (const [userId, devices] of Object.entries(wanted)) {
+    const server = serverOf(userId);
+    if (server !== serverName) {
+      failures[server] = { status: 503, message: 'Federation is not available' };
+      continue;
+    }
+    for (const [deviceId, algorithm] of Object.entries(devices)) {
+      const key = await claimKey(db, userId, deviceId, algorithm);
+      if (!key) continue;
+      const forUser = (oneTimeKeys[userId] ??= {});
+      forUser[deviceId] = { [`${algorithm}:${key.keyId}`]: JSON.parse(key.json) as unknown };
+    }
+  }
+  return { one_time_keys: oneTimeKeys, failures };
+}
