@@ -18,6 +18,7 @@ import { Notifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync.js';
 import { TypingStore } from './sync/typing.js';
 import { createLogger } from './log.js';
+import { MediaService } from './media/service.js';
 import { healthRoutes, Instrumentation, Metrics, metricsRoutes } from './metrics/index.js';
 import { recordDamage } from './storage/damage.js';
 import { openStorage, type Storage } from './storage/db.js';
@@ -39,6 +40,7 @@ export interface Homeserver {
   urls: string[];
   /** Who is typing where (in memory). */
   typing: TypingStore;
+  media: MediaService;
   close(): Promise<void>;
 }
 
@@ -82,6 +84,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const reader = new EventReader(storage, damage);
   const notifier = new Notifier();
   const typing = new TypingStore({ onChange: (roomId) => notifier.notifyRooms([roomId]) });
+  const media = new MediaService({ storage, config, log });
+  await media.init();
   writer.onCommit((batch) => {
     notifier.notifyRooms([batch.roomId]);
     const members = batch.events.filter(
@@ -122,6 +126,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       visible: (userId, events) => filterVisible({ reader, db: storage.db }, userId, events),
     }),
     typing,
+    media,
   };
 
   const apps: FastifyInstance[] = [];
@@ -173,16 +178,18 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       // Long-polling syncs answer at once instead of holding the shutdown.
       notifier.wakeAll();
       typing.close();
+      const mediaJobs = media.close();
       // Once no request is in flight, sockets that are idle or never sent a request need not hold the shutdown.
       await Promise.race([closed, grace, Promise.all(apps.map((a) => whenIdle(a)))]);
       for (const a of apps) a.server.closeAllConnections();
       await Promise.race([closed, grace]);
       await deps.writer.drain();
+      await mediaJobs;
       await damage.flush();
       await storage.close();
     })();
     return closing;
   };
 
-  return { config, storage, signingKey, log, apps, urls, typing, close };
+  return { config, storage, signingKey, log, apps, urls, typing, media, close };
 }

@@ -10,6 +10,7 @@ import type { Storage } from '../storage/db.js';
 import type { Authenticator } from './auth.js';
 import type { RateLimiter } from './ratelimit.js';
 import type { Uia } from './uia.js';
+import type { MediaService } from '../media/service.js';
 
 export interface ApiDeps {
   config: Config;
@@ -23,4 +24,5 @@ export interface ApiDeps {
   notifier: Notifier;
   typing: TypingStore;
   sync: SyncService;
+  media: MediaService;
 }

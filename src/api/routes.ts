@@ -30,6 +30,8 @@ import { typingRoutes } from './client/typing.js';
 import { receiptRoutes } from './client/receipts.js';
 import { tagRoutes } from './client/tags.js';
 import { presenceRoutes } from './client/presence.js';
+import { mediaRoutes } from './client/media.js';
+import { mediaAdminRoutes } from './admin/media.js';
 import { keysRoutes } from './client/keys.js';
 import { crossSigningRoutes } from './client/cross-signing.js';
 import { toDeviceRoutes } from './client/to-device.js';
@@ -66,6 +68,8 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   receiptRoutes(app, deps);
   tagRoutes(app, deps);
   presenceRoutes(app, deps);
+  mediaRoutes(app, deps);
+  mediaAdminRoutes(app, deps);
   keysRoutes(app, deps);
   crossSigningRoutes(app, deps);
   toDeviceRoutes(app, deps);

@@ -74,6 +74,18 @@ default_room_version: "12"
 max_request_size: 52428800
 max_json_body_size: 1048576
 
+# Media: largest upload in bytes, and the largest image (in pixels) that is thumbnailed.
+max_upload_size: 52428800
+max_image_pixels: 32000000
+# Media uploaded while this is true is only served by the authenticated /_matrix/client/v1/media endpoints;
+# media uploaded before it was turned on stays available on the legacy /_matrix/media/v3 ones (as Synapse).
+enable_authenticated_media: true
+# Async uploads (POST /_matrix/media/v1/create): how many a user may have pending, and for how long.
+max_pending_media_uploads: 5
+unused_expiration_time_ms: 86400000
+# URL previews need outbound HTTP, which Hearth does not make yet: /preview_url answers 404 M_UNRECOGNIZED.
+url_preview_enabled: false
+
 # Seconds in-flight requests get to finish on shutdown, in milliseconds.
 shutdown_grace_ms: 10000
 
@@ -89,6 +101,10 @@ rate_limiting:
   message:
     per_second: 0.2
     burst_count: 10
+  # Media uploads and /create, per user.
+  media_upload:
+    per_second: 10
+    burst_count: 50
 
 # Presence (online/offline status) of users sharing a room.
 presence:

@@ -59,6 +59,21 @@ export const ConfigSchema = z
       .int()
       .positive()
       .default(1024 * 1024),
+    /** Largest media upload in bytes (Synapse's max_upload_size). */
+    max_upload_size: z
+      .number()
+      .int()
+      .positive()
+      .default(50 * 1024 * 1024),
+    /** Images with more pixels than this are not thumbnailed (decompression bombs). */
+    max_image_pixels: z.number().int().positive().default(32_000_000),
+    /** Media uploaded while this is on is not served by the legacy unauthenticated /_matrix/media endpoints. */
+    enable_authenticated_media: z.boolean().default(true),
+    /** Async uploads (/create) a user may have waiting for content, and how long one waits. */
+    max_pending_media_uploads: z.number().int().positive().default(5),
+    unused_expiration_time_ms: z.number().int().positive().default(86_400_000),
+    /** URL previews need outbound HTTP, which Hearth does not make yet: /preview_url answers 404 either way. */
+    url_preview_enabled: z.boolean().default(false),
     access_token_lifetime_ms: z.number().int().positive().optional(),
     refresh_token_lifetime_ms: z.number().int().positive().optional(),
     shutdown_grace_ms: z.number().int().nonnegative().default(10_000),
@@ -68,6 +83,7 @@ export const ConfigSchema = z
         login: RateLimit.default({ per_second: 0.17, burst_count: 3 }),
         register: RateLimit.default({ per_second: 0.17, burst_count: 3 }),
         message: RateLimit.default({ per_second: 0.2, burst_count: 10 }),
+        media_upload: RateLimit.default({ per_second: 10, burst_count: 50 }),
       })
       .strict()
       .default({
@@ -75,6 +91,7 @@ export const ConfigSchema = z
         login: { per_second: 0.17, burst_count: 3 },
         register: { per_second: 0.17, burst_count: 3 },
         message: { per_second: 0.2, burst_count: 10 },
+        media_upload: { per_second: 10, burst_count: 50 },
       }),
     presence: z
       .object({ enabled: z.boolean().default(true) })

@@ -79,6 +79,36 @@ export interface RegistrationTokensTable {
   expiry_time: number | null;
 }
 
+/** Uploaded media. media_length is null until the content of an async upload (/create) has arrived. */
+export interface MediaTable {
+  media_id: string;
+  user_id: string;
+  created_ts: number;
+  media_type: string | null;
+  media_length: number | null;
+  upload_name: string | null;
+  /** An async upload's deadline for its content; null once uploaded. */
+  unused_expires_at: number | null;
+  /** 1 when uploaded while authenticated media was enforced: the legacy unauthenticated endpoints refuse it. */
+  authenticated: number;
+  quarantined_by: string | null;
+  safe_from_quarantine: number;
+  last_access_ts: number | null;
+  sha256: string | null;
+}
+
+/** A cached thumbnail, keyed by the parameters it was made for. */
+export interface MediaThumbnailsTable {
+  media_id: string;
+  width: number;
+  height: number;
+  method: string;
+  animated: number;
+  content_type: string;
+  length: number;
+  created_ts: number;
+}
+
 export interface SchemaVersionTable {
   version: number;
   name: string;
@@ -358,6 +388,8 @@ export interface Database {
   room_aliases: RoomAliasesTable;
   event_reports: EventReportsTable;
   users: UsersTable;
+  media: MediaTable;
+  media_thumbnails: MediaThumbnailsTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;
   refresh_tokens: RefreshTokensTable;
