@@ -352,3 +352,81 @@ export function printTable(rows: readonly ResultRow[], out: (line: string) => vo
   out(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const row of cells) out(line(row));
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Server-side figures (used by the sync benchmarks)
+
+/** Resident set size of this process in MiB. The server runs in-process, so this is server plus benchmark client. */
+export function rssMiB(): number {
+  return process.memoryUsage().rss / (1024 * 1024);
+}
+
+/** Counts the SQL statements the server's Kysely instance runs (statements inside transactions are not seen). */
+export interface QueryCounter {
+  readonly count: number;
+  reset(): void;
+}
+
+/** Wraps the executor of `server`'s database so every statement is counted; for figures only, never for tests. */
+export function countQueries(server: BenchServer): QueryCounter {
+  const executor = server.hs.storage.db.getExecutor();
+  const original = executor.executeQuery.bind(executor);
+  let count = 0;
+  executor.executeQuery = (query) => {
+    count++;
+    return original(query);
+  };
+  return {
+    get count() {
+      return count;
+    },
+    reset() {
+      count = 0;
+    },
+  };
+}
+
+/**
+ * Server-side durations (ms) of the requests whose path starts with `prefix`: from the HTTP server's 'request'
+ * event (headers parsed, before routing) to the response's 'finish' (last byte handed to the socket).
+ */
+export interface ServerTimer {
+  /** Returns the durations recorded since the last call and forgets them. */
+  take(): number[];
+}
+
+export function serverTimer(server: BenchServer, prefix: string): ServerTimer {
+  let durations: number[] = [];
+  for (const app of server.hs.apps) {
+    app.server.prependListener('request', (req, res) => {
+      if (!req.url?.startsWith(prefix)) return;
+      const t0 = performance.now();
+      res.once('finish', () => durations.push(performance.now() - t0));
+    });
+  }
+  return {
+    take() {
+      const out = durations;
+      durations = [];
+      return out;
+    },
+  };
+}
+
+/** Runs `fn` over `items` with at most `concurrency` calls in flight; results in input order. */
+export async function mapConcurrent<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  return out;
+}

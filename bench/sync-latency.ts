@@ -1,0 +1,200 @@
+/**
+ * Scenario `sync-latency`: how fast a parked long-poll wakes. 100 receivers in 10 rooms (10 per room) each hold a
+ * GET /sync?since=…&timeout=30000; a sender (a member of every room, not polling) posts a message into one room, and
+ * for each of that room's receivers we take the time from the sender's 200 response to the receiver's sync
+ * response having fully arrived (process.hrtime). Before every send, every receiver must have re-issued its poll
+ * after its previous response and 200 ms must have passed since the last (re)issue, so all polls are parked in the
+ * notifier. 50 messages by default (BENCH_WAKE_MESSAGES), spread round-robin across the rooms.
+ *
+ * The server runs in this process, so client and server share one event loop: the figures include the client's
+ * own handling of 10 responses per message. The sender's 200 can reach us after a receiver's response (the
+ * notifier fires on commit, before the sender's reply is written); such wakes count as 0 ms and are counted.
+ * Polls go through node:http with a keep-alive agent of 500 sockets (Node 20's fetch has no per-origin limit
+ * either; node:http just costs the shared event loop less).
+ */
+import http from 'node:http';
+import {
+  envInt,
+  percentile,
+  rssMiB,
+  type BenchContext,
+  type BenchUser,
+  type Json,
+  type ResultRow,
+  type Scenario,
+} from './lib.js';
+import { sendText } from './initial-sync.js';
+
+const ROOMS = 10;
+const PER_ROOM = 10;
+const POLL_TIMEOUT_MS = 30_000;
+const SETTLE_MS = 200;
+const WARMUP = 5;
+
+const now = (): bigint => process.hrtime.bigint();
+const msSince = (a: bigint, b: bigint): number => Number(b - a) / 1e6;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function getJson(agent: http.Agent, url: string, token: string): Promise<{ body: Json; arrived: bigint }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const arrived = now();
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== 200)
+          reject(new Error(`GET ${url}: HTTP ${res.statusCode} ${text.slice(0, 300)}`));
+        else resolve({ body: JSON.parse(text) as Json, arrived });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+interface Receiver {
+  user: BenchUser;
+  roomId: string;
+  since: string;
+  /** True while a poll issued after the previous response is outstanding. */
+  parked: boolean;
+  /** Arrival time of each event of its room seen in a sync response (a response can beat the sender's 200). */
+  seen: Map<string, bigint>;
+  /** The event this receiver waits for, and what to call when a response carries it. */
+  expect?: { eventId: string; done: (arrived: bigint) => void };
+}
+
+const syncLatency: Scenario = {
+  name: 'sync-latency',
+  description: '100 long-polling users in 10 rooms: time from a send 200 to each receiver’s /sync response',
+  async run(ctx: BenchContext): Promise<ResultRow[]> {
+    const messages = envInt('BENCH_WAKE_MESSAGES', 50);
+    const { server } = ctx;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 500 });
+
+    ctx.log(`creating ${ROOMS * PER_ROOM + 1} users and ${ROOMS} rooms`);
+    const sender = await server.user('wake_sender');
+    const users = await server.users('wake_recv', ROOMS * PER_ROOM);
+    const roomIds = await Promise.all(
+      Array.from({ length: ROOMS }, (_, r) =>
+        server.room(sender, users.slice(r * PER_ROOM, (r + 1) * PER_ROOM)),
+      ),
+    );
+    const receivers: Receiver[] = await Promise.all(
+      users.map(async (user, i) => {
+        const first = await user.get('/_matrix/client/v3/sync?timeout=0');
+        return {
+          user,
+          roomId: roomIds[Math.floor(i / PER_ROOM)] as string,
+          since: first.next_batch as string,
+          parked: false,
+          seen: new Map<string, bigint>(),
+        };
+      }),
+    );
+
+    let lastIssue = now();
+    let spurious = 0;
+    let stopping = false;
+    let failure: Error | undefined;
+    const pollLoop = async (r: Receiver): Promise<void> => {
+      while (!stopping) {
+        const url = `${server.url}/_matrix/client/v3/sync?since=${encodeURIComponent(r.since)}&timeout=${POLL_TIMEOUT_MS}`;
+        const pending = getJson(agent, url, r.user.token as string);
+        r.parked = true;
+        lastIssue = now();
+        const { body, arrived } = await pending;
+        r.parked = false;
+        r.since = body.next_batch as string;
+        if (stopping) return;
+        const join = (body.rooms as Json | undefined)?.join as Record<string, Json> | undefined;
+        const events = (join?.[r.roomId]?.timeline as { events: { event_id: string }[] } | undefined)?.events;
+        if (!events?.length) spurious++;
+        for (const e of events ?? []) r.seen.set(e.event_id, arrived);
+        const ex = r.expect;
+        const at = ex && r.seen.get(ex.eventId);
+        if (ex && at !== undefined) {
+          r.expect = undefined;
+          ex.done(at);
+        }
+      }
+    };
+    const loops = receivers.map((r) =>
+      pollLoop(r).catch((err: unknown) => {
+        failure ??= err as Error;
+      }),
+    );
+
+    /** Resolves once every receiver has a poll outstanding and none was (re)issued in the last SETTLE_MS. */
+    const allParked = async (): Promise<void> => {
+      for (;;) {
+        if (failure) throw failure;
+        if (receivers.every((r) => r.parked) && msSince(lastIssue, now()) >= SETTLE_MS) return;
+        await sleep(20);
+      }
+    };
+
+    const fromSent: number[] = [];
+    const fromSendStart: number[] = [];
+    let early = 0;
+    const rssBefore = rssMiB();
+    ctx.log(`${receivers.length} polls parked; ${WARMUP} warm-up + ${messages} messages`);
+    for (let m = 0; m < WARMUP + messages; m++) {
+      const room = m % ROOMS;
+      const targets = receivers.filter((r) => r.roomId === roomIds[room]);
+      await allParked();
+      if (m === WARMUP) spurious = 0;
+      const tStart = now();
+      const eventId = await sendText(sender, roomIds[room] as string, `wake ${m}`);
+      const tSent = now();
+      const arrivals = targets.map(
+        (r) =>
+          new Promise<bigint>((resolve) => {
+            const seen = r.seen.get(eventId);
+            if (seen !== undefined) resolve(seen);
+            else r.expect = { eventId, done: resolve };
+          }),
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const got = await Promise.race([
+        Promise.all(arrivals),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`message ${m}: not every receiver woke within 10 s`)),
+            10_000,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+      if (m < WARMUP) continue;
+      for (const arrived of got) {
+        const d = msSince(tSent, arrived);
+        if (d < 0) early++;
+        fromSent.push(Math.max(0, d));
+        fromSendStart.push(msSince(tStart, arrived));
+      }
+    }
+    stopping = true;
+    agent.destroy();
+    await Promise.allSettled(loops);
+    const row = (label: string, v: number[]): ResultRow => ({
+      case: label,
+      wakes: v.length,
+      'p50 ms': percentile(v, 50),
+      'p99 ms': percentile(v, 99),
+      'max ms': percentile(v, 100),
+    });
+    return [
+      {
+        ...row('send 200 → receiver response', fromSent),
+        'before 200': early,
+        'spurious wakes': spurious,
+        'RSS MiB': Math.round(rssMiB()),
+        'RSS before': Math.round(rssBefore),
+      },
+      row('send issued → receiver response', fromSendStart),
+    ];
+  },
+};
+
+export default syncLatency;
