@@ -56,6 +56,8 @@ export function openKysely(dbConfig: Config['database']): Kysely<Database> {
   });
   // An idle client that errors (server restart) must not crash the process.
   pool.on('error', () => undefined);
+  // A checked-out client whose server goes away emits 'error' too: the failing query reports it (503).
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }
 
