@@ -1,6 +1,7 @@
 /** Every HTTP route module, registered on one Fastify app. */
 import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from './context.js';
+import { adminRoutes } from './admin/index.js';
 import { sharedSecretRegisterRoutes } from './admin/register.js';
 import { accountRoutes } from './client/account.js';
 import { createRoomRoutes } from './client/create-room.js';
@@ -49,6 +50,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   registerRoutes(app, deps);
   deviceRoutes(app, deps);
   accountRoutes(app, deps);
+  adminRoutes(app, deps);
   sharedSecretRegisterRoutes(app, deps);
   createRoomRoutes(app, deps);
   membershipRoutes(app, deps);
