@@ -16,7 +16,7 @@ import { roomTimelineSection } from './joined-room.js';
 import { presenceEventsFor, receiptEventsForRooms, typingEvent } from './ephemeral.js';
 import type { Notifier } from './notifier.js';
 import type { TypingStore } from './typing.js';
-import { membershipsOf, type MembershipRow } from './queries.js';
+import { membershipsOf, roomsWithEvents, type MembershipRow } from './queries.js';
 import { unreadCounts } from './unread.js';
 import { e2eeSync } from './e2ee.js';
 import { stateBefore } from './room-state.js';
@@ -144,14 +144,20 @@ export class SyncService {
     };
     const visible = (events: LoadedEvent[]) =>
       this.deps.visible ? this.deps.visible(req.userId, events) : Promise.resolve(events);
+    // An incremental sync touches only rooms where something happened: one query finds them.
+    const active =
+      since === null || req.fullState
+        ? undefined
+        : await roomsWithEvents(storage.db, [...joinedRooms.keys()], since, to);
 
     for (const m of memberships) {
       const changed = since === null || m.stream_ordering > since;
       if (m.membership === 'join') {
         const full = since === null || req.fullState || m.stream_ordering > since;
-        const section = await roomTimelineSection(ctx, m, to, full, visible);
         const roomData = accountData.rooms.get(m.room_id);
         const ephemeral = ephemeralOf(m.room_id);
+        if (!full && active && !active.has(m.room_nid) && !roomData && ephemeral.length === 0) continue;
+        const section = await roomTimelineSection(ctx, m, to, full, visible);
         if (section.empty && !roomData && ephemeral.length === 0) continue;
         const { empty: _empty, ...rest } = section;
         join[m.room_id] = {
@@ -213,18 +219,31 @@ export class SyncService {
   /** Presence of the user and of everyone sharing a joined room with them. */
   async #presence(ctx: SyncContext, joinedRoomNids: number[]): Promise<JsonObject[]> {
     if (!this.deps.presenceEnabled) return [];
+    const db = ctx.storage.db;
+    // Incremental: find who changed first (usually nobody), then keep those sharing a room.
+    let candidates: string[] | undefined;
+    if (ctx.since !== null) {
+      const changed = await db
+        .selectFrom('presence')
+        .select('user_id')
+        .where('stream_pos', '>', ctx.since)
+        .where('stream_pos', '<=', ctx.to)
+        .execute();
+      if (changed.length === 0) return [];
+      candidates = changed.map((r) => r.user_id);
+    }
     const users = new Set<string>([ctx.userId]);
     for (let i = 0; i < joinedRoomNids.length; i += 500) {
-      const rows = await ctx.storage.db
+      let q = db
         .selectFrom('room_members')
         .select('user_id')
         .distinct()
         .where('room_nid', 'in', joinedRoomNids.slice(i, i + 500))
-        .where('membership', '=', 'join')
-        .execute();
-      for (const r of rows) users.add(r.user_id);
+        .where('membership', '=', 'join');
+      if (candidates) q = q.where('user_id', 'in', candidates);
+      for (const r of await q.execute()) users.add(r.user_id);
     }
-    const events = await presenceEventsFor(ctx.storage.db, users, ctx.since, ctx.to);
+    const events = await presenceEventsFor(db, users, ctx.since, ctx.to);
     return events
       .filter((e) => eventAllowed(ctx.filter.presence, e.type, e.sender))
       .map((e) => e as unknown as JsonObject);
