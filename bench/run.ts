@@ -20,10 +20,11 @@ import send from './send.js';
 import syncLatency from './sync-latency.js';
 import initialSync from './initial-sync.js';
 import incrementalSync from './incremental-sync.js';
+import media from './media.js';
 
 /** Scenario name → module. Add a scenario by writing bench/<name>.ts and adding it here. */
 const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
-  [send, syncLatency, initialSync, incrementalSync].map((s) => [s.name, s]),
+  [send, syncLatency, initialSync, incrementalSync, media].map((s) => [s.name, s]),
 );
 
 const USAGE = `usage: npm run bench [-- scenario...] [--engine sqlite|postgres|both]
