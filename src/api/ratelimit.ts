@@ -43,6 +43,18 @@ export class RateLimiter {
     bucket.tokens -= 1;
   }
 
+  /** Checks both the user's and the IP's bucket for `action`; server admins are exempt. */
+  checkRequester(
+    action: string,
+    rule: RateLimitRule,
+    who: { userId: string; isAdmin: boolean },
+    ip: string,
+  ): void {
+    if (!this.enabled || who.isAdmin) return;
+    this.check(`${action}:user:${who.userId}`, rule);
+    this.check(`${action}:ip:${ip}`, rule);
+  }
+
   #evict(now: number, rule: RateLimitRule): void {
     const full = (rule.burst_count / rule.per_second) * 1000;
     for (const [k, b] of this.#buckets) if (now - b.updated > full) this.#buckets.delete(k);

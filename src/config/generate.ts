@@ -105,6 +105,13 @@ rate_limiting:
   media_upload:
     per_second: 10
     burst_count: 50
+  # Room joins and invites, per user and per IP. Server admins are exempt from every limit.
+  joins:
+    per_second: 0.1
+    burst_count: 10
+  invites:
+    per_second: 0.3
+    burst_count: 10
 
 # Presence (online/offline status) of users sharing a room.
 presence:

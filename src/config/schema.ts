@@ -84,6 +84,8 @@ export const ConfigSchema = z
         register: RateLimit.default({ per_second: 0.17, burst_count: 3 }),
         message: RateLimit.default({ per_second: 0.2, burst_count: 10 }),
         media_upload: RateLimit.default({ per_second: 10, burst_count: 50 }),
+        joins: RateLimit.default({ per_second: 0.1, burst_count: 10 }),
+        invites: RateLimit.default({ per_second: 0.3, burst_count: 10 }),
       })
       .strict()
       .default({
@@ -92,6 +94,8 @@ export const ConfigSchema = z
         register: { per_second: 0.17, burst_count: 3 },
         message: { per_second: 0.2, burst_count: 10 },
         media_upload: { per_second: 10, burst_count: 50 },
+        joins: { per_second: 0.1, burst_count: 10 },
+        invites: { per_second: 0.3, burst_count: 10 },
       }),
     presence: z
       .object({ enabled: z.boolean().default(true) })

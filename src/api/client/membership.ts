@@ -1,5 +1,5 @@
 /** Room membership endpoints (client-server API "Room membership"). */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { isValidUserId } from '../../rooms/identifiers.js';
 import { changeMembership, join, kick, resolveRoom, unban } from '../../roomsvc/membership.js';
@@ -23,10 +23,13 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const m = { storage, writer, serverName: config.server_name };
   const guard = { preHandler: auth.requireUser };
   const reason = (b: { reason?: string | undefined }) => (b.reason !== undefined ? { reason: b.reason } : {});
+  const limit = (req: FastifyRequest, action: 'joins' | 'invites') =>
+    deps.rateLimiter.checkRequester(action, config.rate_limiting[action], requester(req), req.ip);
 
   /** POST /_matrix/client/v3/rooms/{roomId}/join */
   app.post<RoomParams>('/_matrix/client/v3/rooms/:roomId/join', guard, async (req) => {
     const body = parseBody(ReasonBody, req.body);
+    limit(req, 'joins');
     return { room_id: await join(m, req.params.roomId, requester(req).userId, body.reason) };
   });
 
@@ -36,6 +39,7 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
     guard,
     async (req) => {
       const body = parseBody(ReasonBody, req.body);
+      limit(req, 'joins');
       const roomId = await resolveRoom(storage, req.params.roomIdOrAlias);
       return { room_id: await join(m, roomId, requester(req).userId, body.reason) };
     },
@@ -57,6 +61,7 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
   /** POST /_matrix/client/v3/rooms/{roomId}/invite */
   app.post<RoomParams>('/_matrix/client/v3/rooms/:roomId/invite', guard, async (req) => {
     const body = parseBody(TargetBody, req.body);
+    limit(req, 'invites');
     await changeMembership(
       m,
       req.params.roomId,
