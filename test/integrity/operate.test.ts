@@ -70,6 +70,17 @@ for (const engine of ENGINES) {
           .where('event_id', '=', ids.b as string)
           .execute();
         await db
+          .insertInto('to_device_messages')
+          .values({
+            user_id: bob.userId,
+            device_id: 'GONE',
+            stream_pos: 1,
+            sender: bob.userId,
+            type: 'm.x',
+            content: '{}',
+          })
+          .execute();
+        await db
           .insertInto('event_txn_ids')
           .values({ user_id: bob.userId, device_id: 'X', txn_id: 't', event_nid: 999_999, created_ts: 1 })
           .execute();
@@ -81,6 +92,7 @@ for (const engine of ENGINES) {
         new RegExp(`^event_json_unparsable\\t${room.replace(/[$]/g, '\\$')}\\t\\${ids.b}\\t`, 'm'),
       );
       assert.match(text.out, /^txn_id_dangling\t-\t-\t/m);
+      assert.match(text.out, /^device_row_dangling\t-\t-\tto_device_messages row/m);
       assert.match(text.err, /doctor: 1\/1 rooms checked/);
       const json = await cli(['doctor', '--config', config, '--json', '--room', room]);
       assert.equal(json.code, 1);
@@ -93,6 +105,7 @@ for (const engine of ENGINES) {
       assert.equal(q.code, 0);
       assert.match(q.out, new RegExp(`^event\\t.*\\t\\${ids.b}\\t`, 'm'));
       assert.match(q.out, /^event_txn_ids\t/m);
+      assert.match(q.out, /^to_device_messages\t/m);
       assert.equal((await cli(['doctor', '--config', config, '--room', '!nope:test.local'])).code, 2);
       assert.equal((await cli(['doctor', '--config', join(server.dataDir, 'missing.yaml')])).code, 2);
       server = await startTestServer(engine, {}, { db: server.db, dataDir: server.dataDir });
