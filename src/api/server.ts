@@ -9,6 +9,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import { databaseUnavailable } from '../integrity/db-errors.js';
+import type { Requester } from './auth.js';
 import { MatrixError } from './errors.js';
 
 export interface HttpOptions {
@@ -98,7 +99,18 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
   });
 
-  app.decorateRequest('requester', null);
+  // Once authentication sets the requester, every later log line of the request carries its user id.
+  const requesterKey = Symbol('requester');
+  type WithRequester = FastifyRequest & { [requesterKey]?: Requester | null };
+  app.decorateRequest('requester', {
+    getter(this: FastifyRequest) {
+      return (this as WithRequester)[requesterKey] ?? null;
+    },
+    setter(this: FastifyRequest, value: Requester | null) {
+      (this as WithRequester)[requesterKey] = value;
+      if (value) this.log = this.log.child({ user_id: value.userId });
+    },
+  });
 
   const tracking = { ids: new Set<string>(), idle: new Set<() => void>() };
   inFlight.set(app, tracking);
