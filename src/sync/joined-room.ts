@@ -1,6 +1,5 @@
 /** The `rooms.join` (and `rooms.leave`) section of one room: timeline, state, summary. */
-import { bundleAggregations } from '../read/aggregations.js';
-import type { ClientEvent, JsonObject } from '../rooms/event.js';
+import type { JsonObject } from '../rooms/event.js';
 import type { LoadedEvent } from '../read/event-reader.js';
 import { formatStreamToken } from '../read/tokens.js';
 import { splitStateKey, type StateMapNids } from '../storage/state.js';
@@ -65,13 +64,8 @@ export async function roomTimelineSection(
     omitRoomId: true,
   } as const;
 
+  // Bundled aggregations are added by the caller, once for all rooms of the response.
   const formatted = await formatEvents(reader, timelineEvents, { ...fmt, txnIds });
-  if (fmt.format === 'client' && !fmt.eventFields) {
-    await bundleAggregations({ storage, reader }, formatted as unknown as ClientEvent[], {
-      userId: ctx.userId,
-      deviceId: ctx.deviceId,
-    });
-  }
   const section: RoomTimelineSection = {
     timeline: {
       events: formatted,

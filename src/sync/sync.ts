@@ -3,7 +3,8 @@
  * computation and the wait is missed; an empty incremental sync waits until woken or timed out, then recomputes.
  * Everything is read up to `stream.current`, the position below which all writes have committed.
  */
-import type { JsonObject } from '../rooms/event.js';
+import type { ClientEvent, JsonObject } from '../rooms/event.js';
+import { bundleAggregations } from '../read/aggregations.js';
 import type { EventReader, LoadedEvent } from '../read/event-reader.js';
 import { formatStreamToken, parseStreamToken } from '../read/tokens.js';
 import type { Storage } from '../storage/db.js';
@@ -191,6 +192,7 @@ export class SyncService {
       }
     }
 
+    await this.#aggregate(req, [join, leave]);
     const rooms: JsonObject = {};
     if (Object.keys(join).length) rooms.join = join;
     if (Object.keys(invite).length) rooms.invite = invite;
@@ -214,6 +216,20 @@ export class SyncService {
       presence.length === 0 &&
       e2ee.empty;
     return { body, empty };
+  }
+
+  /** Adds bundled aggregations to every timeline of the response in one pass (client format only). */
+  async #aggregate(req: SyncRequest, sections: JsonObject[]): Promise<void> {
+    if ((req.filter.event_format ?? 'client') !== 'client' || req.filter.event_fields) return;
+    const events: ClientEvent[] = [];
+    for (const section of sections) {
+      for (const room of Object.values(section)) {
+        const timeline = (room as { timeline?: { events: unknown[] } }).timeline;
+        if (timeline) events.push(...(timeline.events as ClientEvent[]));
+      }
+    }
+    const { storage, reader } = this.deps;
+    await bundleAggregations({ storage, reader }, events, { userId: req.userId, deviceId: req.deviceId });
   }
 
   /** Presence of the user and of everyone sharing a joined room with them. */
