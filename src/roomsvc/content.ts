@@ -20,4 +20,11 @@ export function checkEventType(type: string): void {
   }
 }
 
+/** State keys are bounded like event types (Synapse refuses keys over 255 bytes). */
+export function checkStateKey(stateKey: string): void {
+  if (Buffer.byteLength(stateKey) > 255) {
+    throw new MatrixError('M_INVALID_PARAM', 'State key must be at most 255 bytes');
+  }
+}
+
 export const MAX_PDU_BYTES = 65_536;

@@ -76,6 +76,22 @@ for (const engine of ENGINES) {
       assert.equal(res.body.errcode, 'M_BAD_JSON');
     });
 
+    it('refuses state keys over 255 bytes and filters over 64 KiB', async () => {
+      const hal = await server.user('hal');
+      const created = await hal.post('/_matrix/client/v3/createRoom', {});
+      const rid = encodeURIComponent(created.body.room_id as string);
+      const res = await hal.put(`/_matrix/client/v3/rooms/${rid}/state/org.example.x/${'k'.repeat(300)}`, {
+        a: 1,
+      });
+      assert.equal(res.status, 400);
+      assert.equal(res.body.errcode, 'M_INVALID_PARAM');
+      const big = await hal.post(`/_matrix/client/v3/user/${encodeURIComponent(hal.userId)}/filter`, {
+        event_fields: Array.from({ length: 7000 }, (_, i) => `content.field${i}`),
+      });
+      assert.equal(big.status, 413);
+      assert.equal(big.body.errcode, 'M_TOO_LARGE');
+    });
+
     it('joins public rooms by alias', async () => {
       const frank = await server.user('frank');
       const gina = await server.user('gina');

@@ -5,8 +5,10 @@ import { getFilter, insertFilter } from '../../storage/filters.js';
 import { validateFilter } from '../../sync/filter.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
-import { forbidden, notFound } from '../errors.js';
+import { forbidden, MatrixError, notFound } from '../errors.js';
 import { parseParams } from '../validate.js';
+
+const MAX_FILTER_BYTES = 65_536;
 
 const UserParams = z.object({ userId: z.string() });
 const FilterParams = z.object({ userId: z.string(), filterId: z.string() });
@@ -21,6 +23,9 @@ export function filterRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'storage'
   app.post('/_matrix/client/v3/user/:userId/filter', guard, async (req) => {
     const { userId } = parseParams(UserParams, req.params);
     if (userId !== requester(req).userId) throw forbidden('Cannot create filters for other users');
+    if (Buffer.byteLength(JSON.stringify(req.body ?? {})) > MAX_FILTER_BYTES) {
+      throw new MatrixError('M_TOO_LARGE', `Filter too large (the limit is ${MAX_FILTER_BYTES} bytes)`);
+    }
     const filter = validateFilter(req.body);
     const id = await insertFilter(deps.storage.db, userId, JSON.stringify(filter));
     return { filter_id: String(id) };

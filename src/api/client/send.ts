@@ -5,7 +5,7 @@ import { lookupIn } from '../../input/room-head.js';
 import { scopedTxnId } from '../../input/txn.js';
 import { redactLevel, userPowerLevel } from '../../rooms/auth/power-levels.js';
 import { canonicalJson } from '../../rooms/canonical-json.js';
-import { checkContent, checkEventType, MAX_PDU_BYTES } from '../../roomsvc/content.js';
+import { checkContent, checkEventType, checkStateKey, MAX_PDU_BYTES } from '../../roomsvc/content.js';
 import { getEventRowById } from '../../storage/events.js';
 import { requester, type Requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
@@ -58,6 +58,7 @@ export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const { roomId, eventType } = req.params;
     const stateKey = req.params.stateKey ?? '';
     checkEventType(eventType);
+    checkStateKey(stateKey);
     const content = checkContent(req.body ?? {});
     checkSize(content);
     limit(r);

@@ -53,7 +53,10 @@ export function syncRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const r = requester(req);
     const q = parseQuery(SyncQuery, req.query);
     const filter = await resolveFilter(deps, r.userId, q.filter);
-    await setPresenceFromSync(deps, r.userId, q.set_presence ?? 'online');
+    // Marking the user online is a side effect: a failed write (read-only or full database) must not fail the sync.
+    await setPresenceFromSync(deps, r.userId, q.set_presence ?? 'online').catch((err: unknown) =>
+      req.log.warn({ err }, 'could not update presence from /sync'),
+    );
     return deps.sync.sync({
       userId: r.userId,
       deviceId: r.deviceId,
