@@ -103,6 +103,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     instrument.notifier(notifier);
     instrument.caches(reader);
     instrument.damage(damage);
+    instrument.integrity();
     instrument.toDeviceQueue(storage);
   }
   const deps = {

@@ -16,6 +16,11 @@ import {
 } from 'kysely';
 import type { RoomWriter } from '../input/room-writer.js';
 import type { DamageReporter } from '../integrity/damage.js';
+import {
+  cacheMismatchesTotal,
+  eventsQuarantinedTotal,
+  lastRunProblemsByKind,
+} from '../integrity/problems.js';
 import type { EventReader } from '../read/event-reader.js';
 import type { Storage } from '../storage/db.js';
 import type { Notifier } from '../sync/notifier.js';
@@ -160,6 +165,24 @@ export class Instrumentation {
       'kind',
       () => damage.counts.entries(),
       'counter',
+    );
+  }
+
+  /** The doctor's figures: events quarantined, cache mismatches found by sampling, problems of the last run. */
+  integrity(): void {
+    const m = this.metrics;
+    m.gauge('hearth_events_quarantined', 'Events moved to quarantine by repairs', async () =>
+      eventsQuarantinedTotal(),
+    );
+    m.gauge('hearth_cache_mismatches', 'Cache entries found disagreeing with the database', async () =>
+      cacheMismatchesTotal(),
+    );
+    m.labelledGauge(
+      'hearth_doctor_problems',
+      'Problems found by the last doctor run, by kind',
+      'kind',
+      () => Object.entries(lastRunProblemsByKind()),
+      'gauge',
     );
   }
 

@@ -84,6 +84,8 @@ for (const engine of ENGINES) {
       assert.ok(sample(text, 'hearth_cache_hits_total', { cache: 'state_snapshots' }) !== undefined);
       assert.ok(sample(text, 'hearth_to_device_queue_depth') !== undefined);
       assert.match(text, /# TYPE hearth_damaged_rows_skipped_total counter/);
+      assert.match(text, /# TYPE hearth_events_quarantined gauge/);
+      assert.match(text, /# TYPE hearth_cache_mismatches gauge/);
       assert.ok((sample(text, 'process_resident_memory_bytes') ?? 0) > 0);
       assert.match(text, /^nodejs_eventloop_lag_seconds /m);
       assert.match(text, /# TYPE nodejs_gc_duration_seconds histogram/);
