@@ -2,6 +2,9 @@
  * `hearth doctor`: checks (and with --repair, repairs) a stopped server's database. Exit status 0 when clean (or
  * when every problem found was repaired), 1 when problems remain, 2 when it could not run.
  */
+import { createLogger } from '../log.js';
+import { mediaProblems } from '../media/doctor.js';
+import { MediaService } from '../media/service.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { runDoctor, UnknownRoomError } from '../integrity/doctor.js';
 import { formatProblem } from '../integrity/problems.js';
@@ -38,7 +41,8 @@ export async function openForCli(
 }
 
 export async function doctorCommand(opts: DoctorCliOptions): Promise<void> {
-  const { storage } = await openForCli(opts.config);
+  const { storage, config } = await openForCli(opts.config);
+  const media = new MediaService({ storage, config, log: createLogger('silent') });
   try {
     if (opts.listQuarantine) {
       const rows = await listQuarantine(storage.db);
@@ -60,6 +64,7 @@ export async function doctorCommand(opts: DoctorCliOptions): Promise<void> {
         ...(opts.room !== undefined ? { roomId: opts.room } : {}),
         progressEvery: opts.progressEvery ?? 100,
         onProgress: (line) => console.error(line),
+        extraChecks: (repair) => mediaProblems(media, repair),
       });
     } catch (err) {
       if (err instanceof UnknownRoomError) throw new CliError(err.message);

@@ -30,6 +30,8 @@ export interface DoctorOptions {
   afterRoomRepair?: (roomId: string) => void;
   /** Online: extra checks of in-memory caches. */
   sampleCaches?: () => Promise<Problem[]>;
+  /** Checks outside the database (the media store), run with the cross-room checks. */
+  extraChecks?: (repair: boolean) => Promise<Problem[]>;
 }
 
 export interface DoctorReport {
@@ -122,6 +124,8 @@ async function pass(
   const damage = await openDamageReports(storage.db, opts.roomId);
   problems.push(...damage);
   if (repair && damage.length) await resolveDamageReports(storage.db, opts.roomId);
+
+  if (opts.extraChecks && opts.roomId === undefined) problems.push(...(await opts.extraChecks(repair)));
 
   if (opts.sampleCaches) {
     const mismatches = await opts.sampleCaches();

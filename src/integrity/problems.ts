@@ -22,7 +22,9 @@ export type ProblemKind =
   | 'txn_id_dangling'
   | 'device_row_dangling'
   | 'damage_report'
-  | 'cache_mismatch';
+  | 'cache_mismatch'
+  | 'media_file_orphan'
+  | 'media_file_missing';
 
 export interface Problem {
   kind: ProblemKind;

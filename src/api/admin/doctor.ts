@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { sampleCaches } from '../../integrity/cache-check.js';
 import { runDoctor, UnknownRoomError } from '../../integrity/doctor.js';
+import { mediaProblems } from '../../media/doctor.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError } from '../errors.js';
 import { parseBody } from '../validate.js';
@@ -15,7 +16,7 @@ const Body = z.looseObject({ repair: z.boolean().optional(), room_id: z.string()
 
 export function doctorAdminRoutes(
   app: FastifyInstance,
-  deps: Pick<ApiDeps, 'auth' | 'storage' | 'writer' | 'reader'>,
+  deps: Pick<ApiDeps, 'auth' | 'storage' | 'writer' | 'reader' | 'media'>,
 ): void {
   const { storage, writer, reader } = deps;
   let running: Promise<unknown> | undefined;
@@ -34,6 +35,7 @@ export function doctorAdminRoutes(
         reader.snapshots.clear();
       },
       sampleCaches: () => sampleCaches({ storage, reader, writer }),
+      extraChecks: (repair) => mediaProblems(deps.media, repair),
     });
     running = run;
     try {
