@@ -1,5 +1,12 @@
 /** The process logger (pino). Secrets never reach it: authorization headers and tokens are redacted. */
 import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
+
+/** JSON lines by default (for log collectors); readable, coloured lines when stdout is a terminal. */
+function defaultDestination(): pino.DestinationStream {
+  if (process.stdout.isTTY) return pretty({ colorize: true, sync: true, ignore: 'svc,pid,hostname' });
+  return pino.destination({ dest: 1, sync: false });
+}
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino(
@@ -17,6 +24,6 @@ export function createLogger(level: string, destination?: pino.DestinationStream
         censor: '<redacted>',
       },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? defaultDestination(),
   );
 }
