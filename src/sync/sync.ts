@@ -145,6 +145,18 @@ export class SyncService {
     };
     const visible = (events: LoadedEvent[]) =>
       this.deps.visible ? this.deps.visible(req.userId, events) : Promise.resolve(events);
+    // Events after the user's current join were all sent while they were joined: visible under every history
+    // setting, so only older events need the full check (an initial sync mostly skips it).
+    const visibleWhileJoined =
+      (m: MembershipRow) =>
+      async (events: LoadedEvent[]): Promise<LoadedEvent[]> => {
+        const sinceJoin = (e: LoadedEvent) =>
+          e.stateSnapshotNid !== null && (e.streamOrdering ?? 0) > m.stream_ordering;
+        const older = events.filter((e) => !sinceJoin(e));
+        if (older.length === 0) return events;
+        const ok = new Set((await visible(older)).map((e) => e.nid));
+        return events.filter((e) => sinceJoin(e) || ok.has(e.nid));
+      };
     // An incremental sync touches only rooms where something happened: one query finds them.
     const active =
       since === null || req.fullState
@@ -158,7 +170,7 @@ export class SyncService {
         const roomData = accountData.rooms.get(m.room_id);
         const ephemeral = ephemeralOf(m.room_id);
         if (!full && active && !active.has(m.room_nid) && !roomData && ephemeral.length === 0) continue;
-        const section = await roomTimelineSection(ctx, m, to, full, visible);
+        const section = await roomTimelineSection(ctx, m, to, full, visibleWhileJoined(m));
         if (section.empty && !roomData && ephemeral.length === 0) continue;
         const { empty: _empty, ...rest } = section;
         join[m.room_id] = {
