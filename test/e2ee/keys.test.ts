@@ -144,7 +144,18 @@ for (const engine of ENGINES) {
       );
       const frank2 = server.client(login.access_token as string);
       const f2 = { userId: frank.userId, deviceId: login.device_id as string };
-      await ok(frank2.post('/_matrix/client/v3/keys/upload', { device_keys: deviceKeys(f2).keys }));
+      await ok(
+        frank2.post('/_matrix/client/v3/keys/upload', {
+          device_keys: deviceKeys(f2).keys,
+          one_time_keys: { 'signed_curve25519:F2': { key: 'f2' } },
+          fallback_keys: { 'signed_curve25519:F2FB': { key: 'f2fb', fallback: true } },
+        }),
+      );
+      await ok(
+        erin.put('/_matrix/client/v3/sendToDevice/m.test/f2', {
+          messages: { [f2.userId]: { [f2.deviceId]: { hello: 1 } } },
+        }),
+      );
       const changes = await ok(
         erin.get(`/_matrix/client/v3/keys/changes?from=${since0}&to=${s.next_batch as string}`),
       );
@@ -166,6 +177,20 @@ for (const engine of ENGINES) {
       );
       s = await sync(erin, before.next_batch as string);
       assert.deepEqual(deviceLists(s).changed, [frank.userId]);
+      const db = server.hs.storage.db;
+      for (const table of [
+        'e2e_device_keys',
+        'e2e_one_time_keys',
+        'e2e_fallback_keys',
+        'to_device_messages',
+      ] as const) {
+        const rows = await db
+          .selectFrom(table)
+          .select('device_id')
+          .where('device_id', '=', f2.deviceId)
+          .execute();
+        assert.deepEqual(rows, [], `${table} rows of the deleted device`);
+      }
       const q = await ok(erin.post('/_matrix/client/v3/keys/query', { device_keys: { [frank.userId]: [] } }));
       assert.deepEqual(Object.keys((q.device_keys as Record<string, Json>)[frank.userId] ?? {}), [
         frank.deviceId,
