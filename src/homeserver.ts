@@ -17,7 +17,7 @@ import { profilePropagation } from './roomsvc/profile-propagation.js';
 import { Notifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync.js';
 import { TypingStore } from './sync/typing.js';
-import { createLogger } from './log.js';
+import { createLogger, moduleLogger } from './log.js';
 import { MediaService } from './media/service.js';
 import { healthRoutes, Instrumentation, Metrics, metricsRoutes } from './metrics/index.js';
 import { recordDamage } from './storage/damage.js';
@@ -67,7 +67,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
 
   const auth = new Authenticator(storage);
   const writer = new RoomWriter(storage, config.server_name, signingKey);
-  const damage = new DamageReporter(log);
+  const logFor = (module: string): Logger => moduleLogger(log, module, config.log_levels);
+  const damage = new DamageReporter(logFor('integrity'));
   damage.attach((records) =>
     recordDamage(
       storage.db,
@@ -84,7 +85,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const reader = new EventReader(storage, damage);
   const notifier = new Notifier();
   const typing = new TypingStore({ onChange: (roomId) => notifier.notifyRooms([roomId]) });
-  const media = new MediaService({ storage, config, log });
+  const media = new MediaService({ storage, config, log: logFor('media') });
   await media.init();
   writer.onCommit((batch) => {
     notifier.notifyRooms([batch.roomId]);
@@ -116,7 +117,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     writer,
     reader,
     // Read by profileRoutes (ProfileDeps.onProfileChange): new display names and avatars reach the user's rooms.
-    onProfileChange: profilePropagation({ storage, writer, log }),
+    onProfileChange: profilePropagation({ storage, writer, log: logFor('rooms') }),
     notifier,
     sync: new SyncService({
       storage,
@@ -135,7 +136,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   try {
     for (const listener of config.listeners) {
       const app = createHttpApp({
-        logger: log,
+        logger: logFor('http'),
         maxJsonBodySize: config.max_json_body_size,
         trustProxy: listener.x_forwarded,
       });

@@ -27,3 +27,9 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     destination ?? defaultDestination(),
   );
 }
+
+/** The logger of one module, at the module's level from `log_levels` when one is configured. */
+export function moduleLogger(root: Logger, module: string, levels: Partial<Record<string, string>>): Logger {
+  const level = levels[module];
+  return root.child({ module }, level ? { level } : {});
+}

@@ -80,4 +80,41 @@ describe('logs', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('honours per-module levels: log_levels.http silences request lines only', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+        done();
+      },
+    });
+    const db = await freshDatabase('sqlite');
+    const dir = mkdtempSync(join(tmpdir(), 'hearth-logs-'));
+    const config = validateConfig(
+      {
+        server_name: 'test.local',
+        listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }],
+        database: db.config,
+        signing_key_path: join(dir, 'signing.key'),
+        media_store_path: join(dir, 'media'),
+        log_level: 'info',
+        log_levels: { http: 'warn' },
+      },
+      dir,
+    );
+    const hs = await startHomeserver(config, { logger: createLogger('info', sink) });
+    try {
+      const res = await fetch(`${hs.urls[0] as string}/_matrix/client/versions`);
+      assert.equal(res.status, 200);
+      await new Promise((r) => setTimeout(r, 50));
+      const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.equal(parsed.filter((l) => l.msg === 'request done').length, 0);
+      assert.throws(() => validateConfig({ ...config, log_levels: { nosuch: 'info' } }, dir), /log_levels/);
+    } finally {
+      await hs.close();
+      await db.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

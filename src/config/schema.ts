@@ -8,6 +8,8 @@ const RateLimit = z
   })
   .strict();
 
+const LogLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
 export const ListenerSchema = z
   .object({
     port: z.number().int().min(0).max(65535),
@@ -43,7 +45,9 @@ export const ConfigSchema = z
     database: DatabaseSchema,
     signing_key_path: z.string().min(1),
     media_store_path: z.string().min(1),
-    log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    log_level: LogLevel.default('info'),
+    /** Per-module levels overriding log_level: http, rooms, integrity, media. */
+    log_levels: z.partialRecord(z.enum(['http', 'rooms', 'integrity', 'media']), LogLevel).default({}),
     enable_registration: z.boolean().default(false),
     registration_requires_token: z.boolean().default(false),
     registration_shared_secret: z.string().min(1).optional(),
