@@ -3,7 +3,11 @@
  * fits within width x height keeping the aspect ratio and never enlarges. GIFs give their first frame unless an
  * animated thumbnail is asked for. Images over max_image_pixels are refused before decoding (decompression bombs).
  */
-import sharp, { type Metadata } from 'sharp';
+import type { Metadata, Sharp, SharpOptions } from 'sharp';
+
+/** sharp (libvips) is loaded on the first thumbnail, not at startup: a server that never thumbnails saves its memory. */
+let sharpModule: Promise<(input: string, opts?: SharpOptions) => Sharp> | undefined;
+const loadSharp = () => (sharpModule ??= import('sharp').then((m) => m.default));
 
 export type ThumbnailMethod = 'crop' | 'scale';
 
@@ -64,6 +68,7 @@ export async function makeThumbnail(
   maxPixels: number,
 ): Promise<Thumbnail> {
   const type = baseType(sourceType);
+  const sharp = await loadSharp();
   let meta: Metadata;
   try {
     meta = await sharp(sourcePath, { limitInputPixels: false }).metadata();

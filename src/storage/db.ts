@@ -3,15 +3,24 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type PgModule from 'pg';
 import type { Config } from '../config/schema.js';
 import { StreamPositions } from '../util/stream.js';
 import type { Engine } from './dialect.js';
 import { migrate } from './migrate.js';
 import type { Database } from './schema.js';
 
-// int8 (bigint) columns hold timestamps and stream positions, all well within 2^53.
-pg.types.setTypeParser(20, (v) => Number(v));
+/** pg is loaded only for a PostgreSQL database, so an embedded SQLite server does not carry it. */
+let pgModule: typeof PgModule | undefined;
+function loadPg(): typeof PgModule {
+  if (!pgModule) {
+    pgModule = createRequire(import.meta.url)('pg') as typeof PgModule;
+    // int8 (bigint) columns hold timestamps and stream positions, all well within 2^53.
+    pgModule.types.setTypeParser(20, (v) => Number(v));
+  }
+  return pgModule;
+}
 
 export class DatabaseUnavailableError extends Error {
   constructor(message: string) {
@@ -46,7 +55,7 @@ export function openKysely(dbConfig: Config['database']): Kysely<Database> {
     return new Kysely<Database>({ dialect: new SqliteDialect({ database: conn }) });
   }
   // Bounded waits: while PostgreSQL is down a request fails fast (503) instead of hanging on a connect or a query.
-  const pool = new pg.Pool({
+  const pool = new (loadPg().Pool)({
     connectionString: dbConfig.url,
     max: dbConfig.max_connections,
     connectionTimeoutMillis: 5_000,
