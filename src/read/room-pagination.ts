@@ -239,19 +239,27 @@ export interface Viewer {
 }
 
 /** Client format of `events`: redactions applied with redacted_because, age, and this device's transaction ids. */
+/** The redaction events that redacted any of `events`, by event id (for unsigned.redacted_because). */
+export async function loadRedactions(
+  deps: ReadDeps,
+  events: readonly LoadedEvent[],
+): Promise<Map<string, LoadedEvent>> {
+  const redactionIds = events.flatMap((e) => (e.redactedBy ? [e.redactedBy] : []));
+  const redactions = new Map<string, LoadedEvent>();
+  if (redactionIds.length === 0) return redactions;
+  const nids = await nidsByEventIds(deps.storage.db, redactionIds);
+  const loaded = await deps.reader.byNids([...nids.values()]);
+  for (const ev of loaded.values()) redactions.set(ev.eventId, ev);
+  return redactions;
+}
+
 export async function formatEvents(
   deps: ReadDeps,
   events: readonly LoadedEvent[],
   viewer: Viewer,
 ): Promise<ClientEvent[]> {
   if (events.length === 0) return [];
-  const redactionIds = events.flatMap((e) => (e.redactedBy ? [e.redactedBy] : []));
-  const redactions = new Map<string, LoadedEvent>();
-  if (redactionIds.length) {
-    const nids = await nidsByEventIds(deps.storage.db, redactionIds);
-    const loaded = await deps.reader.byNids([...nids.values()]);
-    for (const ev of loaded.values()) redactions.set(ev.eventId, ev);
-  }
+  const redactions = await loadRedactions(deps, events);
   const txnIds = await txnIdsFor(
     deps.storage.db,
     viewer.userId,

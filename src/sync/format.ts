@@ -1,6 +1,7 @@
 /** Turning loaded events into what a sync or pagination response carries (client or federation format). */
 import type { JsonObject } from '../rooms/event.js';
-import { clientEvent, type EventReader, type LoadedEvent } from '../read/event-reader.js';
+import { clientEvent, type LoadedEvent } from '../read/event-reader.js';
+import { loadRedactions, type ReadDeps } from '../read/room-pagination.js';
 
 export interface FormatOptions {
   format: 'client' | 'federation';
@@ -32,16 +33,11 @@ export function pickFields(event: JsonObject, fields: string[]): JsonObject {
 
 /** Formats events in order, loading the redaction events that redacted any of them. */
 export async function formatEvents(
-  reader: EventReader,
+  deps: ReadDeps,
   events: LoadedEvent[],
   opts: FormatOptions,
 ): Promise<JsonObject[]> {
-  const redactionIds = events.map((e) => e.redactedBy).filter((x): x is string => x !== null);
-  const redactions = new Map<string, LoadedEvent>();
-  for (const id of new Set(redactionIds)) {
-    const r = await reader.byId(id);
-    if (r) redactions.set(id, r);
-  }
+  const redactions = await loadRedactions(deps, events);
   const now = Date.now();
   return events.map((ev) => {
     let out: JsonObject;

@@ -65,7 +65,7 @@ export async function roomTimelineSection(
   } as const;
 
   // Bundled aggregations are added by the caller, once for all rooms of the response.
-  const formatted = await formatEvents(reader, timelineEvents, { ...fmt, txnIds });
+  const formatted = await formatEvents({ storage, reader }, timelineEvents, { ...fmt, txnIds });
   const section: RoomTimelineSection = {
     timeline: {
       events: formatted,
@@ -74,7 +74,7 @@ export async function roomTimelineSection(
     },
     empty: timelineEvents.length === 0 && stateEvents.length === 0 && !full,
   };
-  const formattedState = await formatEvents(reader, stateEvents, fmt);
+  const formattedState = await formatEvents({ storage, reader }, stateEvents, fmt);
   if (ctx.useStateAfter) {
     const endState = await stateAtPosition(storage, reader, m.room_nid, m.room_id, upTo);
     const base =
@@ -88,7 +88,7 @@ export async function roomTimelineSection(
       timelineEvents,
       m.room_id,
     );
-    section.state_after = { events: await formatEvents(reader, afterEvents, fmt) };
+    section.state_after = { events: await formatEvents({ storage, reader }, afterEvents, fmt) };
   } else {
     section.state = { events: formattedState };
   }
