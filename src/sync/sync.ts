@@ -18,7 +18,8 @@ import { presenceEventsFor, receiptEventsForRooms, typingEvent } from './ephemer
 import type { Notifier } from './notifier.js';
 import type { TypingStore } from './typing.js';
 import { membershipsOf, roomsWithEvents, type MembershipRow } from './queries.js';
-import { unreadCounts } from './unread.js';
+import { unreadCounts, type UnreadDeps } from './unread.js';
+import type { PushRuleset } from '../push/default-rules.js';
 import { e2eeSync } from './e2ee.js';
 import { stateBefore } from './room-state.js';
 
@@ -163,6 +164,13 @@ export class SyncService {
         ? undefined
         : await roomsWithEvents(storage.db, [...joinedRooms.keys()], since, to);
 
+    let pushRules: Promise<PushRuleset> | undefined;
+    const unreadDeps: UnreadDeps = {
+      db: storage.db,
+      reader,
+      rules: () => (pushRules ??= loadPushRules(storage, req.userId)),
+    };
+
     for (const m of memberships) {
       const changed = since === null || m.stream_ordering > since;
       if (m.membership === 'join') {
@@ -177,7 +185,7 @@ export class SyncService {
           ...rest,
           ephemeral: { events: ephemeral },
           account_data: { events: roomData ?? [] },
-          unread_notifications: await unreadCounts(storage.db, m.room_nid, req.userId, m.stream_ordering, to),
+          unread_notifications: await unreadCounts(unreadDeps, m.room_nid, req.userId, m.stream_ordering, to),
           unread_thread_notifications: {},
         };
       } else if (m.membership === 'invite' && changed) {

@@ -1,20 +1,34 @@
 /**
- * unread_notifications: messages from others after the user's latest read receipt (m.read or m.read.private,
- * unthreaded or on the main timeline), or after their join when they have none. A message highlights when it
- * mentions the user (m.mentions.user_ids) or the room (@room). Push rules are not evaluated per event here.
+ * unread_notifications: the user's push rules evaluated over the events from others after their latest read
+ * receipt (m.read or m.read.private, unthreaded or on the main timeline), or after their join when they have none.
+ * An event counts when its actions notify, and highlights when they set the highlight tweak. At most the latest
+ * {@link UNREAD_SCAN_LIMIT} such events are evaluated, so a long-unread room costs the same as a busy one.
+ * Room facts (member count, display name, power levels) are taken from the current state, as Synapse's counts
+ * would be for events sent now.
  */
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
+import type { PushRuleset } from '../push/default-rules.js';
+import { evaluateForUser, loadRoomPushFacts } from '../push/room-push.js';
+import type { EventReader } from '../read/event-reader.js';
 import type { Database } from '../storage/schema.js';
 
-const COUNTED_TYPES = ['m.room.message', 'm.room.encrypted', 'm.sticker', 'm.call.invite', 'm.poll.start'];
+export const UNREAD_SCAN_LIMIT = 200;
+
+export interface UnreadDeps {
+  db: Kysely<Database>;
+  reader: EventReader;
+  /** The user's push rules; called at most once per room that has candidate events (memoise it per sync). */
+  rules: () => Promise<PushRuleset>;
+}
 
 export async function unreadCounts(
-  db: Kysely<Database>,
+  deps: UnreadDeps,
   roomNid: number,
   userId: string,
   joinedAt: number,
   upTo: number,
 ): Promise<{ notification_count: number; highlight_count: number }> {
+  const { db, reader } = deps;
   const receipt = await db
     .selectFrom('receipts as r')
     .innerJoin('events as e', 'e.event_id', 'r.event_id')
@@ -25,20 +39,30 @@ export async function unreadCounts(
     .where('r.thread_id', 'in', ['', 'main'])
     .executeTakeFirst();
   const from = Math.max(joinedAt, Number(receipt?.pos ?? 0));
-  const needle = `%${JSON.stringify(userId).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-  const row = await db
+  const zero = { notification_count: 0, highlight_count: 0 };
+  if (from >= upTo) return zero;
+  const rows = await db
     .selectFrom('events')
-    .select([
-      (eb) => eb.fn.countAll().as('n'),
-      sql<number>`SUM(CASE WHEN json LIKE ${needle} ESCAPE '\\' OR json LIKE ${'%"room":true%'} THEN 1 ELSE 0 END)`.as(
-        'h',
-      ),
-    ])
+    .select('event_nid')
     .where('room_nid', '=', roomNid)
     .where('stream_ordering', '>', from)
     .where('stream_ordering', '<=', upTo)
     .where('sender', '!=', userId)
-    .where('type', 'in', COUNTED_TYPES)
-    .executeTakeFirst();
-  return { notification_count: Number(row?.n ?? 0), highlight_count: Number(row?.h ?? 0) };
+    .orderBy('stream_ordering', 'desc')
+    .limit(UNREAD_SCAN_LIMIT)
+    .execute();
+  if (rows.length === 0) return zero;
+  const [events, rules, facts] = await Promise.all([
+    reader.listByNids(rows.map((r) => Number(r.event_nid))),
+    deps.rules(),
+    loadRoomPushFacts(db, reader, roomNid, [userId]),
+  ]);
+  let notifications = 0;
+  let highlights = 0;
+  for (const ev of events) {
+    const outcome = evaluateForUser(ev, userId, rules, facts);
+    if (outcome?.notify) notifications++;
+    if (outcome?.highlight) highlights++;
+  }
+  return { notification_count: notifications, highlight_count: highlights };
 }
