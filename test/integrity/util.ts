@@ -141,3 +141,26 @@ export async function roomNid(db: Kysely<Database>, roomId: string): Promise<num
     .executeTakeFirstOrThrow();
   return Number(r.room_nid);
 }
+
+/** The event `userId`'s m.read receipt (unthreaded) in a room points at, from an initial /sync of `user`. */
+export async function readReceiptOf(
+  user: Client,
+  roomId: string,
+  userId: string,
+): Promise<string | undefined> {
+  const filter = enc(JSON.stringify({ room: { rooms: [roomId], timeline: { limit: 1 } } }));
+  const res = await user.get(`/_matrix/client/v3/sync?filter=${filter}`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  const join = (res.body.rooms as Json | undefined)?.join as Record<
+    string,
+    { ephemeral?: { events: Json[] } }
+  >;
+  for (const e of join?.[roomId]?.ephemeral?.events ?? []) {
+    if (e.type !== 'm.receipt') continue;
+    for (const [eventId, byType] of Object.entries(e.content as Record<string, Record<string, Json>>)) {
+      const reader = byType['m.read']?.[userId] as Json | undefined;
+      if (reader && reader.thread_id === undefined) return eventId;
+    }
+  }
+  return undefined;
+}
