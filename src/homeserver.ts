@@ -12,6 +12,7 @@ import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
 import { RoomWriter } from './input/room-writer.js';
 import { DamageReporter } from './integrity/damage.js';
 import { EventReader } from './read/event-reader.js';
+import { PushSender } from './push/sender.js';
 import { filterVisible } from './read/visibility.js';
 import { profilePropagation } from './roomsvc/profile-propagation.js';
 import { Notifier } from './sync/notifier.js';
@@ -99,6 +100,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       if (typeof target === 'string') reader.invalidateById(target);
     }
   });
+  const pushSender = new PushSender({ storage, reader, log: logFor('push') });
+  writer.onCommit(pushSender.onCommit);
   if (instrument) {
     instrument.writer(writer);
     instrument.notifier(notifier);
@@ -186,6 +189,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       for (const a of apps) a.server.closeAllConnections();
       await Promise.race([closed, grace]);
       await deps.writer.drain();
+      await pushSender.close();
       await mediaJobs;
       await damage.flush();
       await storage.close();

@@ -16,6 +16,7 @@ import { accountDataRoutes } from './client/account-data.js';
 import { filterRoutes } from './client/filters.js';
 import { profileRoutes } from './client/profile.js';
 import { pushRulesRoutes } from './client/pushrules.js';
+import { pushersRoutes } from './client/pushers.js';
 import { voipRoutes } from './client/voip.js';
 import { searchRoutes } from './client/search.js';
 import { roomReadRoutes } from './client/room-read.js';
@@ -45,6 +46,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   accountDataRoutes(app, deps);
   filterRoutes(app, deps);
   pushRulesRoutes(app, deps);
+  pushersRoutes(app, deps);
   voipRoutes(app, deps);
   loginRoutes(app, deps);
   registerRoutes(app, deps);

@@ -369,6 +369,22 @@ export interface RoomKeysTable {
   session_data: string;
 }
 
+export interface PushersTable {
+  id: Generated<number>;
+  user_id: string;
+  device_id: string;
+  app_id: string;
+  pushkey: string;
+  kind: string;
+  app_display_name: string;
+  device_display_name: string;
+  profile_tag: string | null;
+  lang: string;
+  /** The pusher's `data` object, JSON. */
+  data: string;
+  created_ts: number;
+}
+
 export interface Database {
   damage_reports: DamageReportsTable;
   quarantined_events: QuarantinedEventsTable;
@@ -410,6 +426,7 @@ export interface Database {
   device_list_changes: DeviceListChangesTable;
   room_key_versions: RoomKeyVersionsTable;
   room_keys: RoomKeysTable;
+  pushers: PushersTable;
 }
 
 export type UserRow = Selectable<UsersTable>;

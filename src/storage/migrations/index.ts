@@ -6,7 +6,18 @@ import { m0005 } from './0005_damage.js';
 import { m0006 } from './0006_e2ee.js';
 import { m0007 } from './0007_media.js';
 import { m0008 } from './0008_quarantine.js';
+import { m0009 } from './0009_pushers.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
-export const MIGRATIONS: readonly Migration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0007, m0008];
+export const MIGRATIONS: readonly Migration[] = [
+  m0001,
+  m0002,
+  m0003,
+  m0004,
+  m0005,
+  m0006,
+  m0007,
+  m0008,
+  m0009,
+];

@@ -1,0 +1,229 @@
+/**
+ * The push sender: after a room commit, every local user with an http pusher who is joined to the room (or is
+ * invited by the batch) and did not send the event has their push rules evaluated; when the actions notify, the
+ * push gateway's POST /_matrix/push/v1/notify is called for each of their pushers (push gateway API, v1.19).
+ * Fire-and-forget: the writer never waits, each request has a timeout and failures are logged. Pushkeys the
+ * gateway rejects are removed, as Synapse does.
+ */
+import type { Logger } from 'pino';
+import { loadPushRules } from '../api/client/pushrules.js';
+import type { CommittedBatch, PersistedEvent } from '../input/room-writer.js';
+import type { EventReader, LoadedEvent } from '../read/event-reader.js';
+import type { Storage } from '../storage/db.js';
+import { unreadCounts } from '../sync/unread.js';
+import type { PushAction } from './default-rules.js';
+import { evaluateForUser, loadRoomPushFacts } from './room-push.js';
+
+export const PUSH_TIMEOUT_MS = 10_000;
+
+export interface PushSenderDeps {
+  storage: Storage;
+  reader: EventReader;
+  log: Logger;
+  /** For tests. */
+  fetch?: typeof fetch;
+  timeoutMs?: number;
+}
+
+interface PusherRow {
+  user_id: string;
+  app_id: string;
+  pushkey: string;
+  data: string;
+  created_ts: number;
+  membership: string;
+  stream_ordering: number;
+}
+
+function tweaksOf(actions: PushAction[]): Record<string, unknown> {
+  const tweaks: Record<string, unknown> = {};
+  for (const a of actions) {
+    if (typeof a === 'object' && typeof a.set_tweak === 'string') {
+      tweaks[a.set_tweak] = a.value === undefined && a.set_tweak === 'highlight' ? true : a.value;
+    }
+  }
+  return tweaks;
+}
+
+export class PushSender {
+  #inflight = new Set<Promise<void>>();
+  #closed = false;
+
+  constructor(private readonly deps: PushSenderDeps) {}
+
+  /** A RoomWriter commit listener. */
+  readonly onCommit = (batch: CommittedBatch): void => {
+    if (this.#closed || batch.events.length === 0) return;
+    const p = this.#handle(batch).catch((err: unknown) => {
+      this.deps.log.warn({ err, roomId: batch.roomId }, 'push: evaluating a commit failed');
+    });
+    this.#inflight.add(p);
+    void p.finally(() => this.#inflight.delete(p));
+  };
+
+  /** Stops taking commits and waits for the pushes in flight. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (this.#inflight.size) await Promise.allSettled([...this.#inflight]);
+  }
+
+  async #handle(batch: CommittedBatch): Promise<void> {
+    const { db } = this.deps.storage;
+    const invitees = batch.events
+      .filter((e) => e.pdu.type === 'm.room.member' && e.pdu.content.membership === 'invite')
+      .map((e) => e.pdu.state_key)
+      .filter((s): s is string => typeof s === 'string');
+    const rows = (await db
+      .selectFrom('pushers as p')
+      .innerJoin('room_members as m', 'm.user_id', 'p.user_id')
+      .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
+      .select([
+        'p.user_id',
+        'p.app_id',
+        'p.pushkey',
+        'p.data',
+        'p.created_ts',
+        'm.membership',
+        'm.stream_ordering',
+        'r.room_nid',
+        'r.room_version',
+      ])
+      .where('r.room_id', '=', batch.roomId)
+      .where('p.kind', '=', 'http')
+      .where((eb) =>
+        eb.or([
+          eb('m.membership', '=', 'join'),
+          ...(invitees.length
+            ? [eb.and([eb('m.membership', '=', 'invite'), eb('m.user_id', 'in', invitees)])]
+            : []),
+        ]),
+      )
+      .execute()) as (PusherRow & { room_nid: number; room_version: string })[];
+    if (rows.length === 0) return;
+    const roomNid = Number(rows[0]!.room_nid);
+    const roomVersion = rows[0]!.room_version;
+    const byUser = new Map<string, PusherRow[]>();
+    for (const r of rows) byUser.set(r.user_id, [...(byUser.get(r.user_id) ?? []), r]);
+    const senders = [...new Set(batch.events.map((e) => e.pdu.sender))];
+    const facts = await loadRoomPushFacts(db, this.deps.reader, roomNid, [...byUser.keys(), ...senders]);
+    const loaded = batch.events.map((e) => this.#loaded(e, roomNid, roomVersion));
+    for (const [userId, pushers] of byUser) {
+      const rules = await loadPushRules(this.deps.storage, userId);
+      for (const ev of loaded) {
+        const outcome = evaluateForUser(ev, userId, rules, facts);
+        if (!outcome?.notify) continue;
+        const counts = await unreadCounts(
+          { db, reader: this.deps.reader, rules: () => Promise.resolve(rules) },
+          roomNid,
+          userId,
+          Number(pushers[0]!.stream_ordering),
+          ev.streamOrdering ?? Number.MAX_SAFE_INTEGER,
+        );
+        for (const pusher of pushers) {
+          this.#send(userId, pusher, ev, outcome.actions, facts.displayNames.get(ev.pdu.sender) ?? null, {
+            unread: counts.notification_count,
+          });
+        }
+      }
+    }
+  }
+
+  #loaded(e: PersistedEvent, roomNid: number, roomVersion: string): LoadedEvent {
+    return {
+      nid: e.eventNid,
+      roomNid,
+      eventId: e.eventId,
+      roomId: e.roomId,
+      roomVersion,
+      pdu: e.pdu,
+      streamOrdering: e.streamOrdering,
+      stateSnapshotNid: null,
+      redactedBy: null,
+    };
+  }
+
+  #send(
+    userId: string,
+    pusher: PusherRow,
+    ev: LoadedEvent,
+    actions: PushAction[],
+    senderName: string | null,
+    counts: { unread: number },
+  ): void {
+    let data: Record<string, unknown>;
+    try {
+      data = JSON.parse(pusher.data) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    const { url, ...forwarded } = data;
+    if (typeof url !== 'string') return;
+    const tweaks = tweaksOf(actions);
+    const prio =
+      ev.pdu.type === 'm.room.encrypted' || tweaks.highlight === true || tweaks.sound !== undefined
+        ? 'high'
+        : 'low';
+    const device = {
+      app_id: pusher.app_id,
+      pushkey: pusher.pushkey,
+      pushkey_ts: Math.floor(Number(pusher.created_ts) / 1000),
+      data: forwarded,
+      tweaks,
+    };
+    const notification: Record<string, unknown> =
+      data.format === 'event_id_only'
+        ? { event_id: ev.eventId, room_id: ev.roomId, counts, prio, devices: [device] }
+        : {
+            event_id: ev.eventId,
+            room_id: ev.roomId,
+            type: ev.pdu.type,
+            sender: ev.pdu.sender,
+            ...(senderName !== null ? { sender_display_name: senderName } : {}),
+            ...(ev.pdu.type === 'm.room.member' ? { user_is_target: ev.pdu.state_key === userId } : {}),
+            prio,
+            content: ev.pdu.content,
+            counts,
+            devices: [device],
+          };
+    const p = this.#post(userId, pusher, url, { notification });
+    this.#inflight.add(p);
+    void p.finally(() => this.#inflight.delete(p));
+  }
+
+  async #post(userId: string, pusher: PusherRow, url: string, body: unknown): Promise<void> {
+    const doFetch = this.deps.fetch ?? fetch;
+    try {
+      const res = await doFetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.deps.timeoutMs ?? PUSH_TIMEOUT_MS),
+      });
+      const text = await res.text();
+      if (!res.ok) {
+        this.deps.log.warn({ userId, appId: pusher.app_id, status: res.status }, 'push: gateway refused');
+        return;
+      }
+      let rejected: unknown;
+      try {
+        rejected = (JSON.parse(text) as { rejected?: unknown }).rejected;
+      } catch {
+        rejected = undefined;
+      }
+      if (Array.isArray(rejected) && rejected.includes(pusher.pushkey) && !this.#closed) {
+        await this.deps.storage.db
+          .deleteFrom('pushers')
+          .where('user_id', '=', userId)
+          .where('app_id', '=', pusher.app_id)
+          .where('pushkey', '=', pusher.pushkey)
+          .execute();
+        this.deps.log.info(
+          { userId, appId: pusher.app_id },
+          'push: gateway rejected the pushkey; pusher removed',
+        );
+      }
+    } catch (err) {
+      this.deps.log.warn({ err, userId, appId: pusher.app_id }, 'push: sending to the gateway failed');
+    }
+  }
+}
