@@ -17,6 +17,7 @@ import { filterRoutes } from './client/filters.js';
 import { profileRoutes } from './client/profile.js';
 import { pushRulesRoutes } from './client/pushrules.js';
 import { pushersRoutes } from './client/pushers.js';
+import { notificationsRoutes } from './client/notifications.js';
 import { voipRoutes } from './client/voip.js';
 import { searchRoutes } from './client/search.js';
 import { roomReadRoutes } from './client/room-read.js';
@@ -47,6 +48,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   filterRoutes(app, deps);
   pushRulesRoutes(app, deps);
   pushersRoutes(app, deps);
+  notificationsRoutes(app, deps);
   voipRoutes(app, deps);
   loginRoutes(app, deps);
   registerRoutes(app, deps);
