@@ -35,6 +35,11 @@ interface PusherRow {
   stream_ordering: number;
 }
 
+interface RoomLabels {
+  name?: string;
+  alias?: string;
+}
+
 function tweaksOf(actions: PushAction[]): Record<string, unknown> {
   const tweaks: Record<string, unknown> = {};
   for (const a of actions) {
@@ -107,6 +112,7 @@ export class PushSender {
     const senders = [...new Set(batch.events.map((e) => e.pdu.sender))];
     const facts = await loadRoomPushFacts(db, this.deps.reader, roomNid, [...byUser.keys(), ...senders]);
     const loaded = batch.events.map((e) => this.#loaded(e, roomNid, roomVersion));
+    let room: Promise<RoomLabels> | undefined;
     for (const [userId, pushers] of byUser) {
       const rules = await loadPushRules(this.deps.storage, userId);
       for (const ev of loaded) {
@@ -120,12 +126,37 @@ export class PushSender {
           ev.streamOrdering ?? Number.MAX_SAFE_INTEGER,
         );
         for (const pusher of pushers) {
-          this.#send(userId, pusher, ev, outcome.actions, facts.displayNames.get(ev.pdu.sender) ?? null, {
-            unread: counts.notification_count,
+          this.#send(userId, pusher, ev, outcome.actions, {
+            ...(await (room ??= this.#labels(roomNid))),
+            senderName: facts.displayNames.get(ev.pdu.sender) ?? null,
+            counts: { unread: counts.notification_count },
           });
         }
       }
     }
+  }
+
+  /** The room's name and canonical alias, for the full notification format. */
+  async #labels(roomNid: number): Promise<RoomLabels> {
+    const rows = await this.deps.storage.db
+      .selectFrom('current_state')
+      .select(['type', 'event_nid'])
+      .where('room_nid', '=', roomNid)
+      .where('type', 'in', ['m.room.name', 'm.room.canonical_alias'])
+      .where('state_key', '=', '')
+      .execute();
+    const events = await this.deps.reader.byNids(rows.map((r) => Number(r.event_nid)));
+    const out: RoomLabels = {};
+    for (const r of rows) {
+      const ev = events.get(Number(r.event_nid));
+      if (!ev || ev.redactedBy) continue;
+      const content = ev.pdu.content;
+      if (r.type === 'm.room.name' && typeof content.name === 'string' && content.name !== '') {
+        out.name = content.name;
+      }
+      if (r.type === 'm.room.canonical_alias' && typeof content.alias === 'string') out.alias = content.alias;
+    }
+    return out;
   }
 
   #loaded(e: PersistedEvent, roomNid: number, roomVersion: string): LoadedEvent {
@@ -147,9 +178,9 @@ export class PushSender {
     pusher: PusherRow,
     ev: LoadedEvent,
     actions: PushAction[],
-    senderName: string | null,
-    counts: { unread: number },
+    labels: RoomLabels & { senderName: string | null; counts: { unread: number } },
   ): void {
+    const { senderName, counts } = labels;
     let data: Record<string, unknown>;
     try {
       data = JSON.parse(pusher.data) as Record<string, unknown>;
@@ -179,6 +210,8 @@ export class PushSender {
             type: ev.pdu.type,
             sender: ev.pdu.sender,
             ...(senderName !== null ? { sender_display_name: senderName } : {}),
+            ...(labels.name !== undefined ? { room_name: labels.name } : {}),
+            ...(labels.alias !== undefined ? { room_alias: labels.alias } : {}),
             ...(ev.pdu.type === 'm.room.member' ? { user_is_target: ev.pdu.state_key === userId } : {}),
             prio,
             content: ev.pdu.content,

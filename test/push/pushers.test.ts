@@ -133,8 +133,11 @@ for (const engine of ENGINES) {
 
     it('pushes notifying events to the gateway, in full and event_id_only formats; rejected keys are removed', async () => {
       await bob.post('/_matrix/client/v3/pushers/set', pusher(gw.url, { pushkey: 'key-1' }));
-      const room = await createRoom(alice, { preset: 'public_chat' });
+      const room = await createRoom(alice, { preset: 'public_chat', name: 'Pushy' });
       await join(bob, room);
+      await alice.put('/_matrix/client/v3/profile/' + encodeURIComponent(alice.userId) + '/displayname', {
+        displayname: 'Alice A',
+      });
       const before = gw.received.length;
       const hello = await text(alice, room, 'hello bob');
       const got = await eventually(async () =>
@@ -145,6 +148,8 @@ for (const engine of ENGINES) {
       assert.equal(n.room_id, room);
       assert.equal(n.type, 'm.room.message');
       assert.equal(n.sender, alice.userId);
+      assert.equal(n.sender_display_name, 'Alice A');
+      assert.equal(n.room_name, 'Pushy');
       assert.deepEqual(n.content, { msgtype: 'm.text', body: 'hello bob' });
       assert.equal(n.prio, 'high');
       assert.deepEqual(n.counts, { unread: 1 });
