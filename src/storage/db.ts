@@ -84,6 +84,36 @@ async function maxStreamPosition(db: Kysely<Database>): Promise<number> {
   return Number(result.rows[0]?.m ?? 0);
 }
 
+/** Positions reserved ahead of use; the reservation is renewed in the background when half of it is used. */
+const RESERVATION_BLOCK = 10_000;
+
+async function reserveUpTo(db: Kysely<Database>, upTo: number): Promise<void> {
+  await db
+    .insertInto('stream_reservation')
+    .values({ id: 1, up_to: upTo })
+    .onConflict((oc) => oc.column('id').doUpdateSet({ up_to: upTo }))
+    .execute();
+}
+
+/**
+ * The stream counter starts above both the highest stored position and the persisted reservation, so a position a
+ * client may hold in a token is never handed out again after a restart, even when its row is gone.
+ */
+async function openStreamPositions(db: Kysely<Database>): Promise<StreamPositions> {
+  const reserved = await db
+    .selectFrom('stream_reservation')
+    .select('up_to')
+    .where('id', '=', 1)
+    .executeTakeFirst();
+  const start = Math.max(await maxStreamPosition(db), Number(reserved?.up_to ?? 0));
+  await reserveUpTo(db, start + RESERVATION_BLOCK);
+  return new StreamPositions(start, {
+    reservedUpTo: start + RESERVATION_BLOCK,
+    block: RESERVATION_BLOCK,
+    reserve: (upTo) => reserveUpTo(db, upTo),
+  });
+}
+
 export async function openStorage(dbConfig: Config['database']): Promise<Storage> {
   const db = openKysely(dbConfig);
   try {
@@ -100,7 +130,7 @@ export async function openStorage(dbConfig: Config['database']): Promise<Storage
     await db.destroy().catch(() => undefined);
     throw err;
   }
-  const stream = new StreamPositions(await maxStreamPosition(db));
+  const stream = await openStreamPositions(db);
   const freshlyCreated = applied[0] === 1;
   return { db, engine: dbConfig.engine, stream, freshlyCreated, close: () => db.destroy() };
 }

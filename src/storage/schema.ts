@@ -385,7 +385,13 @@ export interface PushersTable {
   created_ts: number;
 }
 
+export interface StreamReservationTable {
+  id: number;
+  up_to: number;
+}
+
 export interface Database {
+  stream_reservation: StreamReservationTable;
   damage_reports: DamageReportsTable;
   quarantined_events: QuarantinedEventsTable;
   quarantined_rows: QuarantinedRowsTable;

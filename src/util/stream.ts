@@ -6,15 +6,27 @@
  * `current` is the highest position below which every allocated position has finished, so readers never see
  * position N+1 committed while N is still in flight (which would make an incremental sync skip N).
  */
+export interface StreamReservation {
+  /** Positions up to this one are persisted as reserved. */
+  reservedUpTo: number;
+  /** How far each renewal reaches beyond the last. */
+  block: number;
+  /** Persists a new reservation. */
+  reserve(upTo: number): Promise<void>;
+}
+
 export class StreamPositions {
   #allocated: number;
   #inFlight = new Set<number>();
   #current: number;
   #listeners = new Set<(pos: number) => void>();
+  #reservation: StreamReservation | undefined;
+  #renewing = false;
 
-  constructor(start: number) {
+  constructor(start: number, reservation?: StreamReservation) {
     this.#allocated = start;
     this.#current = start;
+    this.#reservation = reservation;
   }
 
   /** The highest position whose writes, and all before it, are finished. */
@@ -25,7 +37,24 @@ export class StreamPositions {
   allocate(): number {
     const pos = ++this.#allocated;
     this.#inFlight.add(pos);
+    this.#renewReservation(pos);
     return pos;
+  }
+
+  /** Renews the persisted reservation when half of it is used, long before positions run past it. */
+  #renewReservation(pos: number): void {
+    const r = this.#reservation;
+    if (!r || this.#renewing || pos < r.reservedUpTo - r.block / 2) return;
+    this.#renewing = true;
+    const upTo = Math.max(r.reservedUpTo, pos) + r.block;
+    r.reserve(upTo)
+      .then(() => {
+        r.reservedUpTo = upTo;
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        this.#renewing = false;
+      });
   }
 
   finish(pos: number): void {

@@ -316,76 +316,67 @@ for (const engine of ENGINES) {
       await kill(child);
     });
 
-    // Known server bug: maxStreamPosition (src/storage/db.ts) restarts the stream counter at the highest position
-    // still stored, but acknowledged to-device rows are deleted, so a restart hands out positions at or below a
-    // since token the device already holds; the next sync skips the new message and acknowledges (deletes) it.
-    it(
-      'a to-device message sent after a restart reaches a device whose token is past every stored row',
-      {
-        todo: 'stream positions are reused after a restart (maxStreamPosition ignores deleted to-device rows)',
-      },
-      async () => {
-        const tdb = await freshDatabase(engine);
-        const tdir = mkdtempSync(join(tmpdir(), 'hearth-kill-td-'));
-        let running: ChildProcess | undefined;
-        try {
-          const config = writeConfig({ db: tdb, dataDir: tdir, serverName: 'test.local' } as TestServer, {
-            rate_limiting: { enabled: false },
+    // Regression: acknowledged to-device rows are deleted, so the highest stored position does not bound the tokens
+    // clients hold; the stream counter restarts above its persisted reservation (src/storage/db.ts).
+    it('a to-device message sent after a restart reaches a device whose token is past every stored row', async () => {
+      const tdb = await freshDatabase(engine);
+      const tdir = mkdtempSync(join(tmpdir(), 'hearth-kill-td-'));
+      let running: ChildProcess | undefined;
+      try {
+        const config = writeConfig({ db: tdb, dataDir: tdir, serverName: 'test.local' } as TestServer, {
+          rate_limiting: { enabled: false },
+        });
+        const setup = await openStorage(tdb.config);
+        for (const localpart of ['k', 'r']) {
+          await createAccount(setup.db, {
+            localpart,
+            serverName: 'test.local',
+            password: 'pw-pw-pw-pw',
+            admin: false,
           });
-          const setup = await openStorage(tdb.config);
-          for (const localpart of ['k', 'r']) {
-            await createAccount(setup.db, {
-              localpart,
-              serverName: 'test.local',
-              password: 'pw-pw-pw-pw',
-              admin: false,
-            });
-          }
-          await setup.close();
-          let { child, url } = await startChild(config);
-          running = child;
-          const sender = new Client(url);
-          const receiver = new Client(url);
-          for (const [c, user] of [
-            [sender, 'k'],
-            [receiver, 'r'],
-          ] as const) {
-            const res = await c.post('/_matrix/client/v3/login', {
-              type: 'm.login.password',
-              identifier: { type: 'm.id.user', user },
-              password: 'pw-pw-pw-pw',
-            });
-            c.token = res.body.access_token as string;
-          }
-          const device = (await receiver.get('/_matrix/client/v3/account/whoami')).body.device_id as string;
-          let since = (await receiver.get('/_matrix/client/v3/sync?timeout=0')).body.next_batch as string;
-          const send = (k: number): Promise<Response> =>
-            sender.put(`/_matrix/client/v3/sendToDevice/${TD_TYPE}/r${k}`, {
-              messages: { '@r:test.local': { [device]: { n: k } } },
-            });
-          const receive = async (): Promise<number[]> => {
-            const res = await receiver.get(`/_matrix/client/v3/sync?timeout=0&since=${enc(since)}`);
-            assert.equal(res.status, 200, JSON.stringify(res.body));
-            since = res.body.next_batch as string;
-            return ((res.body.to_device as Json).events as Json[]).map(
-              (e) => (e.content as Json).n as number,
-            );
-          };
-          assert.equal((await send(1)).status, 200);
-          assert.deepEqual(await receive(), [1]);
-          assert.deepEqual(await receive(), []); // acknowledges (deletes) message 1: no stored row is at `since` now
-          await kill(child);
-          ({ child, url } = await startChild(config));
-          running = child;
-          sender.baseUrl = receiver.baseUrl = url;
-          assert.equal((await send(2)).status, 200);
-          assert.deepEqual(await receive(), [2], `message 2 was not delivered to since=${since}`);
-        } finally {
-          if (running && running.exitCode === null) await kill(running);
-          await tdb.drop();
-          rmSync(tdir, { recursive: true, force: true });
         }
-      },
-    );
+        await setup.close();
+        let { child, url } = await startChild(config);
+        running = child;
+        const sender = new Client(url);
+        const receiver = new Client(url);
+        for (const [c, user] of [
+          [sender, 'k'],
+          [receiver, 'r'],
+        ] as const) {
+          const res = await c.post('/_matrix/client/v3/login', {
+            type: 'm.login.password',
+            identifier: { type: 'm.id.user', user },
+            password: 'pw-pw-pw-pw',
+          });
+          c.token = res.body.access_token as string;
+        }
+        const device = (await receiver.get('/_matrix/client/v3/account/whoami')).body.device_id as string;
+        let since = (await receiver.get('/_matrix/client/v3/sync?timeout=0')).body.next_batch as string;
+        const send = (k: number): Promise<Response> =>
+          sender.put(`/_matrix/client/v3/sendToDevice/${TD_TYPE}/r${k}`, {
+            messages: { '@r:test.local': { [device]: { n: k } } },
+          });
+        const receive = async (): Promise<number[]> => {
+          const res = await receiver.get(`/_matrix/client/v3/sync?timeout=0&since=${enc(since)}`);
+          assert.equal(res.status, 200, JSON.stringify(res.body));
+          since = res.body.next_batch as string;
+          return ((res.body.to_device as Json).events as Json[]).map((e) => (e.content as Json).n as number);
+        };
+        assert.equal((await send(1)).status, 200);
+        assert.deepEqual(await receive(), [1]);
+        assert.deepEqual(await receive(), []); // acknowledges (deletes) message 1: no stored row is at `since` now
+        await kill(child);
+        ({ child, url } = await startChild(config));
+        running = child;
+        sender.baseUrl = receiver.baseUrl = url;
+        assert.equal((await send(2)).status, 200);
+        assert.deepEqual(await receive(), [2], `message 2 was not delivered to since=${since}`);
+      } finally {
+        if (running && running.exitCode === null) await kill(running);
+        await tdb.drop();
+        rmSync(tdir, { recursive: true, force: true });
+      }
+    });
   });
 }

@@ -7,6 +7,7 @@ import { m0006 } from './0006_e2ee.js';
 import { m0007 } from './0007_media.js';
 import { m0008 } from './0008_quarantine.js';
 import { m0009 } from './0009_pushers.js';
+import { m0010 } from './0010_stream_reservation.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -20,4 +21,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0007,
   m0008,
   m0009,
+  m0010,
 ];
