@@ -18,8 +18,7 @@ import { presenceEventsFor, receiptEventsForRooms, typingEvent } from './ephemer
 import type { Notifier } from './notifier.js';
 import type { TypingStore } from './typing.js';
 import { membershipsOf, roomsWithEvents, type MembershipRow } from './queries.js';
-import { unreadCounts, type UnreadDeps } from './unread.js';
-import type { PushRuleset } from '../push/default-rules.js';
+import { unreadCountsForRooms, type UnreadCounts } from './unread.js';
 import { e2eeSync } from './e2ee.js';
 import { stateBefore } from './room-state.js';
 
@@ -164,11 +163,12 @@ export class SyncService {
         ? undefined
         : await roomsWithEvents(storage.db, [...joinedRooms.keys()], since, to);
 
-    let pushRules: Promise<PushRuleset> | undefined;
-    const unreadDeps: UnreadDeps = {
-      db: storage.db,
-      reader,
-      rules: () => (pushRules ??= loadPushRules(storage, req.userId)),
+    // Unread counts are computed for all the rooms of the response at once, after the loop.
+    const unread = new Map<number, { joinedAt: number; counts: UnreadCounts }>();
+    const unreadPlaceholder = (m: MembershipRow): UnreadCounts => {
+      const counts = { notification_count: 0, highlight_count: 0 };
+      unread.set(m.room_nid, { joinedAt: m.stream_ordering, counts });
+      return counts;
     };
 
     for (const m of memberships) {
@@ -185,7 +185,7 @@ export class SyncService {
           ...rest,
           ephemeral: { events: ephemeral },
           account_data: { events: roomData ?? [] },
-          unread_notifications: await unreadCounts(unreadDeps, m.room_nid, req.userId, m.stream_ordering, to),
+          unread_notifications: unreadPlaceholder(m),
           unread_thread_notifications: {},
         };
       } else if (m.membership === 'invite' && changed) {
@@ -212,6 +212,15 @@ export class SyncService {
       }
     }
 
+    if (unread.size) {
+      const counts = await unreadCountsForRooms(
+        { db: storage.db, reader, rules: () => loadPushRules(storage, req.userId) },
+        req.userId,
+        [...unread].map(([roomNid, u]) => ({ roomNid, joinedAt: u.joinedAt })),
+        to,
+      );
+      for (const [roomNid, u] of unread) Object.assign(u.counts, counts.get(roomNid));
+    }
     await this.#aggregate(req, [join, leave]);
     const rooms: JsonObject = {};
     if (Object.keys(join).length) rooms.join = join;
