@@ -55,16 +55,17 @@ describe('TypingStore', () => {
   it('expires typing with one timer, bumping the serial and notifying the room', async () => {
     const changes: string[] = [];
     const store = new TypingStore({ onChange: (r) => changes.push(r) });
+    // Wide margins: the assertions must hold on a loaded machine where timers fire late.
     store.set('!a', '@x', true, 30);
     store.set('!a', '@y', true, 5_000);
-    store.set('!b', '@z', true, 60);
+    store.set('!b', '@z', true, 1_000);
     const s = store.serial;
-    await sleep(45);
+    await sleep(300);
     assert.deepEqual(store.typingIn('!a'), ['@y']);
     assert.deepEqual(store.typingIn('!b'), ['@z']);
     assert.equal(store.serial, s + 1);
     assert.deepEqual(store.roomsChangedSince(s), ['!a']);
-    await sleep(40);
+    await sleep(900);
     assert.deepEqual(store.typingIn('!b'), []);
     assert.deepEqual(changes.slice(-2), ['!a', '!b']);
     store.close();
@@ -73,8 +74,8 @@ describe('TypingStore', () => {
   it('keeps a renewed user typing past the first timeout', async () => {
     const store = new TypingStore();
     store.set('!a', '@x', true, 30);
-    store.set('!a', '@x', true, 200);
-    await sleep(60);
+    store.set('!a', '@x', true, 2_000);
+    await sleep(200);
     assert.deepEqual(store.typingIn('!a'), ['@x']);
     store.close();
   });
