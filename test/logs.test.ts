@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { createAccount } from '../src/accounts/register.js';
 import { validateConfig } from '../src/config/load.js';
-import { startHomeserver } from '../src/homeserver.js';
+import { startHomeserver, type Homeserver } from '../src/homeserver.js';
 import { createLogger } from '../src/log.js';
 import { freshDatabase } from './helpers/engines.js';
 import { Client } from './helpers/server.js';
@@ -12,109 +12,99 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+/** A homeserver on SQLite whose log lines are captured in `lines`. */
+async function withCapturedLogs(
+  overrides: Record<string, unknown>,
+  level: string,
+  run: (hs: Homeserver, lines: string[]) => Promise<void>,
+): Promise<void> {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const db = await freshDatabase('sqlite');
+  const dir = mkdtempSync(join(tmpdir(), 'hearth-logs-'));
+  const config = validateConfig(
+    {
+      server_name: 'test.local',
+      listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }],
+      database: db.config,
+      signing_key_path: join(dir, 'signing.key'),
+      media_store_path: join(dir, 'media'),
+      ...overrides,
+    },
+    dir,
+  );
+  const hs = await startHomeserver(config, { logger: createLogger(level, sink) });
+  try {
+    await run(hs, lines);
+  } finally {
+    await hs.close();
+    await db.drop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('logs', () => {
   it('carry request and user ids and never a password, token or message body', async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        done();
-      },
-    });
-    const db = await freshDatabase('sqlite');
-    const dir = mkdtempSync(join(tmpdir(), 'hearth-logs-'));
-    const config = validateConfig(
-      {
-        server_name: 'test.local',
-        listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }],
-        database: db.config,
-        signing_key_path: join(dir, 'signing.key'),
-        media_store_path: join(dir, 'media'),
-        log_level: 'trace',
-        rate_limiting: { enabled: false },
-        enable_registration: true,
-      },
-      dir,
-    );
-    const hs = await startHomeserver(config, { logger: createLogger('trace', sink) });
-    try {
-      const password = 'hunter2-very-secret-pw';
-      const body = 'the body of a private message';
-      const c = new Client(hs.urls[0] as string);
-      const reg = await c.post('/_matrix/client/v3/register', {
-        username: 'logger',
-        password,
-        auth: { type: 'm.login.dummy' },
-      });
-      assert.equal(reg.status, 200, JSON.stringify(reg.body));
-      await createAccount(hs.storage.db, { localpart: 'other', serverName: 'test.local', password });
-      const login = await c.post('/_matrix/client/v3/login', {
-        type: 'm.login.password',
-        identifier: { type: 'm.id.user', user: 'logger' },
-        password,
-      });
-      const token = login.body.access_token as string;
-      c.token = token;
-      const room = (await c.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
-      await c.put(`/_matrix/client/v3/rooms/${encodeURIComponent(room)}/send/m.room.message/1`, {
-        msgtype: 'm.text',
-        body,
-      });
-      // A token in the query string is refused and must not be logged either.
-      await fetch(`${hs.urls[0] as string}/_matrix/client/v3/sync?access_token=${token}`);
-      await new Promise((r) => setTimeout(r, 50));
+    await withCapturedLogs(
+      { log_level: 'trace', rate_limiting: { enabled: false }, enable_registration: true },
+      'trace',
+      async (hs, lines) => {
+        const password = 'hunter2-very-secret-pw';
+        const body = 'the body of a private message';
+        const c = new Client(hs.urls[0] as string);
+        const reg = await c.post('/_matrix/client/v3/register', {
+          username: 'logger',
+          password,
+          auth: { type: 'm.login.dummy' },
+        });
+        assert.equal(reg.status, 200, JSON.stringify(reg.body));
+        await createAccount(hs.storage.db, { localpart: 'other', serverName: 'test.local', password });
+        const login = await c.post('/_matrix/client/v3/login', {
+          type: 'm.login.password',
+          identifier: { type: 'm.id.user', user: 'logger' },
+          password,
+        });
+        const token = login.body.access_token as string;
+        c.token = token;
+        const room = (await c.post('/_matrix/client/v3/createRoom', {})).body.room_id as string;
+        await c.put(`/_matrix/client/v3/rooms/${encodeURIComponent(room)}/send/m.room.message/1`, {
+          msgtype: 'm.text',
+          body,
+        });
+        // A token in the query string is refused and must not be logged either.
+        await fetch(`${hs.urls[0] as string}/_matrix/client/v3/sync?access_token=${token}`);
+        await new Promise((r) => setTimeout(r, 50));
 
-      const all = lines.join('\n');
-      for (const secret of [password, token, body, reg.body.access_token as string]) {
-        assert.ok(!all.includes(secret), `logs contain ${secret}`);
-      }
-      const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-      const done = parsed.filter((l) => l.msg === 'request done');
-      assert.ok(done.length >= 5);
-      for (const l of done) assert.equal(typeof l.reqId, 'string');
-      const send = done.find((l) => String(l.url).includes('/send/'));
-      assert.equal(send?.user_id, '@logger:test.local');
-    } finally {
-      await hs.close();
-      await db.drop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+        const all = lines.join('\n');
+        for (const secret of [password, token, body, reg.body.access_token as string]) {
+          assert.ok(!all.includes(secret), `logs contain ${secret}`);
+        }
+        const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+        const done = parsed.filter((l) => l.msg === 'request done');
+        assert.ok(done.length >= 5);
+        for (const l of done) assert.equal(typeof l.reqId, 'string');
+        const send = done.find((l) => String(l.url).includes('/send/'));
+        assert.equal(send?.user_id, '@logger:test.local');
+      },
+    );
   });
 
   it('honours per-module levels: log_levels.http silences request lines only', async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        done();
-      },
-    });
-    const db = await freshDatabase('sqlite');
-    const dir = mkdtempSync(join(tmpdir(), 'hearth-logs-'));
-    const config = validateConfig(
-      {
-        server_name: 'test.local',
-        listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }],
-        database: db.config,
-        signing_key_path: join(dir, 'signing.key'),
-        media_store_path: join(dir, 'media'),
-        log_level: 'info',
-        log_levels: { http: 'warn' },
-      },
-      dir,
-    );
-    const hs = await startHomeserver(config, { logger: createLogger('info', sink) });
-    try {
+    await withCapturedLogs({ log_level: 'info', log_levels: { http: 'warn' } }, 'info', async (hs, lines) => {
       const res = await fetch(`${hs.urls[0] as string}/_matrix/client/versions`);
       assert.equal(res.status, 200);
       await new Promise((r) => setTimeout(r, 50));
       const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
       assert.equal(parsed.filter((l) => l.msg === 'request done').length, 0);
-      assert.throws(() => validateConfig({ ...config, log_levels: { nosuch: 'info' } }, dir), /log_levels/);
-    } finally {
-      await hs.close();
-      await db.drop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+      assert.throws(
+        () => validateConfig({ ...hs.config, log_levels: { nosuch: 'info' } }, '/'),
+        /log_levels/,
+      );
+    });
   });
 });
