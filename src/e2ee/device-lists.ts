@@ -70,13 +70,18 @@ export async function deviceListDelta(
 ): Promise<DeviceListDelta> {
   if (to <= from) return { changed: [], left: [] };
   const rooms = await joinedRoomNids(db, userId);
+  const keyChanges = await usersChangedBetween(db, userId, from, to);
+  const own = await ownMembershipChanges(db, userId, from, to);
+  const roomChanges = await membershipChangesIn(db, rooms, from, to);
+  // The usual incremental sync: nothing changed, so the (possibly large) set of users sharing a room is not loaded.
+  if (keyChanges.length === 0 && own.length === 0 && roomChanges.length === 0)
+    return { changed: [], left: [] };
   const shared = await joinedMembersOf(db, rooms);
   shared.add(userId);
   const changed = new Set<string>();
-  for (const u of await usersChangedBetween(db, userId, from, to)) if (shared.has(u)) changed.add(u);
+  for (const u of keyChanges) if (shared.has(u)) changed.add(u);
 
   const candidatesLeft = new Set<string>();
-  const own = await ownMembershipChanges(db, userId, from, to);
   const joinedNow = new Set(rooms);
   const newlyJoined = own.filter((m) => m.membership === 'join').map((m) => m.room_nid);
   for (const u of await joinedMembersOf(db, newlyJoined)) if (u !== userId) changed.add(u);
@@ -85,7 +90,7 @@ export async function deviceListDelta(
     .map((m) => m.room_nid);
   for (const u of await joinedMembersOf(db, leftRooms)) candidatesLeft.add(u);
 
-  for (const m of await membershipChangesIn(db, rooms, from, to)) {
+  for (const m of roomChanges) {
     if (m.user_id === userId) continue;
     if (m.membership === 'join') changed.add(m.user_id);
     else if (m.membership === 'leave' || m.membership === 'ban') candidatesLeft.add(m.user_id);
