@@ -57,7 +57,7 @@ media_store_path: ${q(join(dataDir, 'media_store'))}
 
 # trace, debug, info, warn, error, fatal or silent.
 log_level: info
-# Per-module levels (http, rooms, integrity, media), e.g. {http: warn, integrity: debug}.
+# Per-module levels (http, rooms, integrity, media, push), e.g. {http: warn, integrity: debug}.
 log_levels: {}
 
 # Open registration over HTTP. Off by default: create accounts with \`hearth register-user\`.

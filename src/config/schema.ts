@@ -46,8 +46,10 @@ export const ConfigSchema = z
     signing_key_path: z.string().min(1),
     media_store_path: z.string().min(1),
     log_level: LogLevel.default('info'),
-    /** Per-module levels overriding log_level: http, rooms, integrity, media. */
-    log_levels: z.partialRecord(z.enum(['http', 'rooms', 'integrity', 'media']), LogLevel).default({}),
+    /** Per-module levels overriding log_level: http, rooms, integrity, media, push. */
+    log_levels: z
+      .partialRecord(z.enum(['http', 'rooms', 'integrity', 'media', 'push']), LogLevel)
+      .default({}),
     enable_registration: z.boolean().default(false),
     registration_requires_token: z.boolean().default(false),
     registration_shared_secret: z.string().min(1).optional(),
