@@ -2,34 +2,16 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import { stringify } from 'yaml';
 import { runDoctor, type DoctorOptions, type DoctorReport } from '../../src/integrity/doctor.js';
-import { openKysely, openStorage } from '../../src/storage/db.js';
+import { openStorage } from '../../src/storage/db.js';
 import type { Database } from '../../src/storage/schema.js';
 import type { Client, Json, TestServer } from '../helpers/server.js';
 
-export const enc = encodeURIComponent;
+export { damage } from '../helpers/damage.js';
 
-/** Runs `fn` on the stopped server's database with foreign keys and the events CHECK constraint off. */
-export async function damage(server: TestServer, fn: (db: Kysely<Database>) => Promise<void>): Promise<void> {
-  const db = openKysely(server.db.config);
-  try {
-    if (server.db.config.engine === 'sqlite') {
-      await sql`PRAGMA foreign_keys = OFF`.execute(db);
-      await sql`PRAGMA ignore_check_constraints = ON`.execute(db);
-      await fn(db);
-    } else {
-      await db.connection().execute(async (conn) => {
-        await sql`SET session_replication_role = replica`.execute(conn);
-        await sql`ALTER TABLE events DROP CONSTRAINT IF EXISTS events_not_outlier_has_state`.execute(conn);
-        await fn(conn);
-      });
-    }
-  } finally {
-    await db.destroy();
-  }
-}
+export const enc = encodeURIComponent;
 
 /** The doctor on the stopped server's database. */
 export async function doctor(server: TestServer, opts: DoctorOptions = {}): Promise<DoctorReport> {

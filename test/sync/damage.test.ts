@@ -5,32 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { sql, type Kysely } from 'kysely';
 import { openKysely } from '../../src/storage/db.js';
-import type { Database } from '../../src/storage/schema.js';
+import { damage } from '../helpers/damage.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startTestServer, type Client, type Json, type TestServer } from '../helpers/server.js';
 
 type Timeline = { timeline: { events: Json[] } };
-
-async function damage(server: TestServer, fn: (db: Kysely<Database>) => Promise<void>): Promise<void> {
-  const db = openKysely(server.db.config);
-  try {
-    if (server.db.config.engine === 'sqlite') {
-      await sql`PRAGMA foreign_keys = OFF`.execute(db);
-      await sql`PRAGMA ignore_check_constraints = ON`.execute(db);
-      await fn(db);
-    } else {
-      await db.connection().execute(async (conn) => {
-        await sql`SET session_replication_role = replica`.execute(conn);
-        await sql`ALTER TABLE events DROP CONSTRAINT IF EXISTS events_not_outlier_has_state`.execute(conn);
-        await fn(conn);
-      });
-    }
-  } finally {
-    await db.destroy();
-  }
-}
 
 const bodies = (events: Json[]): string[] =>
   events.filter((e) => e.type === 'm.room.message').map((e) => (e.content as Json).body as string);
