@@ -69,6 +69,17 @@ export interface UiaSessionsTable {
   /** method + path the session was started for; a session cannot be reused for another operation. */
   request_key: string;
   user_id: string | null;
+  /** JSON object: the parameters of the request that started the session (the body minus `auth` and secrets). */
+  params: Generated<string>;
+  /** JSON object: data the operation attached to the session (the registered user id, a password hash). */
+  data: Generated<string>;
+}
+
+export interface OpenidTokensTable {
+  /** sha256 of the token, as access tokens are stored. */
+  token_hash: string;
+  user_id: string;
+  expires_ts: number;
 }
 
 export interface RegistrationTokensTable {
@@ -433,6 +444,7 @@ export interface Database {
   room_key_versions: RoomKeyVersionsTable;
   room_keys: RoomKeysTable;
   pushers: PushersTable;
+  openid_tokens: OpenidTokensTable;
 }
 
 export type UserRow = Selectable<UsersTable>;

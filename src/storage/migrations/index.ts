@@ -8,6 +8,7 @@ import { m0007 } from './0007_media.js';
 import { m0008 } from './0008_quarantine.js';
 import { m0009 } from './0009_pushers.js';
 import { m0010 } from './0010_stream_reservation.js';
+import { m0011 } from './0011_uia_params_openid.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -22,4 +23,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0008,
   m0009,
   m0010,
+  m0011,
 ];
