@@ -6,7 +6,7 @@
  * gateway rejects are removed, as Synapse does.
  */
 import type { Logger } from 'pino';
-import { loadPushRules } from '../api/client/pushrules.js';
+import { loadPushRules } from './rules-store.js';
 import type { CommittedBatch, PersistedEvent } from '../input/room-writer.js';
 import type { EventReader, LoadedEvent } from '../read/event-reader.js';
 import type { Storage } from '../storage/db.js';

@@ -3,7 +3,7 @@
  * timestamp_to_event) and history visibility. Only positions and ids come from here: event bodies are loaded
  * through the EventReader, which skips damaged rows.
  */
-import { clientTxnId } from '../input/txn.js';
+import { clientTxnId } from '../util/txn.js';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../storage/schema.js';
 

@@ -1,6 +1,9 @@
 /** Global and per-room account data, stamped with stream positions for /sync. */
 import type { Executor } from './users.js';
 
+/** Global (not per-room) account data is stored with this room id. */
+export const GLOBAL_ACCOUNT_DATA_ROOM = '';
+
 export async function putAccountData(
   db: Executor,
   row: { userId: string; roomId: string; type: string; content: string; streamPos: number },

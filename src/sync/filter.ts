@@ -3,7 +3,7 @@
  * room_event_filter.yaml). Unknown keys are kept: the spec lets filters carry extensions.
  */
 import { z } from 'zod';
-import { parseBody } from '../api/validate.js';
+import { parseBody } from '../util/validate.js';
 
 const UserIds = z.array(z.string().startsWith('@', 'must be a user ID'));
 const RoomIds = z.array(z.string().startsWith('!', 'must be a room ID'));

@@ -9,7 +9,7 @@ import type { EventReader, LoadedEvent } from '../read/event-reader.js';
 import { formatStreamToken, parseStreamToken } from '../read/tokens.js';
 import type { Storage } from '../storage/db.js';
 import { listAccountDataSince } from '../storage/account-data.js';
-import { loadPushRules, PUSH_RULES_TYPE } from '../api/client/pushrules.js';
+import { loadPushRules, PUSH_RULES_TYPE } from '../push/rules-store.js';
 import { eventAllowed, roomAllowed, type SyncContext } from './context.js';
 import type { Filter } from './filter.js';
 import { strippedState } from './format.js';

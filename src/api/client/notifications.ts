@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { loadPushRules } from './pushrules.js';
+import { loadPushRules } from '../../push/rules-store.js';
 import { evaluateForUser, loadRoomPushFacts, type RoomPushFacts } from '../../push/room-push.js';
 import { clientEvent } from '../../read/event-reader.js';
 import { filterVisible } from '../../read/visibility.js';

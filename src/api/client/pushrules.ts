@@ -8,26 +8,18 @@ import { z } from 'zod';
 import {
   MASTER_RULE_ID,
   PUSH_RULE_KINDS,
-  effectivePushRules,
   isServerDefaultRuleId,
   type PushAction,
   type PushRule,
   type PushRuleKind,
   type PushRuleset,
 } from '../../push/default-rules.js';
-import type { Storage } from '../../storage/db.js';
+import { loadPushRules, PUSH_RULES_TYPE } from '../../push/rules-store.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError, invalidParam, missingParam, notFound } from '../errors.js';
 import { parseBody, parseParams, parseQuery } from '../validate.js';
-import { GLOBAL_ROOM, readAccountData, writeAccountData } from './account-data.js';
-
-export const PUSH_RULES_TYPE = 'm.push_rules';
-
-/** The user's complete push ruleset. */
-export async function loadPushRules(storage: Pick<Storage, 'db'>, userId: string): Promise<PushRuleset> {
-  return effectivePushRules(await readAccountData(storage, userId, GLOBAL_ROOM, PUSH_RULES_TYPE), userId);
-}
+import { GLOBAL_ROOM, writeAccountData } from './account-data.js';
 
 const RuleParams = z.object({
   kind: z.enum(PUSH_RULE_KINDS as [PushRuleKind, ...PushRuleKind[]]),

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { lookupIn } from '../../input/room-head.js';
-import { scopedTxnId } from '../../input/txn.js';
+import { scopedTxnId } from '../../util/txn.js';
 import { redactLevel, userPowerLevel } from '../../rooms/auth/power-levels.js';
 import { canonicalJson } from '../../rooms/canonical-json.js';
 import { checkContent, checkEventType, checkStateKey, MAX_PDU_BYTES } from '../../roomsvc/content.js';
