@@ -94,8 +94,10 @@ async function contextState(
   ];
 }
 
+/** Event ids are opaque to clients: only an empty one is malformed; any other unknown one is not found. */
 function checkEventId(eventId: string): void {
-  if (!isValidEventId(eventId)) throw invalidParam(`Invalid event id: ${eventId}`);
+  if (eventId === '') throw invalidParam('Missing event id');
+  if (!isValidEventId(eventId)) throw notFound('Event not found');
 }
 
 export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
