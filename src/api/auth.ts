@@ -21,6 +21,11 @@ declare module 'fastify' {
 
 const LAST_SEEN_INTERVAL_MS = 60_000;
 
+/**
+ * The access token of a request: the `Authorization: Bearer` header, else the deprecated (Matrix v1.11) but
+ * still used `access_token` query parameter. The header wins when both are present. Request logs redact the
+ * query parameter (`safeUrl`).
+ */
 export function bearerToken(req: FastifyRequest): string | undefined {
   const header = req.headers.authorization;
   if (header) {
@@ -29,13 +34,9 @@ export function bearerToken(req: FastifyRequest): string | undefined {
     return m[1];
   }
   const query = req.query as Record<string, unknown> | undefined;
-  if (query && typeof query.access_token === 'string') {
-    throw new MatrixError(
-      'M_MISSING_TOKEN',
-      'Access tokens in the query string are not supported (removed in Matrix v1.11); send an Authorization: Bearer header',
-    );
-  }
-  return undefined;
+  const param: unknown = query?.access_token;
+  const token: unknown = Array.isArray(param) ? (param as unknown[])[0] : param;
+  return typeof token === 'string' && token !== '' ? token : undefined;
 }
 
 export class Authenticator {

@@ -10,7 +10,7 @@ import {
   setVisibility,
 } from '../../roomsvc/directory.js';
 import { listPublicRooms } from '../../roomsvc/public-rooms.js';
-import { requester } from '../auth.js';
+import { bearerToken, requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError } from '../errors.js';
 import { parseBody, parseQuery } from '../validate.js';
@@ -54,7 +54,7 @@ export function directoryRoutes(app: FastifyInstance, deps: ApiDeps): void {
   };
   /** GET /publicRooms needs no token; a token that is present must be valid. */
   const optionalUser = async (req: FastifyRequest) => {
-    if (req.headers.authorization !== undefined) req.requester = await auth.authenticate(req);
+    if (bearerToken(req) !== undefined) req.requester = await auth.authenticate(req);
   };
 
   /** PUT /_matrix/client/v3/directory/room/{roomAlias} */
