@@ -1,5 +1,7 @@
 /** The Fastify application: Matrix error model, JSON parsing, CORS, 404/405, request ids and logging. */
 import { randomBytes } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -25,6 +27,9 @@ declare module 'fastify' {
   }
 }
 
+/** Longest path parameter, in characters after decoding (Matrix ids are at most 255 bytes). */
+const MAX_PARAM_LENGTH = 1000;
+
 const CORS_HEADERS = {
   'access-control-allow-origin': '*',
   'access-control-allow-methods': 'GET, HEAD, POST, PUT, DELETE, OPTIONS',
@@ -47,14 +52,119 @@ function routeRegex(url: string): RegExp {
   return new RegExp(`^${pattern}/?$`);
 }
 
+/**
+ * The r0 prefixes of the client and media APIs (before Matrix v1.1) are served by the same handlers as v3:
+ * matrix-nio, SyTest and older bots still use them.
+ */
+const LEGACY_PREFIXES: readonly (readonly [string, string])[] = [
+  ['/_matrix/client/r0/', '/_matrix/client/v3/'],
+  ['/_matrix/media/r0/', '/_matrix/media/v3/'],
+];
+
+export function rewriteLegacyUrl(url: string): string {
+  for (const [from, to] of LEGACY_PREFIXES) {
+    if (url.startsWith(from)) return to + url.slice(from.length);
+  }
+  return url;
+}
+
+/** The deepest nesting of arrays and objects a JSON body may have (canonical JSON bound of Synapse-class servers). */
+export const MAX_JSON_DEPTH = 100;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+const isHex = (c: number): boolean =>
+  (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+
+function hex4(text: string, at: number): number {
+  if (at + 4 > text.length) return -1;
+  for (let k = at; k < at + 4; k++) if (!isHex(text.charCodeAt(k))) return -1;
+  return parseInt(text.slice(at, at + 4), 16);
+}
+
+/**
+ * One iterative pass over the JSON text, before JSON.parse: the nesting depth of arrays and objects outside
+ * strings, and the `\u` escapes inside strings. U+0000 and unpaired surrogates are valid JSON but no database
+ * column (PostgreSQL text/jsonb) nor canonical JSON accepts them, so they are refused here, once, for every
+ * endpoint. Raw unpaired surrogates cannot occur: the text was decoded from strict UTF-8.
+ */
+export function checkJsonText(text: string): void {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x22) inString = false;
+      else if (c === 0x5c) {
+        if (text.charCodeAt(i + 1) !== 0x75) {
+          i++;
+          continue;
+        }
+        const unit = hex4(text, i + 2);
+        if (unit < 0) continue; // malformed escape: JSON.parse rejects it
+        i += 5;
+        if (unit === 0) throw new MatrixError('M_BAD_JSON', 'JSON strings may not contain U+0000');
+        if (unit >= 0xdc00 && unit <= 0xdfff) {
+          throw new MatrixError('M_BAD_JSON', 'JSON strings may not contain unpaired surrogates');
+        }
+        if (unit >= 0xd800 && unit <= 0xdbff) {
+          const low =
+            text.charCodeAt(i + 1) === 0x5c && text.charCodeAt(i + 2) === 0x75 ? hex4(text, i + 3) : -1;
+          if (low < 0xdc00 || low > 0xdfff) {
+            throw new MatrixError('M_BAD_JSON', 'JSON strings may not contain unpaired surrogates');
+          }
+          i += 6;
+        }
+      }
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_JSON_DEPTH) {
+        throw new MatrixError('M_BAD_JSON', `JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+      }
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+}
+
 function parseJsonBody(req: FastifyRequest, body: Buffer): unknown {
   if (req.routeOptions.config.rawBody) return body;
   if (body.length === 0) return undefined;
+  let text: string;
   try {
-    return JSON.parse(body.toString('utf8'));
+    text = utf8.decode(body);
+  } catch {
+    throw new MatrixError('M_NOT_JSON', 'Content not JSON: invalid UTF-8');
+  }
+  checkJsonText(text);
+  try {
+    return JSON.parse(text);
   } catch {
     throw new MatrixError('M_NOT_JSON', 'Content not JSON');
   }
+}
+
+/** A JSON answer written straight to a socket the HTTP parser gave up on (oversized headers, malformed request). */
+function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  let status = 400;
+  let body: MatrixError = new MatrixError('M_UNKNOWN', 'Malformed HTTP request');
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    status = 431;
+    body = new MatrixError('M_TOO_LARGE', 'Request line or headers too large');
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    status = 408;
+    body = new MatrixError('M_UNKNOWN', 'Request timed out');
+  }
+  const json = JSON.stringify(body.toJSON());
+  if (socket.writable) {
+    const headers = Object.entries(CORS_HEADERS)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(json)}\r\n${headers}Connection: close\r\n\r\n${json}`,
+    );
+  }
+  socket.destroy(err);
 }
 
 function fastifyErrorToMatrix(err: FastifyError): MatrixError | undefined {
@@ -68,6 +178,14 @@ function fastifyErrorToMatrix(err: FastifyError): MatrixError | undefined {
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new MatrixError('M_UNKNOWN', err.message, {}, err.statusCode ?? 400);
     case 'FST_ERR_BAD_URL':
+      return new MatrixError('M_INVALID_PARAM', 'Invalid percent-encoding in the request path', {}, 400);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new MatrixError(
+        'M_TOO_LARGE',
+        `A path parameter is longer than ${MAX_PARAM_LENGTH} characters`,
+        {},
+        414,
+      );
     case 'FST_ERR_ASYNC_CONSTRAINT':
       return new MatrixError('M_UNRECOGNIZED', 'Unrecognized request', {}, 400);
     default:
@@ -96,7 +214,24 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1000 },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
+    rewriteUrl: (raw) => rewriteLegacyUrl(raw.url ?? '/'),
+    clientErrorHandler,
+    // The router's own errors (bad percent-encoding, overlong parameter) are answered before any hook runs.
+    frameworkErrors: (error, req, reply) => {
+      const merr = fastifyErrorToMatrix(error) ?? new MatrixError('M_UNKNOWN', 'Bad request', {}, 400);
+      req.log.info(
+        { method: req.method, url: safeUrl(req.originalUrl), status: merr.status, code: error.code },
+        'request refused by the router',
+      );
+      const json = JSON.stringify(merr.toJSON());
+      reply.raw.writeHead(merr.status, {
+        ...CORS_HEADERS,
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(json),
+      });
+      reply.raw.end(json);
+    },
   });
 
   // Once authentication sets the requester, every later log line of the request carries its user id.
@@ -145,19 +280,44 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
 
   app.addHook('onRequest', async (req, reply) => {
     reply.headers(CORS_HEADERS);
-    req.log.debug({ method: req.method, url: safeUrl(req.url) }, 'request');
+    req.log.debug({ method: req.method, url: safeUrl(req.originalUrl) }, 'request');
   });
 
   app.addHook('onResponse', async (req, reply) => {
     req.log.info(
       {
         method: req.method,
-        url: safeUrl(req.url),
+        url: safeUrl(req.originalUrl),
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime),
       },
       'request done',
     );
+  });
+
+  // Fastify answers serialized objects as "application/json; charset=utf-8"; Matrix clients and SyTest expect
+  // exactly "application/json" (JSON is UTF-8 by definition). Streams and buffers (media) keep their own type.
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (
+      typeof payload === 'string' &&
+      reply.getHeader('content-type') === 'application/json; charset=utf-8'
+    ) {
+      reply.header('content-type', 'application/json');
+    }
+    return payload;
+  });
+
+  // NUL cannot be stored in a PostgreSQL text column, so no path or query parameter may carry one.
+  app.addHook('preValidation', async (req) => {
+    for (const source of [req.params, req.query]) {
+      if (!source || typeof source !== 'object') continue;
+      for (const [name, value] of Object.entries(source as Record<string, unknown>)) {
+        const values = Array.isArray(value) ? (value as unknown[]) : [value];
+        if (values.some((v) => typeof v === 'string' && v.includes('\u0000'))) {
+          throw new MatrixError('M_INVALID_PARAM', `Parameter ${name} may not contain U+0000`);
+        }
+      }
+    }
   });
 
   app.options('/*', async (_req, reply) => reply.code(204).send());
@@ -183,7 +343,7 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
       return reply.code(merr.status).send(merr.toJSON());
     }
     if (!merr) {
-      req.log.error({ err: error, reqId: req.id, url: safeUrl(req.url) }, 'internal error');
+      req.log.error({ err: error, reqId: req.id, url: safeUrl(req.originalUrl) }, 'internal error');
       merr = new MatrixError('M_UNKNOWN', `Internal server error (request ${req.id})`);
     } else if (merr.status >= 500) {
       req.log.error({ err: error, reqId: req.id }, 'server error');
