@@ -40,8 +40,11 @@ import { crossSigningRoutes } from './client/cross-signing.js';
 import { toDeviceRoutes } from './client/to-device.js';
 import { keyBackupRoutes } from './client/key-backup.js';
 import { doctorAdminRoutes } from './admin/doctor.js';
+import { guestAccessGate } from './guest.js';
+import { legacyRoutes } from './client/legacy.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
+  guestAccessGate(app);
   versionRoutes(app, deps);
   profileRoutes(app, deps);
   accountDataRoutes(app, deps);
@@ -81,4 +84,5 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   toDeviceRoutes(app, deps);
   keyBackupRoutes(app, deps);
   doctorAdminRoutes(app, deps);
+  legacyRoutes(app, deps);
 }
