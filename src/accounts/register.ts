@@ -10,7 +10,8 @@ import { hashPassword } from './secrets.js';
 /** The localpart grammar of the spec's appendix (user identifiers), as new registrations must follow it. */
 const LOCALPART = /^[a-z0-9._=\-/+]+$/;
 
-export function validateLocalpart(localpart: string, serverName: string): void {
+/** `guest`: the name of a guest account being upgraded, which may be numeric. */
+export function validateLocalpart(localpart: string, serverName: string, guest = false): void {
   if (localpart === '') throw new MatrixError('M_INVALID_USERNAME', 'User ID cannot be empty');
   if (!LOCALPART.test(localpart)) {
     throw new MatrixError(
@@ -24,7 +25,7 @@ export function validateLocalpart(localpart: string, serverName: string): void {
       'User ID is too long (at most 255 bytes with the server name)',
     );
   }
-  if (/^\d+$/.test(localpart)) {
+  if (!guest && /^\d+$/.test(localpart)) {
     // Purely numeric localparts are kept for guests, as Synapse does.
     throw new MatrixError('M_INVALID_USERNAME', 'Numeric user IDs are reserved for guest users');
   }
@@ -34,6 +35,8 @@ export interface NewAccount {
   localpart: string;
   serverName: string;
   password: string | null;
+  /** A password already hashed (registration keeps only the hash in its UIA session); wins over `password`. */
+  passwordHash?: string | undefined;
   admin?: boolean;
   guest?: boolean;
   userType?: string | null;
@@ -48,7 +51,7 @@ export async function isUserIdAvailable(db: Kysely<Database>, userId: string): P
 export async function createAccount(db: Kysely<Database>, a: NewAccount): Promise<string> {
   if (!a.guest) validateLocalpart(a.localpart, a.serverName);
   const userId = `@${a.localpart}:${a.serverName}`;
-  const passwordHash = a.password === null ? null : await hashPassword(a.password);
+  const passwordHash = a.passwordHash ?? (a.password === null ? null : await hashPassword(a.password));
   try {
     await insertUser(db, {
       user_id: userId,

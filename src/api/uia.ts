@@ -1,6 +1,12 @@
 /**
- * User-interactive authentication (client-server API, "User-Interactive Authentication API").
+ * User-interactive authentication (client-server API "User-Interactive Authentication API").
  * A request needing UIA without a completed flow is answered 401 with the flows, params and session id.
+ *
+ * As in Synapse, a session remembers the parameters of the operation (the body minus `auth` and secrets): a later
+ * request of the session that carries nothing but `auth` is performed with them, one that carries parameters
+ * replaces them. A completed session stays valid until it expires, so the client may retry the same request with it
+ * (the spec: "servers must return ... the result of the API call if all stages were completed when a client retries
+ * a stage"); completed stages are not checked again.
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
@@ -12,12 +18,21 @@ import {
   deleteExpiredUiaSessions,
   getUiaSession,
   setUiaCompleted,
+  setUiaData,
+  setUiaParams,
+  type UiaSession,
 } from '../storage/uia.js';
 import { getUser } from '../storage/users.js';
 import { MatrixError } from './errors.js';
 import { isJsonObject } from './validate.js';
 
 export type Stage = 'm.login.dummy' | 'm.login.password' | 'm.login.registration_token';
+
+/** A session as an operation sees it: its id and the data the operation attached to it. */
+export interface UiaSessionView {
+  sessionId: string;
+  data: Record<string, string>;
+}
 
 export interface UiaRequest {
   req: FastifyRequest;
@@ -26,9 +41,26 @@ export interface UiaRequest {
   flows: Stage[][];
   /** The user performing the operation (absent for registration). */
   userId?: string | undefined;
+  /** Called before the 401 of an incomplete flow is thrown, e.g. to keep a password hash with the session. */
+  beforeChallenge?: (session: UiaSessionView) => Promise<void>;
+}
+
+export interface UiaResult extends UiaSessionView {
+  /** The operation's parameters: this request's body (minus `auth` and secrets) or, when it has none, the session's. */
+  params: Record<string, unknown>;
 }
 
 const SESSION_LIFETIME_MS = 30 * 60_000;
+/** Body fields never stored with a session: Synapse keeps only a hash of a registration password. */
+const SECRET_FIELDS: ReadonlySet<string> = new Set(['auth', 'password', 'new_password']);
+
+/** The body of the request without `auth` and secrets. */
+function ownParams(body: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (!isJsonObject(body)) return out;
+  for (const [k, v] of Object.entries(body)) if (!SECRET_FIELDS.has(k)) out[k] = v;
+  return out;
+}
 
 export class Uia {
   constructor(
@@ -36,28 +68,37 @@ export class Uia {
     private readonly serverName: string,
   ) {}
 
-  /** Returns when a flow is complete; otherwise throws the 401 UIA response (with the errcode of a failed stage). */
-  async require(r: UiaRequest): Promise<void> {
+  /**
+   * Returns when a flow is complete (now or earlier in the session); otherwise throws the 401 UIA response (with the
+   * errcode of a failed stage).
+   */
+  async require(r: UiaRequest): Promise<UiaResult> {
     // The concrete path (not the route pattern): a session started to delete one device cannot delete another.
     const requestKey = `${r.req.method} ${r.req.url.split('?')[0] ?? ''}`;
     const db = this.storage.db;
     const auth = isJsonObject(r.auth) ? r.auth : undefined;
     const sessionId = typeof auth?.session === 'string' ? auth.session : undefined;
+    let session = sessionId ? await this.#live(sessionId) : undefined;
+    if (sessionId && !session) throw new MatrixError('M_UNKNOWN', 'Unknown or expired UIA session', {}, 400);
+    let params = ownParams(r.req.body);
     let completed: string[] = [];
-    let session = sessionId ? await getUiaSession(db, sessionId) : undefined;
-    if (sessionId && (!session || session.createdTs < Date.now() - SESSION_LIFETIME_MS)) {
-      throw new MatrixError('M_UNKNOWN', 'Unknown or expired UIA session', {}, 400);
-    }
+    let data: Record<string, string> = session?.data ?? {};
     if (session) {
       if (session.requestKey !== requestKey || (session.userId ?? undefined) !== r.userId) {
         throw new MatrixError('M_FORBIDDEN', 'This UIA session was started for another request');
       }
       completed = session.completed;
+      if (Object.keys(params).length === 0) params = session.params;
+      else if (JSON.stringify(params) !== JSON.stringify(session.params)) {
+        await setUiaParams(db, session.sessionId, params);
+        session = { ...session, params };
+      }
     }
+    const isComplete = (stages: readonly string[]) => r.flows.some((f) => f.every((s) => stages.includes(s)));
 
     // A failed stage is answered like an incomplete flow (401 with flows and session), plus its errcode.
     let failure: MatrixError | undefined;
-    if (auth && typeof auth.type === 'string') {
+    if (auth && typeof auth.type === 'string' && !completed.includes(auth.type)) {
       const stage = auth.type;
       if (!r.flows.some((f) => (f as string[]).includes(stage))) {
         throw new MatrixError('M_UNRECOGNIZED', `Authentication type ${stage} is not offered here`, {}, 400);
@@ -69,12 +110,10 @@ export class Uia {
         failure = err;
       }
       if (!failure) {
-        if (!completed.includes(stage)) completed = [...completed, stage];
-        if (r.flows.some((f) => f.every((s) => completed.includes(s)))) {
-          if (session)
-            await db.deleteFrom('uia_sessions').where('session_id', '=', session.sessionId).execute();
-          return;
-        }
+        completed = [...completed, stage];
+        // Registration counts the use of its token once the account exists, possibly in a later request.
+        if (stage === 'm.login.registration_token' && typeof auth.token === 'string')
+          data = { ...data, registration_token: auth.token };
       }
     }
 
@@ -85,12 +124,20 @@ export class Uia {
         completed,
         requestKey,
         userId: r.userId ?? null,
+        params,
+        data,
       };
       await deleteExpiredUiaSessions(db, Date.now() - SESSION_LIFETIME_MS);
       await createUiaSession(db, session);
     } else {
-      await setUiaCompleted(db, session.sessionId, completed);
+      if (completed.length !== session.completed.length)
+        await setUiaCompleted(db, session.sessionId, completed);
+      if (data !== session.data) await setUiaData(db, session.sessionId, data);
     }
+    // An auth dict is needed even when the session is complete: the spec forbids succeeding without auth data.
+    if (auth && isComplete(completed)) return { sessionId: session.sessionId, data, params };
+
+    await r.beforeChallenge?.({ sessionId: session.sessionId, data });
     throw new MatrixError(
       failure?.errcode ?? 'M_UNAUTHORIZED',
       failure?.message ?? 'Additional authentication is required',
@@ -102,6 +149,23 @@ export class Uia {
       },
       401,
     );
+  }
+
+  /** The data attached to a live session, for an operation that needs it before `require` (registration). */
+  async sessionData(auth: unknown): Promise<Record<string, string>> {
+    const sessionId = isJsonObject(auth) && typeof auth.session === 'string' ? auth.session : undefined;
+    return sessionId ? ((await this.#live(sessionId))?.data ?? {}) : {};
+  }
+
+  /** Attaches `key: value` to the session's data. */
+  async setSessionData(sessionId: string, key: string, value: string): Promise<void> {
+    const session = await this.#live(sessionId);
+    if (session) await setUiaData(this.storage.db, sessionId, { ...session.data, [key]: value });
+  }
+
+  async #live(sessionId: string): Promise<UiaSession | undefined> {
+    const session = await getUiaSession(this.storage.db, sessionId);
+    return session && session.createdTs >= Date.now() - SESSION_LIFETIME_MS ? session : undefined;
   }
 
   async #checkStage(stage: Stage, auth: Record<string, unknown>, r: UiaRequest): Promise<void> {

@@ -29,6 +29,18 @@ export async function setProfileField(
     .execute();
 }
 
+/** Turns a guest account into a full one with a password; false when `userId` is not a guest (any more). */
+export async function upgradeGuestUser(db: Executor, userId: string, passwordHash: string): Promise<boolean> {
+  const res = await db
+    .updateTable('users')
+    .set({ is_guest: 0, password_hash: passwordHash })
+    .where('user_id', '=', userId)
+    .where('is_guest', '=', 1)
+    .where('deactivated', '=', 0)
+    .executeTakeFirst();
+  return Number(res.numUpdatedRows) > 0;
+}
+
 export async function markDeactivated(db: Executor, userId: string): Promise<void> {
   await db
     .updateTable('users')

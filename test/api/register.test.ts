@@ -41,10 +41,11 @@ for (const engine of ENGINES) {
       assert.equal(avail.body.available, true);
     });
 
-    it('refuses guests with 403 M_GUEST_ACCESS_FORBIDDEN unless allow_guest_access is set', async () => {
+    it('refuses guests with 403 M_FORBIDDEN "Guest access is disabled" unless allow_guest_access is set', async () => {
       const res = await server.client().post(`${REGISTER}?kind=guest`, {});
       assert.equal(res.status, 403);
-      assert.equal(res.body.errcode, 'M_GUEST_ACCESS_FORBIDDEN');
+      assert.equal(res.body.errcode, 'M_FORBIDDEN');
+      assert.equal(res.body.error, 'Guest access is disabled');
     });
 
     it('answers the token validity endpoint with 403 M_FORBIDDEN', async () => {
@@ -105,7 +106,7 @@ for (const engine of ENGINES) {
       assert.equal(login.body.user_id, '@newbie:test.local');
     });
 
-    it('does not accept a UIA session twice, nor an unknown one', async () => {
+    it('does not register another user with a completed UIA session, nor with an unknown one', async () => {
       const c = server.client();
       const first = await c.post(REGISTER, { username: 'once', password: 'pw' });
       const ok = await c.post(REGISTER, {
@@ -121,6 +122,7 @@ for (const engine of ENGINES) {
       });
       assert.equal(again.status, 400);
       assert.equal(again.body.errcode, 'M_UNKNOWN');
+      assert.equal((await c.get(`${AVAILABLE}?username=once2`)).status, 200);
       const bogus = await c.post(REGISTER, {
         username: 'once3',
         password: 'pw',
