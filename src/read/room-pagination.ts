@@ -13,6 +13,7 @@ import { clientEvent, type EventReader, type LoadedEvent } from './event-reader.
 import {
   currentMembership,
   findRoom,
+  memberEventPositions,
   nidsByEventIds,
   roomPositions,
   txnIdsFor,
@@ -20,7 +21,7 @@ import {
   type Position,
   type RoomRow,
 } from './room-queries.js';
-import { filterVisible, historyVisibilityOf, type VisibilityDeps } from './visibility.js';
+import { filterVisible, historyVisibilityOf, membershipIn, type VisibilityDeps } from './visibility.js';
 
 export interface ReadDeps {
   reader: EventReader;
@@ -33,15 +34,41 @@ export interface RoomAccess {
   room: RoomRow;
   userId: string;
   /** The user's current membership, if they ever had one. */
-  membership: { membership: string; pos: number; nid: number } | undefined;
+  membership: { membership: string; pos: number; nid: number; forgotten: boolean } | undefined;
   worldReadable: boolean;
-  /** The last stream position the user may read (their leave or ban), when they are no longer in the room. */
+  /**
+   * The last stream position a departed member may read: the event that ended their last stay in the room
+   * (their leave, kick or ban). Undefined for joined users and for readers of a world_readable room.
+   */
   cap: number | undefined;
+  /** The event at `cap`: a departed member sees the room's state just after it. */
+  departureNid: number | undefined;
 }
 
 /**
- * The user's access to a room: anyone with a membership (joined, invited, departed) or anyone at all when the
- * room is currently world_readable. Others, and unknown rooms, get 403 as Synapse answers.
+ * The event that ended the user's last stay in the room: the first of their membership events after their
+ * last join. Undefined when they never joined (an invite rejected or withdrawn, a knock) or are still joined.
+ */
+async function departureOf(
+  deps: ReadDeps,
+  roomNid: number,
+  userId: string,
+): Promise<{ nid: number; pos: number } | undefined> {
+  const positions = await memberEventPositions(deps.storage.db, roomNid, userId);
+  const events = await deps.reader.byNids(positions.map((p) => p.nid));
+  const lastJoin = positions.findLastIndex((p) => membershipIn(events.get(p.nid)?.pdu.content) === 'join');
+  return lastJoin < 0 ? undefined : positions[lastJoin + 1];
+}
+
+/**
+ * The user's access to a room, as Synapse's check_user_in_room_or_world_readable (with departed users allowed):
+ * - joined: the current state and the whole timeline;
+ * - the room is currently world_readable: the same, read as a non-member (history visibility still decides
+ *   every event);
+ * - left, kicked or banned after having joined (and not forgotten): reads capped at the event that ended their
+ *   stay, state as it was just after it;
+ * - anyone else (never joined, invited, knocking, an invite rejected), and unknown rooms: 403. Invited users see
+ *   the stripped invite state through /sync only.
  */
 export async function roomAccess(deps: ReadDeps, roomId: string, userId: string): Promise<RoomAccess> {
   if (!isValidRoomId(roomId)) throw invalidParam(`Invalid room id: ${roomId}`);
@@ -53,15 +80,13 @@ export async function roomAccess(deps: ReadDeps, roomId: string, userId: string)
   const hvNid = current?.get(stateKey('m.room.history_visibility', ''));
   const hv = hvNid === undefined ? undefined : (await deps.reader.byNids([hvNid])).get(hvNid);
   const worldReadable = historyVisibilityOf(hv?.pdu.content) === 'world_readable';
-  if (!membership && !worldReadable) throw denied;
-  const departed = membership?.membership === 'leave' || membership?.membership === 'ban';
-  return {
-    room,
-    userId,
-    membership,
-    worldReadable,
-    cap: departed && !worldReadable ? membership.pos : undefined,
-  };
+  const open = { room, userId, membership, worldReadable, cap: undefined, departureNid: undefined };
+  if (membership?.membership === 'join' || worldReadable) return open;
+  const departed =
+    (membership?.membership === 'leave' || membership?.membership === 'ban') && !membership.forgotten;
+  const departure = departed ? await departureOf(deps, room.roomNid, userId) : undefined;
+  if (!departure) throw denied;
+  return { ...open, cap: departure.pos, departureNid: departure.nid };
 }
 
 /** The position reads are bounded by: the stream's committed head, or the departed user's cap. */
@@ -208,8 +233,8 @@ export const stateAfterLoaded = (deps: ReadDeps, ev: LoadedEvent) =>
 
 /** The state the user may see now: current state, or for a departed user the state just after they left. */
 export async function visibleState(deps: ReadDeps, access: RoomAccess): Promise<Map<string, LoadedEvent>> {
-  if (access.cap !== undefined && access.membership) {
-    const leave = (await deps.reader.byNids([access.membership.nid])).get(access.membership.nid);
+  if (access.departureNid !== undefined) {
+    const leave = (await deps.reader.byNids([access.departureNid])).get(access.departureNid);
     const state = leave ? await stateAfterLoaded(deps, leave) : undefined;
     return state ?? new Map();
   }

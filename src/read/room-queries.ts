@@ -55,14 +55,21 @@ export async function currentMembership(
   db: Db,
   roomNid: number,
   userId: string,
-): Promise<{ membership: string; pos: number; nid: number } | undefined> {
+): Promise<{ membership: string; pos: number; nid: number; forgotten: boolean } | undefined> {
   const r = await db
     .selectFrom('room_members')
-    .select(['membership', 'stream_ordering', 'event_nid'])
+    .select(['membership', 'stream_ordering', 'event_nid', 'forgotten'])
     .where('room_nid', '=', roomNid)
     .where('user_id', '=', userId)
     .executeTakeFirst();
-  return r ? { membership: r.membership, pos: num(r.stream_ordering), nid: num(r.event_nid) } : undefined;
+  return r
+    ? {
+        membership: r.membership,
+        pos: num(r.stream_ordering),
+        nid: num(r.event_nid),
+        forgotten: num(r.forgotten) !== 0,
+      }
+    : undefined;
 }
 
 /**
@@ -368,16 +375,17 @@ export async function nidsByPositions(db: Db, positions: readonly number[]): Pro
 }
 
 /**
- * Thread roots of a room whose latest reply is at or before `upto`, latest first. With `participant`, only the
- * threads that user started or replied to.
+ * Thread roots of a room whose latest reply is at or before `upto`, latest first. Only replies at or before
+ * `cap` count (a departed member's threads as they were when they left). With `participant`, only the threads
+ * that user started or replied to.
  */
 export async function threadRoots(
   db: Db,
   roomNid: number,
-  upto: number,
-  limit: number,
-  participant?: string,
+  q: { upto: number; cap?: number | undefined; limit: number; participant?: string | undefined },
 ): Promise<{ rootId: string; latestPos: number }[]> {
+  const { upto, limit, participant } = q;
+  const capped = q.cap === undefined ? sql`` : sql`AND e.stream_ordering <= ${q.cap}`;
   const participated = participant
     ? sql`AND (SUM(CASE WHEN e.sender = ${participant} THEN 1 ELSE 0 END) > 0
           OR r.relates_to_id IN (SELECT event_id FROM events WHERE room_nid = ${roomNid} AND sender = ${participant}))`
@@ -386,7 +394,7 @@ export async function threadRoots(
     SELECT r.relates_to_id AS root, MAX(e.stream_ordering) AS latest
     FROM event_relations r JOIN events e ON e.event_nid = r.event_nid
     WHERE e.room_nid = ${roomNid} AND r.rel_type = 'm.thread' AND e.redacted_by IS NULL
-      AND e.stream_ordering IS NOT NULL
+      AND e.stream_ordering IS NOT NULL ${capped}
     GROUP BY r.relates_to_id
     HAVING MAX(e.stream_ordering) <= ${upto} ${participated}
     ORDER BY latest DESC

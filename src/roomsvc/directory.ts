@@ -153,16 +153,20 @@ async function removeFromCanonicalAlias(
 }
 
 /**
- * GET /rooms/{roomId}/aliases: joined users, users who left, anyone in a world-readable room, and admins
- * (Synapse's check_user_in_room_or_world_readable with allow_departed_users); else 403.
+ * GET /rooms/{roomId}/aliases: joined users, anyone in a world-readable room, and admins (Synapse's
+ * check_user_in_room_or_world_readable without departed users: the aliases are current, a departed member
+ * would learn ones added after they left); else 403.
  */
 export async function localAliases(deps: DirectoryDeps, actor: Actor, roomId: string): Promise<string[]> {
   const head = await deps.writer.head(roomId);
   const membership = head ? membershipOf(actor.userId, lookupIn(head.state)) : undefined;
-  const allowed =
-    head !== undefined &&
-    (actor.isAdmin || membership === 'join' || membership === 'leave' || isWorldReadable(head));
-  if (!allowed) throw new MatrixError('M_FORBIDDEN', `${actor.userId} is not in the room`);
+  const allowed = head !== undefined && (actor.isAdmin || membership === 'join' || isWorldReadable(head));
+  if (!allowed) {
+    throw new MatrixError(
+      'M_FORBIDDEN',
+      `User ${actor.userId} not in room ${roomId}, and room previews are disabled`,
+    );
+  }
   const rows = await deps.storage.db
     .selectFrom('room_aliases')
     .select('alias')

@@ -74,7 +74,11 @@ export function relationRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const access = await roomAccess(deps, p.roomId, r.userId);
     const parent = await deps.reader.byId(p.eventId);
     const parentVisible =
-      parent && parent.roomId === p.roomId && (await filterVisible(visDeps(deps), r.userId, [parent])).length;
+      parent &&
+      parent.roomId === p.roomId &&
+      parent.streamOrdering !== null &&
+      (access.cap === undefined || parent.streamOrdering <= access.cap) &&
+      (await filterVisible(visDeps(deps), r.userId, [parent])).length;
     if (!parentVisible) throw notFound('Event not found');
     const from = q.from === undefined ? undefined : parseStreamToken(q.from, 'from').pos;
     const to = q.to === undefined ? undefined : parseStreamToken(q.to, 'to').pos;
@@ -117,7 +121,12 @@ export function relationRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const upto = q.from === undefined ? head : Math.min(head, parseStreamToken(q.from, 'from').pos);
     const limit = Math.max(1, q.limit);
     const participant = q.include === 'participated' ? r.userId : undefined;
-    const rows = await threadRoots(deps.storage.db, access.room.roomNid, upto, limit + 1, participant);
+    const rows = await threadRoots(deps.storage.db, access.room.roomNid, {
+      upto,
+      cap: access.cap,
+      limit: limit + 1,
+      participant,
+    });
     const page = rows.slice(0, limit);
     const nids = await nidsByEventIds(
       deps.storage.db,

@@ -7,13 +7,14 @@ import {
   readHead,
   roomAccess,
   stateAfter,
+  visDeps,
   visibleState,
   type ReadDeps,
   type RoomAccess,
 } from '../../read/room-pagination.js';
 import { lastEventAtOrBefore } from '../../read/room-queries.js';
 import { parseStreamToken } from '../../read/tokens.js';
-import { membershipIn } from '../../read/visibility.js';
+import { filterVisible, membershipIn } from '../../read/visibility.js';
 import { stateKey } from '../../storage/state.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
@@ -30,7 +31,11 @@ const MembersQuery = z.object({
   not_membership: Membership.optional(),
 });
 
-/** The state after the last event at or before the token position (bounded by what the user may read). */
+/**
+ * The state after the last event at or before the token position, bounded by what the user may read: a departed
+ * member's reads stop at their departure, and the user must be allowed to see that event by the room's history
+ * visibility (as Synapse's _user_can_see_state_at_event), else 403.
+ */
 async function stateAtToken(
   deps: ReadDeps,
   access: RoomAccess,
@@ -39,6 +44,13 @@ async function stateAtToken(
   const pos = Math.min(parseStreamToken(token, 'at').pos, readHead(deps, access));
   const facts = await lastEventAtOrBefore(deps.storage.db, access.room.roomNid, pos);
   if (!facts) return new Map();
+  const last = (await deps.reader.byNids([facts.nid])).get(facts.nid);
+  const visible = last ? await filterVisible(visDeps(deps), access.userId, [last]) : [];
+  if (visible.length === 0) {
+    throw forbidden(
+      `User ${access.userId} not allowed to view events in room ${access.room.roomId} at ${token}`,
+    );
+  }
   const state = await stateAfter(deps, {
     nid: facts.nid,
     roomId: access.room.roomId,
