@@ -14,6 +14,7 @@ import { DamageReporter } from './integrity/damage.js';
 import { EventReader } from './read/event-reader.js';
 import { PushSender } from './push/sender.js';
 import { filterVisible } from './read/visibility.js';
+import { guestAccessEnforcer } from './roomsvc/guest-access.js';
 import { profilePropagation } from './roomsvc/profile-propagation.js';
 import { Notifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync.js';
@@ -102,6 +103,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   });
   const pushSender = new PushSender({ storage, reader, log: logFor('push') });
   writer.onCommit(pushSender.onCommit);
+  // Guests leave a room whose m.room.guest_access stops being can_join (Guest Access module).
+  writer.onCommit(guestAccessEnforcer({ storage, writer, log: logFor('rooms') }));
   if (instrument) {
     instrument.writer(writer);
     instrument.notifier(notifier);

@@ -33,15 +33,23 @@ async function headOrNotFound(deps: MembershipDeps, roomId: string) {
   return head;
 }
 
+/**
+ * Joins `userId` to the room. A guest (Guest Access module) may join only while `m.room.guest_access` is `can_join`;
+ * its member event carries `kind: guest`, as Synapse writes it.
+ */
 export async function join(
   deps: MembershipDeps,
   roomId: string,
   userId: string,
   reason?: string,
+  guest = false,
 ): Promise<string> {
   const head = await headOrNotFound(deps, roomId);
   const lookup = lookupIn(head.state);
+  if (guest && lookup('m.room.guest_access', '')?.content.guest_access !== 'can_join')
+    throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guest access is not allowed in this room');
   const extra: JsonObject = reason ? { reason } : {};
+  if (guest) extra.kind = 'guest';
   const rule = joinRuleOf(lookup);
   const current = membershipOf(userId, lookup);
   if ((rule === 'restricted' || rule === 'knock_restricted') && current !== 'invite' && current !== 'join') {

@@ -30,7 +30,8 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.post<RoomParams>('/_matrix/client/v3/rooms/:roomId/join', guard, async (req) => {
     const body = parseBody(ReasonBody, req.body);
     limit(req, 'joins');
-    return { room_id: await join(m, req.params.roomId, requester(req).userId, body.reason) };
+    const r = requester(req);
+    return { room_id: await join(m, req.params.roomId, r.userId, body.reason, r.isGuest) };
   });
 
   /** POST /_matrix/client/v3/join/{roomIdOrAlias} */
@@ -41,7 +42,8 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
       const body = parseBody(ReasonBody, req.body);
       limit(req, 'joins');
       const roomId = await resolveRoom(storage, req.params.roomIdOrAlias);
-      return { room_id: await join(m, roomId, requester(req).userId, body.reason) };
+      const r = requester(req);
+      return { room_id: await join(m, roomId, r.userId, body.reason, r.isGuest) };
     },
   );
 
