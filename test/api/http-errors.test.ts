@@ -362,6 +362,8 @@ for (const engine of ENGINES) {
         for (const path of [
           `${V3}/rooms/${room}/event/${enc(id)}`,
           `${V3}/rooms/${room}/context/${enc(id)}`,
+          `/_matrix/client/v1/rooms/${room}/relations/${enc(id)}`,
+          `/_matrix/client/v1/rooms/${room}/relations/${enc(id)}/m.annotation`,
         ]) {
           assertMatrixError(await alice.get(path), 404, 'M_NOT_FOUND', path);
         }

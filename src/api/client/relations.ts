@@ -70,7 +70,9 @@ export function relationRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const r = requester(req);
     const p = parseParams(RelationsParams, req.params);
     const q = parseQuery(RelationsQuery, req.query);
-    if (!isValidEventId(p.eventId)) throw invalidParam(`Invalid event id: ${p.eventId}`);
+    // Event ids are opaque to clients: only an empty one is malformed; any other unknown one is not found.
+    if (p.eventId === '') throw invalidParam('Missing event id');
+    if (!isValidEventId(p.eventId)) throw notFound('Event not found');
     const access = await roomAccess(deps, p.roomId, r.userId);
     const parent = await deps.reader.byId(p.eventId);
     const parentVisible =
