@@ -56,8 +56,8 @@ describe('config validation', () => {
       /rate_limiting\.login\.burst: unknown key/,
     );
     assert.match(
-      configError({ ...base(), listeners: [{ port: 8008 }, { port: 8009, tls: true }] }),
-      /listeners\[1\]\.tls: unknown key/,
+      configError({ ...base(), listeners: [{ port: 8008 }, { port: 8009, tsl: true }] }),
+      /listeners\[1\]\.tsl: unknown key/,
     );
     assert.match(
       configError({ ...base(), database: { engine: 'sqlite', path: 'x.db', user: 'me' } }),

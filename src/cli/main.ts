@@ -39,6 +39,16 @@ export function buildProgram(): Command {
     .option('--database <url>', 'SQLite file path or postgres:// URL')
     .option('--bind-address <addr>', 'address to listen on', '127.0.0.1')
     .option('--enable-registration', 'open registration over HTTP', false)
+    .option(
+      '--federation-port <n>',
+      'add a TLS federation listener on this port (a self-signed certificate is written to the data dir)',
+      (v) => parsePort(v),
+    )
+    .option(
+      '--tls-certificate-path <file>',
+      'PEM certificate of the federation listener (instead of a self-signed one)',
+    )
+    .option('--tls-private-key-path <file>', 'PEM private key of the federation listener')
     .action(generateConfigCommand);
 
   program

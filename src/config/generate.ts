@@ -9,6 +9,58 @@ export interface GenerateOptions {
   database?: string;
   enableRegistration?: boolean;
   bindAddress?: string;
+  /** Adds a TLS federation listener on this port. */
+  federationPort?: number;
+  /** The listener's certificate and key (default: self-signed files in the data dir, see tlsPaths). */
+  tlsCertificatePath?: string;
+  tlsPrivateKeyPath?: string;
+}
+
+const fileStem = (serverName: string): string => serverName.replace(/[^A-Za-z0-9.-]/g, '_');
+
+/** Where the federation listener's certificate and key are, given or in the data dir. */
+export function tlsPaths(opts: GenerateOptions): { cert: string; key: string } {
+  const dataDir = resolve(opts.dataDir);
+  return {
+    cert: opts.tlsCertificatePath
+      ? resolve(opts.tlsCertificatePath)
+      : join(dataDir, `${fileStem(opts.serverName)}.tls.crt`),
+    key: opts.tlsPrivateKeyPath
+      ? resolve(opts.tlsPrivateKeyPath)
+      : join(dataDir, `${fileStem(opts.serverName)}.tls.key`),
+  };
+}
+
+function federationListener(opts: GenerateOptions): string {
+  if (opts.federationPort === undefined) return '';
+  return `
+  # The server-server (federation) API and the key API, over TLS: other servers connect here (8448 by default,
+  # or the port in server_name, or what /.well-known/matrix/server delegates to).
+  - port: ${opts.federationPort}
+    bind_addresses: [${q(opts.bindAddress ?? '127.0.0.1')}]
+    type: http
+    tls: true
+    x_forwarded: false
+    resources:
+      - names: [federation]`;
+}
+
+function tlsBlock(opts: GenerateOptions): string {
+  if (opts.federationPort === undefined)
+    return `# PEM certificate (chain) and key of listeners with tls: true.
+# tls_certificate_path: "/path/to/fullchain.pem"
+# tls_private_key_path: "/path/to/privkey.pem"`;
+  const { cert, key } = tlsPaths(opts);
+  const selfSigned = !opts.tlsCertificatePath;
+  return `# PEM certificate (chain) and key of listeners with tls: true.${
+    selfSigned
+      ? `
+# generate-config wrote a self-signed certificate here. Other servers verify certificates, so for real federation
+# replace it with one from a public CA (or terminate TLS in a reverse proxy and drop tls: true).`
+      : ''
+  }
+tls_certificate_path: ${q(cert)}
+tls_private_key_path: ${q(key)}`;
 }
 
 const q = (s: string): string => JSON.stringify(s);
@@ -38,26 +90,33 @@ server_name: ${q(opts.serverName)}
 # The URL clients use to reach this server (announced in /.well-known/matrix/client).
 public_baseurl: ${q(`http://localhost:${port}/`)}
 
-# HTTP listeners. type is http (client and admin API) or metrics (Prometheus only).
+# HTTP listeners. type is http or metrics (Prometheus only). What an http listener serves is listed in resources
+# (Synapse's names): client (client-server and admin API, media, /.well-known), federation (server-server and key
+# API), keys (key API only), metrics. A listener without resources serves client. tls: true serves HTTPS with
+# tls_certificate_path and tls_private_key_path.
 listeners:
   - port: ${port}
     bind_addresses: [${q(opts.bindAddress ?? '127.0.0.1')}]
     type: http
     # Trust X-Forwarded-For from a reverse proxy.
     x_forwarded: false
+    resources:
+      - names: [client]${federationListener(opts)}
+
+${tlsBlock(opts)}
 
 # Storage: engine sqlite (path to the database file) or postgres (url).
 ${databaseBlock(opts.database, dataDir)}
 
 # The server's ed25519 signing key, generated on first start (Synapse's file format).
-signing_key_path: ${q(join(dataDir, `${opts.serverName.replace(/[^A-Za-z0-9.-]/g, '_')}.signing.key`))}
+signing_key_path: ${q(join(dataDir, `${fileStem(opts.serverName)}.signing.key`))}
 
 # Where uploaded media is kept.
 media_store_path: ${q(join(dataDir, 'media_store'))}
 
 # trace, debug, info, warn, error, fatal or silent.
 log_level: info
-# Per-module levels (http, rooms, integrity, media, push), e.g. {http: warn, integrity: debug}.
+# Per-module levels (http, rooms, integrity, media, push, federation), e.g. {http: warn, integrity: debug}.
 log_levels: {}
 
 # Open registration over HTTP. Off by default: create accounts with \`hearth register-user\`.
@@ -124,7 +183,40 @@ turn_uris: []
 # turn_shared_secret: "..."
 turn_user_lifetime_ms: 86400000
 
-# Serve Prometheus metrics on the http listener at /_hearth/metrics and /_synapse/metrics.
+# Serve Prometheus metrics on the client listeners at /_hearth/metrics and /_synapse/metrics.
 enable_metrics: false
+
+# --- Federation ---
+# Check the TLS certificates of other servers. Turn off only for tests and closed networks.
+federation_verify_certificates: true
+# PEM files of the certificate authorities to trust for federation instead of the system's.
+# federation_custom_ca_list: ["/path/to/ca.pem"]
+# Federate only with these servers (both ways); unset federates with everyone.
+# federation_domain_whitelist: ["example.com", "example.org"]
+# Outbound requests never connect to these addresses (checked after DNS resolution) unless they are also in
+# ip_range_whitelist. The default (Synapse's) refuses private, loopback, link-local and multicast ranges.
+# ip_range_blacklist: ["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", ...]
+ip_range_whitelist: []
+# The trusted servers to download other servers' signing keys from (notaries), asked before the servers themselves.
+#
+# Normally the connection to a key server is validated by its TLS certificate. verify_keys adds a check that its
+# answers are signed by one of the given keys, e.g.
+#   - server_name: "my_trusted_server.example.com"
+#     verify_keys:
+#       "ed25519:auto": "abcdefghijklmnopqrstuvwxyzabcdefghijklmopqr"
+#
+# matrix.org is long-lived, stable and trusted, which makes it a good choice for many admins, but some may wish to
+# use another server. Hearth logs a warning at start while matrix.org is listed; to keep it and silence the warning,
+# set suppress_key_server_warning: true. An empty list fetches keys from each server directly.
+trusted_key_servers:
+  - server_name: "matrix.org"
+suppress_key_server_warning: false
+# Serve /.well-known/matrix/server on the client listeners, delegating federation to port 443 of server_name (or
+# its explicit port): for a reverse proxy on 443 in front of the federation listener.
+serve_server_wellknown: false
+# How long the keys published at /_matrix/key/v2/server are valid (valid_until_ts).
+key_refresh_interval: "1d"
+# Keys this server signed with before, published as old_verify_keys: {"ed25519:id": {key: "...", expired_ts: 0}}
+old_signing_keys: {}
 `;
 }

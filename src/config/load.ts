@@ -44,6 +44,9 @@ function resolvePaths(config: Config, baseDir: string): Config {
     ...config,
     signing_key_path: abs(config.signing_key_path),
     media_store_path: abs(config.media_store_path),
+    tls_certificate_path: config.tls_certificate_path && abs(config.tls_certificate_path),
+    tls_private_key_path: config.tls_private_key_path && abs(config.tls_private_key_path),
+    federation_custom_ca_list: config.federation_custom_ca_list?.map(abs),
     database:
       config.database.engine === 'sqlite' && config.database.path
         ? {

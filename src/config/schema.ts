@@ -1,4 +1,5 @@
 /** The homeserver.yaml schema. Key names follow Synapse's where Synapse has the same setting. */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const RateLimit = z
@@ -10,12 +11,112 @@ const RateLimit = z
 
 const LogLevel = z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
+/**
+ * What an http listener serves (Synapse's resource names). `client` is the client-server and admin API (with media
+ * and /.well-known); `federation` is the server-server API and the key API; `keys` is the key API alone; `metrics`
+ * puts Prometheus metrics on the listener when enable_metrics is on; `health` is always served.
+ */
+export const ListenerResourceName = z.enum(['client', 'federation', 'keys', 'metrics', 'health']);
+export type ListenerResourceName = z.infer<typeof ListenerResourceName>;
+
 export const ListenerSchema = z
   .object({
     port: z.number().int().min(0).max(65535),
     bind_addresses: z.array(z.string().min(1)).min(1).default(['127.0.0.1']),
     type: z.enum(['http', 'metrics']).default('http'),
     x_forwarded: z.boolean().default(false),
+    /** Serve HTTPS with tls_certificate_path / tls_private_key_path. */
+    tls: z.boolean().optional(),
+    /** Without resources an http listener serves `client` (what every listener served before federation). */
+    resources: z
+      .array(
+        z
+          .object({
+            names: z.array(ListenerResourceName).min(1),
+            /** Accepted for Synapse configs; Hearth does not compress responses. */
+            compress: z.boolean().optional(),
+          })
+          .strict(),
+      )
+      .min(1)
+      .optional(),
+  })
+  .strict();
+
+export type Listener = z.infer<typeof ListenerSchema>;
+
+/** The resources a listener serves: its `resources` names, or `client` for an http listener without any. */
+export function listenerResources(listener: Listener): Set<ListenerResourceName> {
+  if (listener.type === 'metrics') return new Set(['metrics', 'health']);
+  if (!listener.resources) return new Set(['client']);
+  return new Set(listener.resources.flatMap((r) => r.names));
+}
+
+/**
+ * Synapse's default ip_range_blacklist: private, loopback, link-local, carrier-grade NAT, documentation and multicast
+ * ranges. 0.0.0.0 and :: are always refused on top of the configured list.
+ */
+export const DEFAULT_IP_RANGE_BLACKLIST: readonly string[] = [
+  '127.0.0.0/8',
+  '10.0.0.0/8',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '100.64.0.0/10',
+  '192.0.0.0/24',
+  '169.254.0.0/16',
+  '192.88.99.0/24',
+  '198.18.0.0/15',
+  '192.0.2.0/24',
+  '198.51.100.0/24',
+  '203.0.113.0/24',
+  '224.0.0.0/4',
+  '::1/128',
+  'fe80::/10',
+  'fc00::/7',
+  '2001:db8::/32',
+  'ff00::/8',
+  'fec0::/10',
+];
+
+/** An IPv4 or IPv6 address, with an optional /prefix. */
+export function isIpRange(s: string): boolean {
+  const [addr, prefix, ...rest] = s.split('/');
+  const family = isIP(addr ?? '');
+  if (!family || rest.length) return false;
+  if (prefix === undefined) return true;
+  return /^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+const IpRange = z.string().refine(isIpRange, 'an IP address or CIDR range, e.g. 10.0.0.0/8 or fc00::/7');
+
+const DURATION_UNITS: Record<string, number> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+  y: 31_536_000_000,
+};
+
+/** Synapse's durations: a number of milliseconds, or a number followed by s, m, h, d, w or y ("1d"). */
+const Duration = z.union([
+  z.number().int().positive(),
+  z
+    .string()
+    .regex(/^[0-9]+[smhdwy]?$/, 'a duration such as 1d, 12h or a number of milliseconds')
+    .transform((s) => {
+      const unit = /[smhdwy]$/.test(s) ? s.slice(-1) : '';
+      return Number(unit ? s.slice(0, -1) : s) * (unit ? (DURATION_UNITS[unit] as number) : 1);
+    }),
+]);
+
+const TrustedKeyServer = z
+  .object({
+    server_name: z.string().min(1),
+    /** key id → unpadded base64 ed25519 key: notary answers must carry a signature by one of them. */
+    verify_keys: z.record(z.string().regex(/^ed25519:[A-Za-z0-9_]+$/), z.string().min(1)).optional(),
+    /** Without verify_keys, rely on TLS alone even when federation_verify_certificates is off. */
+    accept_keys_insecurely: z.boolean().optional(),
   })
   .strict();
 
@@ -46,9 +147,9 @@ export const ConfigSchema = z
     signing_key_path: z.string().min(1),
     media_store_path: z.string().min(1),
     log_level: LogLevel.default('info'),
-    /** Per-module levels overriding log_level: http, rooms, integrity, media, push. */
+    /** Per-module levels overriding log_level: http, rooms, integrity, media, push, federation. */
     log_levels: z
-      .partialRecord(z.enum(['http', 'rooms', 'integrity', 'media', 'push']), LogLevel)
+      .partialRecord(z.enum(['http', 'rooms', 'integrity', 'media', 'push', 'federation']), LogLevel)
       .default({}),
     enable_registration: z.boolean().default(false),
     registration_requires_token: z.boolean().default(false),
@@ -111,8 +212,54 @@ export const ConfigSchema = z
     turn_shared_secret: z.string().optional(),
     turn_user_lifetime_ms: z.number().int().positive().default(86_400_000),
     enable_metrics: z.boolean().default(false),
+
+    // Federation (server-server API). Names and defaults as Synapse's.
+    /** PEM certificate chain and key of listeners with `tls: true`. */
+    tls_certificate_path: z.string().min(1).optional(),
+    tls_private_key_path: z.string().min(1).optional(),
+    /** Check the TLS certificates of other servers (off only for tests and closed networks). */
+    federation_verify_certificates: z.boolean().default(true),
+    /** PEM files of the certificate authorities trusted for federation, instead of the system's. */
+    federation_custom_ca_list: z.array(z.string().min(1)).optional(),
+    /** When set, only these server names may federate with this server (both ways). */
+    federation_domain_whitelist: z.array(z.string().min(1)).nullable().optional(),
+    /** Addresses outbound requests never connect to (after DNS resolution), unless in ip_range_whitelist. */
+    ip_range_blacklist: z.array(IpRange).default([...DEFAULT_IP_RANGE_BLACKLIST]),
+    ip_range_whitelist: z.array(IpRange).default([]),
+    /** Notary servers asked for other servers' keys (before the servers themselves). */
+    trusted_key_servers: z.array(TrustedKeyServer).default([]),
+    suppress_key_server_warning: z.boolean().default(false),
+    /** Serve /.well-known/matrix/server (delegating to server_name's port, or 443) on client listeners. */
+    serve_server_wellknown: z.boolean().default(false),
+    /** How long the keys published at /_matrix/key/v2/server stay valid (valid_until_ts); Synapse's 1d. */
+    key_refresh_interval: Duration.default(86_400_000),
+    /** Keys this server used to sign with: key id → {key, expired_ts}, published as old_verify_keys. */
+    old_signing_keys: z
+      .record(
+        z.string().regex(/^ed25519:[A-Za-z0-9_]+$/),
+        z.object({ key: z.string().min(1), expired_ts: z.number().int().nonnegative() }).strict(),
+      )
+      .default({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    c.listeners.forEach((l, i) => {
+      if (!l.tls) return;
+      for (const key of ['tls_certificate_path', 'tls_private_key_path'] as const) {
+        if (!c[key])
+          ctx.addIssue({ code: 'custom', path: [key], message: `required by listeners[${i}].tls` });
+      }
+    });
+    c.trusted_key_servers.forEach((s, i) => {
+      if (!c.federation_verify_certificates && !s.verify_keys && !s.accept_keys_insecurely)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['trusted_key_servers', i, 'verify_keys'],
+          message:
+            'required while federation_verify_certificates is false (or set accept_keys_insecurely: true)',
+        });
+    });
+  });
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
