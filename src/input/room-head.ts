@@ -3,7 +3,9 @@
  * committed rows only, and replaced after each commit by the writer.
  */
 import type { Kysely } from 'kysely';
+import { encodeUnpaddedBase64 } from '../rooms/base64.js';
 import type { Pdu } from '../rooms/event.js';
+import { computeReferenceHash } from '../rooms/hashing.js';
 import { getRoomVersion, type RoomVersion } from '../rooms/room-versions.js';
 import type { Database } from '../storage/schema.js';
 import { stateKey } from '../storage/state.js';
@@ -18,6 +20,8 @@ export interface Extremity {
   eventId: string;
   eventNid: number;
   depth: number;
+  /** Room versions 1 and 2: the event's reference hash, cited with its id in the `prev_events` of the next one. */
+  refHash?: string | undefined;
 }
 
 export interface RoomHead {
@@ -63,19 +67,36 @@ export async function loadRoomHead(db: Kysely<Database>, roomId: string): Promis
   const ext = await db
     .selectFrom('forward_extremities as f')
     .innerJoin('events as e', 'e.event_nid', 'f.event_nid')
-    .select(['e.event_id', 'e.event_nid', 'e.depth'])
+    .select(['e.event_id', 'e.event_nid', 'e.depth', 'e.json'])
     .where('f.room_nid', '=', roomNid)
     .execute();
+  const version = getRoomVersion(room.room_version);
   return {
     roomNid,
     roomId,
-    version: getRoomVersion(room.room_version),
+    version,
     snapshot: { nid: Number(room.current_snapshot_nid), chainLen: Number(snap?.chain_len ?? 0) },
     state,
     extremities: ext.map((e) => ({
       eventId: e.event_id,
       eventNid: Number(e.event_nid),
       depth: Number(e.depth),
+      refHash: legacyRefHash(e.json, version),
     })),
   };
+}
+
+/** The reference hash of an event of room version 1 or 2, as cited by later events; undefined otherwise. */
+export function referenceHashOf(pdu: Pdu, version: RoomVersion): string | undefined {
+  if (version.eventIdFormat !== 'v1') return undefined;
+  return encodeUnpaddedBase64(computeReferenceHash(pdu, version));
+}
+
+function legacyRefHash(json: string, version: RoomVersion): string | undefined {
+  if (version.eventIdFormat !== 'v1') return undefined;
+  try {
+    return referenceHashOf(JSON.parse(json) as Pdu, version);
+  } catch {
+    return undefined; // damaged JSON: cited with empty hashes (the doctor reports the row)
+  }
 }

@@ -9,22 +9,23 @@ import type { Transaction } from 'kysely';
 import { MatrixError } from '../api/errors.js';
 import { authEventTypesFor } from '../rooms/auth/auth-events.js';
 import { checkEventAuth } from '../rooms/auth/check.js';
-import { buildEvent } from '../rooms/build.js';
+import { redactLevel, userPowerLevel } from '../rooms/auth/power-levels.js';
+import { buildEvent, type EventTemplate } from '../rooms/build.js';
 import { canonicalJson } from '../rooms/canonical-json.js';
-import type { JsonObject, Pdu } from '../rooms/event.js';
-import { roomIdFromCreateEventId } from '../rooms/event.js';
+import type { JsonObject, LegacyPdu, Pdu } from '../rooms/event.js';
+import { fromLegacyPdu, roomIdFromCreateEventId } from '../rooms/event.js';
 import { getRoomVersion, type RoomVersion } from '../rooms/room-versions.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
 import { isUniqueViolation } from '../storage/dialect.js';
-import { findTxnEvent, insertEvent } from '../storage/events.js';
+import { findTxnEvent, getEventRowById, insertEvent } from '../storage/events.js';
 import type { Engine } from '../storage/dialect.js';
 import { indexEventForSearch } from '../storage/search.js';
 import type { Database } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
 import { injectFault } from '../integrity/faults.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
-import { loadRoomHead, lookupIn, type RoomHead, type StateEntry } from './room-head.js';
+import { loadRoomHead, lookupIn, referenceHashOf, type RoomHead, type StateEntry } from './room-head.js';
 
 /** What a caller asks to send; the writer fills in the graph fields, hashes and signature. */
 export interface NewEvent {
@@ -60,8 +61,25 @@ export type CommitListener = (batch: CommittedBatch) => void;
 const MAX_PREV_EVENTS = 10;
 
 interface Prepared {
+  /** As stored: in room versions 1 and 2 the wire form, whose `prev_events`/`auth_events` are `[id, hashes]`. */
   pdu: Pdu;
   eventId: string;
+  prevIds: string[];
+  authIds: string[];
+}
+
+/** `$opaque:server`, the event id format of room versions 1 and 2 (18 random letters, as Synapse's are). */
+function legacyEventId(serverName: string): string {
+  const letters = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+  const bytes = randomBytes(18);
+  let local = '';
+  for (const b of bytes) local += letters[b % letters.length];
+  return `$${local}:${serverName}`;
+}
+
+/** The PDU the authorization rules read: room versions 1 and 2 cite events as `[id, hashes]` on the wire. */
+function forAuth(pdu: Pdu, version: RoomVersion): Pdu {
+  return version.eventIdFormat === 'v1' ? fromLegacyPdu(pdu as unknown as LegacyPdu) : pdu;
 }
 
 export class RoomWriter {
@@ -125,6 +143,7 @@ export class RoomWriter {
         sender: creator,
         content,
         ...(roomId ? { room_id: roomId } : {}),
+        ...(version.eventIdFormat === 'v1' ? { event_id: legacyEventId(this.serverName) } : {}),
         prev_events: [],
         auth_events: [],
         depth: 1,
@@ -133,7 +152,7 @@ export class RoomWriter {
       this.#signing(version),
     );
     const finalRoomId = roomId ?? roomIdFromCreateEventId(built.eventId);
-    const auth = checkEventAuth(built.pdu, () => undefined, version);
+    const auth = checkEventAuth(forAuth(built.pdu, version), () => undefined, version);
     if (!auth.allowed) throw new MatrixError('M_FORBIDDEN', auth.reason);
     return this.#queue.run(finalRoomId, async () => {
       const head: RoomHead = {
@@ -144,7 +163,7 @@ export class RoomWriter {
         state: new Map(),
         extremities: [],
       };
-      const prepared: Prepared[] = [{ pdu: built.pdu, eventId: built.eventId }];
+      const prepared: Prepared[] = [{ pdu: built.pdu, eventId: built.eventId, prevIds: [], authIds: [] }];
       const working = applyToHead(head, built.pdu, built.eventId);
       for (const ev of rest(finalRoomId)) prepared.push(this.#prepare(working, ev));
       const events = await this.#commit(head, prepared, undefined, { creator, createdTs: now });
@@ -152,7 +171,11 @@ export class RoomWriter {
     });
   }
 
-  /** Sends one event into an existing room. With `txn`, a retry returns the first event's id. */
+  /**
+   * Sends one event into an existing room. With `txn`, a retry returns the first event's id. A state event
+   * identical to the current one (same type, state key, sender and content) is not sent again: its id is
+   * returned, as Synapse does.
+   */
   async send(
     roomId: string,
     ev: NewEvent,
@@ -165,6 +188,17 @@ export class RoomWriter {
       }
       const head = await this.head(roomId);
       if (!head) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+      if (ev.state_key !== undefined) {
+        const current = head.state.get(stateKey(ev.type, ev.state_key));
+        if (
+          current &&
+          current.pdu.sender === ev.sender &&
+          canonicalJson(current.pdu.content) === canonicalJson(ev.content)
+        ) {
+          return { eventId: current.eventId };
+        }
+      }
+      if (ev.type === 'm.room.redaction') await this.#checkRedaction(head, ev);
       const working = cloneHead(head);
       const prepared = this.#prepare(working, ev);
       let persisted: PersistedEvent | undefined;
@@ -182,6 +216,32 @@ export class RoomWriter {
       if (!persisted) throw new Error('commit returned no event');
       return { eventId: persisted.eventId, streamOrdering: persisted.streamOrdering };
     });
+  }
+
+  /**
+   * What the authorization rules cannot see, as Synapse checks it before sending a redaction: the target must be
+   * in this room and must not be the create event or the server ACL; without the redact level, it must exist and
+   * be the sender's own event.
+   */
+  async #checkRedaction(head: RoomHead, ev: NewEvent): Promise<void> {
+    const targetId = ev.redacts ?? (typeof ev.content.redacts === 'string' ? ev.content.redacts : undefined);
+    if (targetId === undefined) return;
+    const target = await getEventRowById(this.storage.db, targetId);
+    if (target && Number(target.room_nid) !== head.roomNid) {
+      throw new MatrixError('M_UNKNOWN', 'Cannot redact event from a different room', {}, 400);
+    }
+    if (target?.type === 'm.room.create' && target.state_key === '') {
+      throw new MatrixError('M_FORBIDDEN', 'Redacting create events is not permitted');
+    }
+    if (target?.type === 'm.room.server_acl' && target.state_key === '') {
+      throw new MatrixError('M_FORBIDDEN', 'Redacting server ACL events is not permitted');
+    }
+    const lookup = lookupIn(head.state);
+    if (userPowerLevel(ev.sender, lookup, head.version) >= redactLevel(lookup)) return;
+    if (!target) throw new MatrixError('M_NOT_FOUND', `Could not find event ${targetId}`);
+    if (target.sender !== ev.sender) {
+      throw new MatrixError('M_FORBIDDEN', "You don't have permission to redact other users' events");
+    }
   }
 
   /** Builds and auth-checks `ev` against `working`, then applies it to `working`. */
@@ -203,6 +263,7 @@ export class RoomWriter {
     }
     const prev = [...working.extremities].sort((a, b) => b.depth - a.depth).slice(0, MAX_PREV_EVENTS);
     const depth = Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, ...prev.map((p) => p.depth)) + 1);
+    const prevIds = prev.map((p) => p.eventId);
     const built = buildEvent(
       {
         type: ev.type,
@@ -211,7 +272,8 @@ export class RoomWriter {
         room_id: working.roomId,
         ...(ev.state_key !== undefined ? { state_key: ev.state_key } : {}),
         ...(ev.redacts !== undefined ? { redacts: ev.redacts } : {}),
-        prev_events: prev.map((p) => p.eventId),
+        ...this.#legacyFields(working, prev, authTypes),
+        prev_events: prevIds,
         auth_events: authEvents,
         depth,
         origin_server_ts: Date.now(),
@@ -220,12 +282,29 @@ export class RoomWriter {
     );
     const ids = new Map<Pdu, string>();
     for (const e of working.state.values()) ids.set(e.pdu, e.eventId);
-    const result = checkEventAuth(built.pdu, lookupIn(working.state), version, {
+    const result = checkEventAuth(forAuth(built.pdu, version), lookupIn(working.state), version, {
       eventIdOf: (p) => ids.get(p) ?? '',
     });
     if (!result.allowed) throw new MatrixError('M_FORBIDDEN', result.reason);
     Object.assign(working, applyToHead(working, built.pdu, built.eventId));
-    return { pdu: built.pdu, eventId: built.eventId };
+    return { pdu: built.pdu, eventId: built.eventId, prevIds, authIds: authEvents };
+  }
+
+  /** Room versions 1 and 2: a fresh `$opaque:server` id and the reference hashes of the cited events. */
+  #legacyFields(
+    working: RoomHead,
+    prev: RoomHead['extremities'],
+    authTypes: [string, string][],
+  ): Pick<EventTemplate, 'event_id' | 'reference_hashes'> {
+    if (working.version.eventIdFormat !== 'v1') return {};
+    const hashes = new Map<string, string>();
+    for (const p of prev) if (p.refHash !== undefined) hashes.set(p.eventId, p.refHash);
+    for (const [t, k] of authTypes) {
+      const entry = working.state.get(stateKey(t, k));
+      const hash = entry ? referenceHashOf(entry.pdu, working.version) : undefined;
+      if (entry && hash !== undefined) hashes.set(entry.eventId, hash);
+    }
+    return { event_id: legacyEventId(this.serverName), reference_hashes: hashes };
   }
 
   #signing(version: RoomVersion) {
@@ -304,8 +383,8 @@ export class RoomWriter {
           stateSnapshotNid: working.snapshot.nid,
           containsUrl: typeof p.pdu.content.url === 'string',
         },
-        p.pdu.prev_events,
-        p.pdu.auth_events,
+        p.prevIds,
+        p.authIds,
       );
       if (p.pdu.state_key !== undefined) {
         working = await this.#writeState(trx, working, p, eventNid, pos);
@@ -323,7 +402,14 @@ export class RoomWriter {
         .insertInto('forward_extremities')
         .values({ room_nid: roomNid, event_nid: last.eventNid })
         .execute();
-      working.extremities = [{ eventId: last.eventId, eventNid: last.eventNid, depth: last.pdu.depth }];
+      working.extremities = [
+        {
+          eventId: last.eventId,
+          eventNid: last.eventNid,
+          depth: last.pdu.depth,
+          refHash: referenceHashOf(last.pdu, working.version),
+        },
+      ];
     }
     await trx
       .updateTable('rooms')
@@ -464,6 +550,6 @@ function applyToHead(head: RoomHead, pdu: Pdu, eventId: string, eventNid = 0): R
     const entry: StateEntry = { eventNid, eventId, pdu };
     next.state.set(stateKey(pdu.type, pdu.state_key), entry);
   }
-  next.extremities = [{ eventId, eventNid, depth: pdu.depth }];
+  next.extremities = [{ eventId, eventNid, depth: pdu.depth, refHash: referenceHashOf(pdu, head.version) }];
   return next;
 }

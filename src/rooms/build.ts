@@ -20,6 +20,13 @@ export interface EventTemplate {
   /** For `m.room.redaction`; placed top-level (v1-v10) or in `content` (v11+) as the version requires. */
   redacts?: string;
   unsigned?: JsonObject;
+  /** Room versions 1 and 2 only, where it is required: the event's own `$opaque:server` id. */
+  event_id?: string;
+  /**
+   * Room versions 1 and 2 only: reference hashes (unpadded base64 sha256) of the cited prev/auth events, by event
+   * id, sent as `[event_id, { sha256 }]` references. A cited event without one is sent with empty hashes.
+   */
+  reference_hashes?: ReadonlyMap<string, string>;
 }
 
 export interface SigningContext {
@@ -37,14 +44,15 @@ export interface BuiltEvent {
 }
 
 /**
- * Fill in the content hash and the server's signature, and compute the event ID. Supports room versions
- * 3+ (versions 1 and 2 need `$random:server` IDs and `[id, hash]` references, and are only accepted over
- * federation).
+ * Fill in the content hash and the server's signature, and compute the event ID. In room versions 1 and 2 the
+ * event carries the `event_id` the caller chose and cites other events as `[event_id, { sha256 }]` pairs: the
+ * returned `pdu` is that wire form (what is hashed, signed and stored).
  */
 export function buildEvent(template: EventTemplate, ctx: SigningContext): BuiltEvent {
   const version = getRoomVersion(ctx.roomVersion);
-  if (version.eventIdFormat === 'v1') {
-    throw new Error(`Creating events in room version ${version.id} is not supported`);
+  const legacy = version.eventIdFormat === 'v1';
+  if (legacy && template.event_id === undefined) {
+    throw new Error(`Events of room version ${version.id} need an event_id ($opaque:server)`);
   }
   const isCreate = template.type === 'm.room.create' && template.state_key === '';
   if (version.roomIdFromCreateEvent && isCreate && template.room_id !== undefined) {
@@ -64,6 +72,16 @@ export function buildEvent(template: EventTemplate, ctx: SigningContext): BuiltE
     type: template.type,
   };
   if (template.room_id !== undefined) base['room_id'] = template.room_id;
+  if (legacy) {
+    const hashes = template.reference_hashes;
+    const ref = (id: string): [string, Record<string, string>] => {
+      const sha256 = hashes?.get(id);
+      return [id, sha256 !== undefined ? { sha256 } : {}];
+    };
+    base['event_id'] = template.event_id;
+    base['prev_events'] = template.prev_events.map(ref);
+    base['auth_events'] = template.auth_events.map(ref);
+  }
   if (template.state_key !== undefined) base['state_key'] = template.state_key;
 
   if (template.type === 'm.room.redaction') {

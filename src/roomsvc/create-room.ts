@@ -79,7 +79,7 @@ export async function createRoom(
   req: CreateRoomRequest,
 ): Promise<string> {
   const version = findRoomVersion(req.roomVersion);
-  if (!version || version.eventIdFormat === 'v1') {
+  if (!version) {
     throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${req.roomVersion} is not supported`);
   }
   const preset: Preset = req.preset ?? (req.visibility === 'public' ? 'public_chat' : 'private_chat');

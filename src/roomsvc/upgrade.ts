@@ -98,7 +98,7 @@ export class RoomUpgrader {
     additionalCreators: string[] = [],
   ): Promise<string> {
     const version = findRoomVersion(newVersionId);
-    if (!version || version.eventIdFormat === 'v1') {
+    if (!version) {
       throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', 'This server does not support that room version');
     }
     for (const u of additionalCreators) {

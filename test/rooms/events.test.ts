@@ -118,7 +118,7 @@ describe('buildEvent', () => {
     assert.equal(redactsOf({ ...v11, redacts: '$forged' }, '11'), '$target');
   });
 
-  it('refuses room versions 1/2 and a room_id on a v12 create event', () => {
+  it('refuses room versions 1/2 without an event_id and a room_id on a v12 create event', () => {
     const t = {
       type: 'm.room.create',
       state_key: '',
@@ -129,9 +129,39 @@ describe('buildEvent', () => {
       depth: 1,
       origin_server_ts: 1,
     };
-    assert.throws(() => buildEvent({ ...t, room_id: '!r:domain' }, ctx('1')), /not supported/);
+    assert.throws(() => buildEvent({ ...t, room_id: '!r:domain' }, ctx('1')), /need an event_id/);
     assert.throws(() => buildEvent({ ...t, room_id: '!r:domain' }, ctx('12')), /must not have a room_id/);
     assert.throws(() => buildEvent(t, ctx('11')), /room_id is required/);
+  });
+});
+
+describe('buildEvent in room versions 1 and 2', () => {
+  it('carries the given event_id and cites events as [id, { sha256 }] pairs, hashed and signed', () => {
+    const { pdu, eventId } = buildEvent(
+      {
+        type: 'm.room.message',
+        sender: '@u:domain',
+        content: { body: 'hi' },
+        room_id: '!r:domain',
+        event_id: '$abc:domain',
+        reference_hashes: new Map([['$prev:domain', 'cHJldg']]),
+        prev_events: ['$prev:domain'],
+        auth_events: ['$prev:domain', '$unknown:domain'],
+        depth: 2,
+        origin_server_ts: 1,
+      },
+      ctx('2'),
+    );
+    assert.equal(eventId, '$abc:domain');
+    assert.equal(pdu.event_id, '$abc:domain');
+    assert.deepEqual(pdu.prev_events, [['$prev:domain', { sha256: 'cHJldg' }]]);
+    assert.deepEqual(pdu.auth_events, [
+      ['$prev:domain', { sha256: 'cHJldg' }],
+      ['$unknown:domain', {}],
+    ]);
+    assert.equal(checkContentHash(pdu), true);
+    assert.equal(computeEventId(pdu, '2'), '$abc:domain');
+    assert.equal(verifyEventSignature(pdu, '2', 'domain', 'ed25519:1', publicKeyBase64FromSeed(SEED)), true);
   });
 });
 

@@ -1,5 +1,10 @@
 /** GET /_matrix/client/versions, /.well-known/matrix/{client,server}, GET /_matrix/client/v3/capabilities */
 import type { FastifyInstance } from 'fastify';
+import {
+  DEFAULT_ROOM_VERSION,
+  isKnownRoomVersion,
+  roomVersionsCapability,
+} from '../../rooms/room-versions.js';
 import type { ApiDeps } from '../context.js';
 
 /** Spec versions whose required endpoints Hearth serves. */
@@ -44,19 +49,16 @@ export function versionRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'config'
   app.get('/_matrix/client/v3/capabilities', { preHandler: deps.auth.requireUser }, async () => ({
     capabilities: {
       'm.change_password': { enabled: true },
-      'm.room_versions': roomVersionsCapability(deps.config.default_room_version),
+      // Every version 1-12 can be created and upgraded to (rooms/room-versions.ts marks them all stable).
+      'm.room_versions': roomVersionsCapability(
+        isKnownRoomVersion(deps.config.default_room_version)
+          ? deps.config.default_room_version
+          : DEFAULT_ROOM_VERSION,
+      ),
       'm.set_displayname': { enabled: true },
       'm.set_avatar_url': { enabled: true },
       'm.3pid_changes': { enabled: false },
       'm.get_login_token': { enabled: false },
     },
   }));
-}
-
-/** Room versions Hearth can create. Replaced by the rooms module's table once rooms exist. */
-export function roomVersionsCapability(defaultVersion: string): {
-  default: string;
-  available: Record<string, string>;
-} {
-  return { default: defaultVersion, available: { '10': 'stable', '11': 'stable', '12': 'stable' } };
 }
