@@ -401,7 +401,32 @@ export interface StreamReservationTable {
   up_to: number;
 }
 
+/** A verify key of another server (migration 0012). */
+export interface ServerVerifyKeysTable {
+  server_name: string;
+  key_id: string;
+  /** Unpadded base64 ed25519 public key. */
+  verify_key: string;
+  /** The key may be used for signatures checked until this time (expired_ts for an old key). */
+  valid_until_ts: number;
+  /** Set once the server lists the key among its old_verify_keys. */
+  expired_ts: number | null;
+  /** The server the key came from: the key's own server, or the notary that vouched for it. */
+  from_server: string;
+  fetched_ts: number;
+}
+
+/** The latest /_matrix/key/v2/server answer fetched from a server itself, served again as a notary (0012). */
+export interface ServerKeyResponsesTable {
+  server_name: string;
+  json: string;
+  valid_until_ts: number;
+  fetched_ts: number;
+}
+
 export interface Database {
+  server_verify_keys: ServerVerifyKeysTable;
+  server_key_responses: ServerKeyResponsesTable;
   stream_reservation: StreamReservationTable;
   damage_reports: DamageReportsTable;
   quarantined_events: QuarantinedEventsTable;

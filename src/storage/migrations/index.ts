@@ -9,6 +9,7 @@ import { m0008 } from './0008_quarantine.js';
 import { m0009 } from './0009_pushers.js';
 import { m0010 } from './0010_stream_reservation.js';
 import { m0011 } from './0011_uia_params_openid.js';
+import { m0012 } from './0012_federation_keys.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -24,4 +25,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0009,
   m0010,
   m0011,
+  m0012,
 ];
