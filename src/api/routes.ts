@@ -41,6 +41,8 @@ import { toDeviceRoutes } from './client/to-device.js';
 import { keyBackupRoutes } from './client/key-backup.js';
 import { doctorAdminRoutes } from './admin/doctor.js';
 import { guestAccessGate } from './guest.js';
+import { openidRoutes } from './client/openid.js';
+import { openidFederationRoutes } from './federation/openid.js';
 import { legacyRoutes } from './client/legacy.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
@@ -84,5 +86,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   toDeviceRoutes(app, deps);
   keyBackupRoutes(app, deps);
   doctorAdminRoutes(app, deps);
+  openidRoutes(app, deps);
+  openidFederationRoutes(app, deps);
   legacyRoutes(app, deps);
 }
