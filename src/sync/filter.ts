@@ -10,7 +10,9 @@ const RoomIds = z.array(z.string().startsWith('!', 'must be a room ID'));
 const Types = z.array(z.string());
 
 const eventFilterShape = {
-  limit: z.int().min(1).optional(),
+  // The spec says "greater than 0", but SyTest and clients send `timeline.limit: 0` (no timeline events, only a
+  // limited flag and prev_batch) and Synapse accepts any number: 0 is accepted, negative values are not.
+  limit: z.int().min(0).optional(),
   not_senders: UserIds.optional(),
   not_types: Types.optional(),
   senders: UserIds.optional(),

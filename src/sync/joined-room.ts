@@ -72,7 +72,8 @@ export async function roomTimelineSection(
       limited: tl.limited,
       prev_batch: formatStreamToken(Math.max(0, prevPos)),
     },
-    empty: timelineEvents.length === 0 && stateEvents.length === 0 && !full,
+    // With `timeline.limit: 0` new events show only as `limited`: the room is not empty then.
+    empty: timelineEvents.length === 0 && stateEvents.length === 0 && !full && !(limit === 0 && tl.limited),
   };
   const formattedState = await formatEvents({ storage, reader }, stateEvents, fmt);
   if (ctx.useStateAfter) {

@@ -79,7 +79,7 @@ for (const engine of ENGINES) {
     it('rejects fields of the wrong type with M_BAD_JSON naming the field', async () => {
       const cases: [unknown, string][] = [
         [{ room: { timeline: { limit: '10' } } }, 'room.timeline.limit'],
-        [{ room: { timeline: { limit: 0 } } }, 'room.timeline.limit'],
+        [{ room: { timeline: { limit: -1 } } }, 'room.timeline.limit'],
         [{ room: { timeline: { limit: 1.5 } } }, 'room.timeline.limit'],
         [{ event_format: 'xml' }, 'event_format'],
         [{ event_fields: 'type' }, 'event_fields'],

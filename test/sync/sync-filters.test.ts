@@ -342,5 +342,51 @@ for (const engine of ENGINES) {
       assert.equal(client.timeline.events[0]?.hashes, undefined);
       assert.equal(client.timeline.events[0]?.signatures, undefined);
     });
+
+    it('timeline.limit 0: no timeline events, limited with a prev_batch to paginate from, state as filtered', async () => {
+      const room = await createRoom(alice, { preset: 'public_chat' });
+      await join(bob, room);
+      await text(alice, room, 'z1');
+      await text(bob, room, 'z2');
+      const filter = { room: { rooms: [room], state: { types: ['m.room.member'] }, timeline: { limit: 0 } } };
+      const stored = await post(alice, `/_matrix/client/v3/user/${enc(alice.userId)}/filter`, filter);
+      const newest = async (prevBatch: string | undefined): Promise<string[]> => {
+        assert.equal(typeof prevBatch, 'string');
+        const res = await alice.get(
+          `/_matrix/client/v3/rooms/${enc(room)}/messages?dir=b&limit=1&from=${enc(prevBatch ?? '')}`,
+        );
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        return bodies(res.body.chunk as Json[]);
+      };
+
+      for (const f of [filter, stored.filter_id as string]) {
+        const initial = await sync(alice, { filter: f });
+        const r = mustJoin(initial, room);
+        assert.deepEqual(r.timeline.events, []);
+        assert.equal(r.timeline.limited, true);
+        assert.deepEqual(types(r.state?.events ?? []), ['m.room.member', 'm.room.member']);
+        assert.deepEqual(
+          stateKeys(r.state?.events ?? [], 'm.room.member').sort(),
+          [alice.userId, bob.userId].sort(),
+        );
+        assert.deepEqual(await newest(r.timeline.prev_batch), ['z2']);
+      }
+
+      // Incrementally, a new message makes the room appear (limited, still no events) instead of an empty sync.
+      const since = await sync(alice, { filter });
+      await text(bob, room, 'z3');
+      const next = await syncSince(alice, since, { filter });
+      const r = mustJoin(next, room);
+      assert.deepEqual(r.timeline.events, []);
+      assert.equal(r.timeline.limited, true);
+      assert.deepEqual(await newest(r.timeline.prev_batch), ['z3']);
+      // Nothing new: the room is left out.
+      const quiet = await syncSince(alice, next, { filter });
+      assert.equal(joinedRoom(quiet, room), undefined);
+
+      const negative = await syncRaw(alice, { filter: { room: { timeline: { limit: -1 } } } });
+      assert.equal(negative.status, 400);
+      assert.equal(negative.body.errcode, 'M_BAD_JSON');
+    });
   });
 }
