@@ -43,6 +43,7 @@ import { doctorAdminRoutes } from './admin/doctor.js';
 import { guestAccessGate } from './guest.js';
 import { openidRoutes } from './client/openid.js';
 import { openidFederationRoutes } from './federation/openid.js';
+import { threepidRoutes } from './client/threepid.js';
 import { legacyRoutes } from './client/legacy.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
@@ -88,5 +89,6 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   doctorAdminRoutes(app, deps);
   openidRoutes(app, deps);
   openidFederationRoutes(app, deps);
+  threepidRoutes(app, deps);
   legacyRoutes(app, deps);
 }
