@@ -45,7 +45,9 @@ export class Notifier {
       }
     };
     watchRooms(roomIds);
-    if (this.#closed) this.#finish(entry, true);
+    // After shutdown nothing can wake a new waiter: it times out at once, so a long-poll that was woken by the
+    // shutdown and found nothing new answers now instead of registering again and again until its timeout.
+    if (this.#closed) this.#finish(entry, false);
     else if (timeoutMs > 0) {
       entry.timer = setTimeout(() => this.#finish(entry, false), timeoutMs);
       entry.timer.unref?.();
@@ -61,7 +63,7 @@ export class Notifier {
     for (const r of roomIds) for (const e of [...(this.#byRoom.get(r) ?? [])]) this.#finish(e, true);
   }
 
-  /** Wakes everyone and answers later waiters at once (shutdown). */
+  /** Wakes everyone; later waiters time out at once (shutdown). */
   wakeAll(): void {
     this.#closed = true;
     for (const set of [...this.#byUser.values()]) for (const e of [...set]) this.#finish(e, true);

@@ -375,6 +375,27 @@ for (const engine of ENGINES) {
     });
   });
 
+  describe(`${engine}: long-polls at shutdown`, () => {
+    it('/events and /sync waiting for nothing answer at once when the server closes', async () => {
+      const server = await startTestServer(engine);
+      const u = await server.user('sd_user');
+      const since = (await sync(u, { set_presence: 'offline' })).next_batch as string;
+      const polls = [
+        u.get(`/_matrix/client/v3/events?timeout=${LONG}`),
+        u.get(`/_matrix/client/v3/sync?set_presence=offline&timeout=${LONG}&since=${enc(since)}`),
+      ];
+      await sleep(SETTLE_MS);
+      const started = Date.now();
+      await server.close();
+      const ms = Date.now() - started;
+      assert.ok(ms < LONG / 3, `shutdown took ${ms} ms: a woken long-poll kept waiting`);
+      const [ev, sy] = await Promise.all(polls);
+      assert.equal(ev?.status, 200);
+      assert.deepEqual(ev.body.chunk, []);
+      assert.equal(sy?.status, 200);
+    });
+  });
+
   describe(`${engine}: POST /rooms/{roomId}/send/{eventType} without a transaction id`, () => {
     let server: TestServer;
     let alice: User;
