@@ -247,6 +247,11 @@ export class RoomWriter {
   /** Builds and auth-checks `ev` against `working`, then applies it to `working`. */
   #prepare(working: RoomHead, ev: NewEvent): Prepared {
     const version = working.version;
+    // The authorization rules refuse a second create event (it would have prev_events); in versions whose room id
+    // derives from the create event it cannot even be built with a room_id, so refuse it before building.
+    if (ev.type === 'm.room.create' && ev.state_key === '') {
+      throw new MatrixError('M_FORBIDDEN', 'A room has exactly one m.room.create event');
+    }
     const authTypes = authEventTypesFor(
       {
         type: ev.type,
