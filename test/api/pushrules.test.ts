@@ -100,7 +100,70 @@ for (const engine of ENGINES) {
       }
       const badKind = await alice.get(`${G}/everything/.m.rule.call`);
       assert.equal(badKind.status, 400);
-      assert.equal(badKind.body.errcode, 'M_INVALID_PARAM');
+      assert.equal(badKind.body.errcode, 'M_UNRECOGNIZED');
+    });
+
+    it('answers malformed paths with 400 M_UNRECOGNIZED, as Synapse (SyTest 61push/80torture)', async () => {
+      const carol = await server.user('carol');
+      const putCases: [string, unknown][] = [
+        ['/', {}],
+        [`/not_a_scope/room/${encodeURIComponent('#spam:example.com')}`, { actions: ['notify'] }],
+        ['/global', { actions: ['notify'] }],
+        ['/global/room', { actions: ['notify'] }],
+        ['/global/room/', { actions: ['notify'] }],
+        ['/global/not_a_template/foo', { actions: ['notify'] }],
+        ['/global/override/.m.rule.master/not_an_attr', { enabled: true }],
+      ];
+      for (const [path, body] of putCases) {
+        const res = await carol.put(`${PR}${path}`, body);
+        assert.equal(res.status, 400, `PUT ${path}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.body.errcode, 'M_UNRECOGNIZED', `PUT ${path}`);
+      }
+      const badValue = await carol.put(`${G}/override/.m.rule.master/enabled`, { enabled: 'not a boolean' });
+      assert.equal(badValue.status, 400);
+      for (const path of [
+        '/global',
+        '/global/room',
+        '/not_a_scope/',
+        '/global/not_a_template/',
+        '/global/override/.m.rule.master/not_an_attr',
+      ]) {
+        const res = await carol.get(`${PR}${path}`);
+        assert.equal(res.status, 400, `GET ${path}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.body.errcode, 'M_UNRECOGNIZED', `GET ${path}`);
+      }
+      for (const path of ['/global/nope/x', '/notglobal/override/x', '/global/override/']) {
+        const res = await carol.delete(`${PR}${path}`);
+        assert.equal(res.status, 400, `DELETE ${path}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.body.errcode, 'M_UNRECOGNIZED', `DELETE ${path}`);
+      }
+      const noSlash = await carol.get(PR);
+      assert.equal(noSlash.status, 404, 'GET /pushrules without the trailing slash');
+      assert.equal(noSlash.body.errcode, 'M_UNRECOGNIZED');
+      const unknownRule = await carol.get(`${G}/override/not_a_rule_id`);
+      assert.equal(unknownRule.status, 404);
+      assert.equal(unknownRule.body.errcode, 'M_NOT_FOUND');
+      const unknownRulePut = await carol.put(`${G}/override/.not.a.default.rule/enabled`, { enabled: true });
+      assert.equal(unknownRulePut.status, 404);
+      const deleteAttr = await carol.delete(`${G}/override/.m.rule.master/enabled`);
+      assert.equal(deleteAttr.status, 405);
+      assert.equal((await carol.get(`${G}/override/.m.rule.master/enabled`)).body.enabled, false);
+    });
+
+    it('serves a kind’s rules and any attribute of a rule, as Synapse', async () => {
+      const carol = await server.user('carol2');
+      const override = await carol.get(`${G}/override/`);
+      assert.equal(override.status, 200);
+      assert.deepEqual(ids(override.body as unknown as Rule[]), DEFAULT_OVERRIDE);
+      assert.deepEqual((await carol.get(`${G}/content/`)).body, []);
+      assert.deepEqual((await carol.get(`${G}/override/.m.rule.master/enabled`)).body, { enabled: false });
+      assert.deepEqual((await carol.get(`${G}/override/.m.rule.master/actions`)).body, { actions: [] });
+      assert.deepEqual((await carol.get(`${G}/override/.m.rule.master/default`)).body, { default: true });
+      const withEncodedId = `${G}/sender/${encodeURIComponent('@dave:example.com')}`;
+      assert.equal((await carol.put(withEncodedId, { actions: ['notify'] })).status, 200);
+      assert.equal((await carol.get(withEncodedId)).body.rule_id, '@dave:example.com');
+      assert.equal((await carol.delete(withEncodedId)).status, 200);
+      assert.equal((await carol.get(withEncodedId)).status, 404);
     });
 
     it('creates a content rule, enabled, with its pattern', async () => {

@@ -17,14 +17,10 @@ import {
 import { loadPushRules, PUSH_RULES_TYPE } from '../../push/rules-store.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
-import { MatrixError, invalidParam, missingParam, notFound } from '../errors.js';
-import { parseBody, parseParams, parseQuery } from '../validate.js';
+import { MatrixError, invalidParam, missingParam, notFound, unrecognized } from '../errors.js';
+import { parseBody, parseQuery } from '../validate.js';
 import { GLOBAL_ROOM, writeAccountData } from './account-data.js';
 
-const RuleParams = z.object({
-  kind: z.enum(PUSH_RULE_KINDS as [PushRuleKind, ...PushRuleKind[]]),
-  ruleId: z.string().min(1),
-});
 const Position = z.looseObject({ before: z.string().min(1).optional(), after: z.string().min(1).optional() });
 
 /** dont_notify and coalesce are historical: accepted and stripped, as the spec asks. */
@@ -95,13 +91,71 @@ function checkUserRuleId(ruleId: string): void {
   if (ruleId.includes('/') || ruleId.includes('\\')) throw invalidParam('Rule IDs cannot contain / or \\');
 }
 
+/** Synapse's answer to a push rule path it cannot parse: 400 M_UNRECOGNIZED (UnrecognizedRequestError). */
+const badPath = (message = 'Unrecognized request'): MatrixError => unrecognized(message, 400);
+const TRAILING_SLASH = 'Unrecognised request: You probably wanted a trailing slash';
+
+/**
+ * The path after `/pushrules/`, split on `/` before percent-decoding (a rule id may hold an encoded slash), so
+ * `pushrules/global/` is `['global', '']`. Fastify ignores trailing slashes in routing; Synapse, and SyTest,
+ * tell `global` from `global/`, so the raw URL is read.
+ */
+function pathSegments(req: FastifyRequest): string[] {
+  const path = req.url.split('?')[0] ?? '';
+  const at = path.indexOf('/pushrules/');
+  if (at < 0) throw unrecognized('Unrecognized request');
+  return path
+    .slice(at + '/pushrules/'.length)
+    .split('/')
+    .map((segment) => {
+      try {
+        return decodeURIComponent(segment);
+      } catch {
+        throw badPath('Invalid percent-encoding in the push rule path');
+      }
+    });
+}
+
+function kindOf(segment: string | undefined): PushRuleKind {
+  const kind = PUSH_RULE_KINDS.find((k) => k === segment);
+  if (!kind) throw badPath(`Unknown push rule kind: ${segment ?? ''}`);
+  return kind;
+}
+
+/** `global/{kind}/{ruleId}[/{attr}]` of a PUT or DELETE (Synapse's _rule_spec_from_path). */
+function ruleSpec(req: FastifyRequest): { kind: PushRuleKind; ruleId: string; attr: string | undefined } {
+  const [scope, kindSegment, ruleId, attr] = pathSegments(req);
+  if (scope !== 'global') throw badPath('Push rules are only supported in the global scope');
+  if (kindSegment === undefined) throw badPath('Missing push rule kind');
+  const kind = kindOf(kindSegment);
+  if (ruleId === undefined || ruleId === '') throw badPath('Missing rule id');
+  return { kind, ruleId, attr: attr === '' ? undefined : attr };
+}
+
+/** What GET answers for the path below `global/` (Synapse's _filter_ruleset_with_path). */
+function selectFromRuleset(rules: PushRuleset, path: string[]): unknown {
+  const [kindSegment, ruleId, attr] = path;
+  if (kindSegment === undefined) throw badPath(TRAILING_SLASH);
+  if (kindSegment === '') return rules;
+  const kind = kindOf(kindSegment);
+  if (ruleId === undefined) throw badPath(TRAILING_SLASH);
+  if (ruleId === '') return rules[kind];
+  const rule = findRule(rules, kind, ruleId);
+  if (attr === undefined) return rule;
+  if (!Object.hasOwn(rule, attr)) throw badPath(`Unknown push rule attribute: ${attr}`);
+  return { [attr]: (rule as unknown as Record<string, unknown>)[attr] };
+}
+
 export function pushRulesRoutes(
   app: FastifyInstance,
   deps: Pick<ApiDeps, 'storage' | 'auth' | 'notifier'>,
 ): void {
   const guard = { preHandler: deps.auth.requireUser };
   const { storage } = deps;
-  const base = '/_matrix/client/v3/pushrules/global/:kind/:ruleId';
+  // The path is parsed here, as Synapse does, so that malformed paths (no scope, another scope, an unknown kind, a
+  // missing rule id or an unknown attribute) answer 400 M_UNRECOGNIZED, not 404. With ignoreTrailingSlash,
+  // `pushrules/` reaches only the route without the wildcard.
+  const paths = ['/_matrix/client/v3/pushrules', '/_matrix/client/v3/pushrules/*'];
 
   // Edits are read-modify-write of one account data row: serialise them per user.
   const tails = new Map<string, Promise<unknown>>();
@@ -117,31 +171,41 @@ export function pushRulesRoutes(
     return run;
   }
 
-  const ruleOf = async (req: FastifyRequest): Promise<PushRule> => {
-    const { kind, ruleId } = parseParams(RuleParams, req.params);
-    return findRule(await loadPushRules(storage, requester(req).userId), kind, ruleId);
+  /**
+   * GET /_matrix/client/v3/pushrules/, .../global/, .../global/{kind}/, .../global/{kind}/{ruleId} and
+   * .../global/{kind}/{ruleId}/{enabled|actions|...}
+   */
+  const get = async (req: FastifyRequest): Promise<unknown> => {
+    const [scope, ...rest] = pathSegments(req);
+    const rules = await loadPushRules(storage, requester(req).userId);
+    if (scope === '') return { global: rules };
+    if (scope === 'global') return selectFromRuleset(rules, rest);
+    throw badPath('Push rules are only supported in the global scope');
   };
 
-  /** GET /_matrix/client/v3/pushrules/ */
-  app.get('/_matrix/client/v3/pushrules/', guard, async (req) => ({
-    global: await loadPushRules(storage, requester(req).userId),
-  }));
-
-  /** GET /_matrix/client/v3/pushrules/global/ */
-  app.get('/_matrix/client/v3/pushrules/global/', guard, async (req) =>
-    loadPushRules(storage, requester(req).userId),
-  );
-
-  /** GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId} */
-  app.get(base, guard, async (req) => ruleOf(req));
-
-  /** PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId} */
-  app.put(base, guard, async (req) => {
-    const { kind, ruleId } = parseParams(RuleParams, req.params);
+  /** PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}[/enabled|/actions] */
+  const put = async (req: FastifyRequest): Promise<Record<string, never>> => {
+    const { kind, ruleId, attr } = ruleSpec(req);
+    const userId = requester(req).userId;
+    if (attr === 'enabled') {
+      const { enabled } = parseBody(EnabledBody, req.body);
+      await edit(userId, (rules) => {
+        findRule(rules, kind, ruleId).enabled = enabled;
+      });
+      return {};
+    }
+    if (attr === 'actions') {
+      const { actions } = parseBody(ActionsBody, req.body);
+      await edit(userId, (rules) => {
+        findRule(rules, kind, ruleId).actions = actions;
+      });
+      return {};
+    }
+    if (attr !== undefined) throw badPath(`Unknown push rule attribute: ${attr}`);
     checkUserRuleId(ruleId);
     const pos = parseQuery(Position, req.query);
     const body = parseBody(RuleBody, req.body);
-    await edit(requester(req).userId, (rules) => {
+    await edit(userId, (rules) => {
       const list = rules[kind];
       const previous = list.findIndex((r) => r.rule_id === ruleId);
       const enabled = previous >= 0 ? (list[previous]?.enabled ?? true) : true;
@@ -150,41 +214,24 @@ export function pushRulesRoutes(
       list.splice(insertionIndex(list, pos, previous), 0, rule);
     });
     return {};
-  });
+  };
 
   /** DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId} */
-  app.delete(base, guard, async (req) => {
-    const { kind, ruleId } = parseParams(RuleParams, req.params);
+  const del = async (req: FastifyRequest): Promise<Record<string, never>> => {
+    const { kind, ruleId, attr } = ruleSpec(req);
+    if (attr !== undefined) {
+      throw new MatrixError('M_UNRECOGNIZED', 'Method DELETE is not allowed on this endpoint', {}, 405);
+    }
     if (isServerDefaultRuleId(ruleId)) throw invalidParam('Server-default rules cannot be deleted');
     await edit(requester(req).userId, (rules) => {
       rules[kind].splice(rules[kind].indexOf(findRule(rules, kind, ruleId)), 1);
     });
     return {};
-  });
+  };
 
-  /** GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled */
-  app.get(`${base}/enabled`, guard, async (req) => ({ enabled: (await ruleOf(req)).enabled }));
-
-  /** PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled */
-  app.put(`${base}/enabled`, guard, async (req) => {
-    const { kind, ruleId } = parseParams(RuleParams, req.params);
-    const { enabled } = parseBody(EnabledBody, req.body);
-    await edit(requester(req).userId, (rules) => {
-      findRule(rules, kind, ruleId).enabled = enabled;
-    });
-    return {};
-  });
-
-  /** GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions */
-  app.get(`${base}/actions`, guard, async (req) => ({ actions: (await ruleOf(req)).actions }));
-
-  /** PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions */
-  app.put(`${base}/actions`, guard, async (req) => {
-    const { kind, ruleId } = parseParams(RuleParams, req.params);
-    const { actions } = parseBody(ActionsBody, req.body);
-    await edit(requester(req).userId, (rules) => {
-      findRule(rules, kind, ruleId).actions = actions;
-    });
-    return {};
-  });
+  for (const path of paths) {
+    app.get(path, guard, get);
+    app.put(path, guard, put);
+    app.delete(path, guard, del);
+  }
 }
