@@ -410,7 +410,7 @@ export async function roomInitialSync(deps: LegacyDeps, req: RoomInitialSyncRequ
   const data = await accountData(deps, req.userId, to);
   return {
     room_id: req.roomId,
-    ...(membership !== undefined && (membership !== 'invite' || !access.worldReadable) ? { membership } : {}),
+    ...(membership !== undefined ? { membership } : {}),
     messages: snapshot.messages as unknown as JsonObject,
     state: snapshot.state as unknown as JsonObject[],
     presence,
