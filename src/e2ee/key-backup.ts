@@ -5,6 +5,7 @@
  */
 import type { Transaction } from 'kysely';
 import { MatrixError, notFound } from '../api/errors.js';
+import { isJsonObject } from '../util/validate.js';
 import type { JsonObject } from '../rooms/event.js';
 import type { Storage } from '../storage/db.js';
 import {
@@ -27,7 +28,36 @@ export interface KeyBackupData {
   first_message_index: number;
   forwarded_count: number;
   is_verified: boolean;
-  session_data: JsonObject;
+  /** Algorithm-dependent (checkSessionData). */
+  session_data: unknown;
+}
+
+/** The spec's backup algorithm; Synapse stores any other algorithm's data as given, and so does Hearth. */
+export const CURVE25519_BACKUP = 'm.megolm_backup.v1.curve25519-aes-sha2';
+
+/**
+ * The `auth_data` of a backup version: for the spec's algorithm an object with the `public_key` string (and
+ * `signatures`, if any, an object); for other algorithms any JSON value, as Synapse accepts it.
+ */
+export function checkAuthData(algorithm: string, authData: unknown): void {
+  if (authData === undefined) throw new MatrixError('M_MISSING_PARAM', 'Missing parameter: auth_data');
+  if (algorithm !== CURVE25519_BACKUP) return;
+  if (!isJsonObject(authData))
+    throw new MatrixError('M_BAD_JSON', `auth_data of ${CURVE25519_BACKUP} must be an object`);
+  if (typeof authData.public_key !== 'string' || authData.public_key === '')
+    throw new MatrixError(
+      authData.public_key === undefined ? 'M_MISSING_PARAM' : 'M_BAD_JSON',
+      `auth_data of ${CURVE25519_BACKUP} needs a public_key string`,
+    );
+  if (authData.signatures !== undefined && !isJsonObject(authData.signatures))
+    throw new MatrixError('M_BAD_JSON', 'auth_data.signatures must be an object');
+}
+
+/** The `session_data` of a backed-up key: an object for the spec's algorithm, any JSON value otherwise. */
+function checkSessionData(algorithm: string, sessionData: unknown): void {
+  if (sessionData === undefined) throw new MatrixError('M_MISSING_PARAM', 'Missing parameter: session_data');
+  if (algorithm === CURVE25519_BACKUP && !isJsonObject(sessionData))
+    throw new MatrixError('M_BAD_JSON', `session_data of ${CURVE25519_BACKUP} must be an object`);
 }
 
 type Db = Storage['db'];
@@ -65,8 +95,9 @@ export async function createVersion(
   db: Db,
   userId: string,
   algorithm: string,
-  authData: JsonObject,
+  authData: unknown,
 ): Promise<string> {
+  checkAuthData(algorithm, authData);
   const json = canonicalOrBadJson(authData, 'auth_data');
   return String(await db.transaction().execute((trx) => createBackupVersion(trx, userId, algorithm, json)));
 }
@@ -75,7 +106,7 @@ export async function updateVersion(
   db: Db,
   userId: string,
   version: number | undefined,
-  body: { algorithm: string; auth_data: JsonObject; version?: string | undefined },
+  body: { algorithm: string; auth_data: unknown; version?: string | undefined },
 ): Promise<void> {
   const row = await versionOrNotFound(db, userId, version);
   if (body.version !== undefined && body.version !== String(row.version))
@@ -85,6 +116,7 @@ export async function updateVersion(
     );
   if (body.algorithm !== row.algorithm)
     throw new MatrixError('M_INVALID_PARAM', 'The algorithm cannot be changed');
+  checkAuthData(row.algorithm, body.auth_data);
   await updateBackupVersion(db, userId, row.version, canonicalOrBadJson(body.auth_data, 'auth_data'));
 }
 
@@ -131,6 +163,7 @@ export async function putKeys(
         (await getRoomKeys(trx, userId, current.version, roomId)).map((k) => [k.session_id, k]),
       );
       for (const [sessionId, data] of Object.entries(sessions)) {
+        checkSessionData(current.algorithm, data.session_data);
         const old = existing.get(sessionId);
         if (old && !isBetterKey(data, old)) continue;
         await putRoomKey(trx, {

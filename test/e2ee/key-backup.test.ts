@@ -120,8 +120,11 @@ for (const engine of ENGINES) {
       );
 
       // A new version becomes current; writes to the old one are refused; deleting a version removes it.
-      const v2 = (await ok(alice.post('/_matrix/client/v3/room_keys/version', { algorithm, auth_data: {} })))
-        .version;
+      const v2 = (
+        await ok(
+          alice.post('/_matrix/client/v3/room_keys/version', { algorithm, auth_data: { public_key: 'c' } }),
+        )
+      ).version;
       assert.equal(v2, '2');
       res = await alice.put(`/_matrix/client/v3/room_keys/keys/${r}/s9?version=1`, key(0, 0, false, 'x'));
       assert.equal(res.status, 403);
@@ -131,6 +134,85 @@ for (const engine of ENGINES) {
       assert.equal((await alice.delete('/_matrix/client/v3/room_keys/version/2')).status, 404);
       const other = await server.user('b_other');
       assert.equal((await other.get('/_matrix/client/v3/room_keys/version/1')).status, 404);
+    });
+
+    it('checks auth_data as the algorithm needs: public_key for the spec algorithm, any JSON otherwise', async () => {
+      const bob = await server.user('b_bob');
+      const create = (body: Json) => bob.post('/_matrix/client/v3/room_keys/version', body);
+      const spec = 'm.megolm_backup.v1.curve25519-aes-sha2';
+      for (const [authData, errcode] of [
+        [{}, 'M_MISSING_PARAM'],
+        [{ public_key: 5 }, 'M_BAD_JSON'],
+        [{ public_key: 'k', signatures: 'x' }, 'M_BAD_JSON'],
+        ['opaque', 'M_BAD_JSON'],
+        [undefined, 'M_MISSING_PARAM'],
+      ] as const) {
+        const res = await create({ algorithm: spec, auth_data: authData });
+        assert.equal(res.status, 400, JSON.stringify(authData));
+        assert.equal(res.body.errcode, errcode, JSON.stringify(authData));
+      }
+      // Signatures are optional; extra fields are kept.
+      const signed = { public_key: 'k', signatures: { [bob.userId]: { 'ed25519:DEV': 'sig' } }, extra: [1] };
+      const v = (await ok(create({ algorithm: spec, auth_data: signed }))).version as string;
+      assert.deepEqual((await ok(bob.get(`/_matrix/client/v3/room_keys/version/${v}`))).auth_data, signed);
+      assert.equal(
+        (await ok(create({ algorithm: spec, auth_data: { public_key: 'k2' } }))).version,
+        String(Number(v) + 1),
+      );
+
+      // SyTest (tests/41end-to-end-keys/07-backup.pl) backs up `m.megolm_backup.v1` with opaque strings.
+      const opaque = (await ok(create({ algorithm: 'm.megolm_backup.v1', auth_data: 'anopaquestring' })))
+        .version as string;
+      let info = await ok(bob.get('/_matrix/client/v3/room_keys/version'));
+      assert.equal(info.algorithm, 'm.megolm_backup.v1');
+      assert.equal(info.auth_data, 'anopaquestring');
+      assert.equal(info.version, opaque);
+      await ok(
+        bob.put(`/_matrix/client/v3/room_keys/version/${opaque}`, {
+          algorithm: 'm.megolm_backup.v1',
+          auth_data: 'adifferentopaquestring',
+          version: opaque,
+        }),
+      );
+      info = await ok(bob.get(`/_matrix/client/v3/room_keys/version/${opaque}`));
+      assert.equal(info.auth_data, 'adifferentopaquestring');
+      const path = `/_matrix/client/v3/room_keys/keys/${encodeURIComponent('!abcd')}/1234?version=${opaque}`;
+      await ok(
+        bob.put(path, {
+          first_message_index: 3,
+          forwarded_count: 0,
+          is_verified: false,
+          session_data: 'anopaquestring',
+        }),
+      );
+      const got = await ok(bob.get(path));
+      assert.deepEqual(got, {
+        first_message_index: 3,
+        forwarded_count: 0,
+        is_verified: false,
+        session_data: 'anopaquestring',
+      });
+      const missing = await bob.put(path, { first_message_index: 1, forwarded_count: 0, is_verified: false });
+      assert.equal(missing.status, 400);
+      assert.equal(missing.body.errcode, 'M_MISSING_PARAM');
+      for (const authData of [{ any: 'thing' }, 42, ['a'], null]) {
+        await ok(create({ algorithm: 'org.example.custom', auth_data: authData }));
+        assert.deepEqual((await ok(bob.get('/_matrix/client/v3/room_keys/version'))).auth_data, authData);
+      }
+
+      // The spec algorithm's keys still need an object session_data.
+      const sv = (await ok(create({ algorithm: spec, auth_data: { public_key: 'k3' } }))).version as string;
+      const bad = await bob.put(
+        `/_matrix/client/v3/room_keys/keys/${encodeURIComponent('!r')}/s?version=${sv}`,
+        {
+          first_message_index: 0,
+          forwarded_count: 0,
+          is_verified: false,
+          session_data: 'opaque',
+        },
+      );
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.errcode, 'M_BAD_JSON');
     });
   });
 }
