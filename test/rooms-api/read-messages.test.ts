@@ -220,8 +220,10 @@ for (const engine of ENGINES) {
       const badRoom = await alice.get(`/_matrix/client/v3/rooms/${enc('not-a-room')}/messages`);
       assert.equal(badRoom.status, 400);
       assert.equal(badRoom.body.errcode, 'M_INVALID_PARAM');
+      // Event ids are opaque to clients: an unusual but non-empty id is simply unknown.
       const badEvent = await alice.get(`/_matrix/client/v3/rooms/${rid}/context/${enc('nope')}`);
-      assert.equal(badEvent.status, 400);
+      assert.equal(badEvent.status, 404);
+      assert.equal(badEvent.body.errcode, 'M_NOT_FOUND');
       const unknown = await alice.get(`/_matrix/client/v3/rooms/${enc('!unknown:test.local')}/messages`);
       assert.equal(unknown.status, 403);
       assert.equal(unknown.body.errcode, 'M_FORBIDDEN');

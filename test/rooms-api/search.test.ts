@@ -248,7 +248,6 @@ for (const engine of ENGINES) {
         'NEAR(kiwi smoothie)',
         'body:kiwi',
         '{kiwi}',
-        'kiwi\u0000',
         '\u0301\u0301',
         '🥝 kiwi',
         '',
@@ -262,6 +261,12 @@ for (const engine of ENGINES) {
           assert.equal(res.status, 200, `${JSON.stringify(search_term)}: ${JSON.stringify(res.body)}`);
         }
       }
+      // U+0000 cannot be stored or searched by PostgreSQL: the HTTP layer refuses it in every body.
+      const nul = await bob.post(SEARCH, {
+        search_categories: { room_events: { search_term: 'kiwi\u0000' } },
+      });
+      assert.equal(nul.status, 400);
+      assert.equal(nul.body.errcode, 'M_BAD_JSON');
       const neg = await search(bob, { search_term: 'kiwi -smoothie', keys: ['content.body'] });
       assert.deepEqual(new Set(ids(neg)), new Set([ev.strong, ev.weak]));
       const or = await search(bob, { search_term: 'smoothie or fruits', keys: ['content.body'] });
