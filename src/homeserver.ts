@@ -1,5 +1,6 @@
 /** Wires configuration, storage, keys and the HTTP API into a running homeserver. */
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
+import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator } from './api/auth.js';
@@ -7,7 +8,13 @@ import { registerClientRoutes } from './api/routes.js';
 import { RateLimiter } from './api/ratelimit.js';
 import { createHttpApp, whenIdle } from './api/server.js';
 import { Uia } from './api/uia.js';
-import type { Config } from './config/schema.js';
+import { listenerResources, type Config } from './config/schema.js';
+import { registerFederationRoutes, keyRoutes } from './api/federation/index.js';
+import { serverWellKnownRoutes } from './api/federation/version.js';
+import { listenTls, tlsAddress, type TlsFiles } from './api/tls.js';
+import { FederationClient } from './federation/client.js';
+import { AddressPolicy } from './federation/ip-ranges.js';
+import { KeyRing } from './federation/keyring.js';
 import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
 import { RoomWriter } from './input/room-writer.js';
 import { DamageReporter } from './integrity/damage.js';
@@ -43,6 +50,8 @@ export interface Homeserver {
   /** Who is typing where (in memory). */
   typing: TypingStore;
   media: MediaService;
+  /** Outbound federation (signed requests, discovery) and the key ring (own and other servers' keys). */
+  federation: { client: FederationClient; keyRing: KeyRing };
   close(): Promise<void>;
 }
 
@@ -57,10 +66,66 @@ function ensureWritableDir(path: string, what: string): void {
   }
 }
 
+function readFileOrFail(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new StartupError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+/** The files a TLS listener needs, read once at start. */
+function readTlsFiles(config: Config): TlsFiles | undefined {
+  if (!config.listeners.some((l) => l.tls)) return undefined;
+  return {
+    cert: readFileOrFail(config.tls_certificate_path ?? '', 'tls_certificate_path'),
+    key: readFileOrFail(config.tls_private_key_path ?? '', 'tls_private_key_path'),
+  };
+}
+
+function startFederation(
+  config: Config,
+  storage: Storage,
+  signingKey: SigningKey,
+  log: Logger,
+): Homeserver['federation'] {
+  const ca = config.federation_custom_ca_list?.map((p) =>
+    readFileOrFail(p, 'federation_custom_ca_list file').toString('utf8'),
+  );
+  const client = new FederationClient({
+    serverName: config.server_name,
+    signingKey,
+    verifyCertificates: config.federation_verify_certificates,
+    ca,
+    addressPolicy: new AddressPolicy(config.ip_range_blacklist, config.ip_range_whitelist),
+    domainWhitelist: config.federation_domain_whitelist,
+  });
+  if (
+    !config.suppress_key_server_warning &&
+    config.trusted_key_servers.some((s) => s.server_name === 'matrix.org')
+  )
+    log.warn(
+      "trusted_key_servers includes matrix.org: other servers' keys are fetched through it first. It is long-lived, " +
+        'stable and trusted, but you may prefer another notary; set suppress_key_server_warning: true to keep it quietly',
+    );
+  const keyRing = new KeyRing({
+    serverName: config.server_name,
+    signingKey,
+    oldSigningKeys: config.old_signing_keys,
+    keyRefreshIntervalMs: config.key_refresh_interval,
+    db: storage.db,
+    transport: client,
+    trustedKeyServers: config.trusted_key_servers,
+    log,
+  });
+  return { client, keyRing };
+}
+
 export async function startHomeserver(config: Config, opts: { logger?: Logger } = {}): Promise<Homeserver> {
   const log = opts.logger ?? createLogger(config.log_level);
   ensureWritableDir(config.media_store_path, 'media store');
   const signingKey = loadOrCreateSigningKey(config.signing_key_path);
+  const tlsFiles = readTlsFiles(config);
   const storage = await openStorage(config.database);
   const metricsOn = config.enable_metrics || config.listeners.some((l) => l.type === 'metrics');
   const metrics = metricsOn ? new Metrics() : undefined;
@@ -137,10 +202,15 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     media,
   };
 
+  const federation = startFederation(config, storage, signingKey, logFor('federation'));
+  const federationDeps = { serverName: config.server_name, storage, ...federation };
+
   const apps: FastifyInstance[] = [];
+  const tlsServers: TlsServer[] = [];
   const urls: string[] = [];
   try {
     for (const listener of config.listeners) {
+      const resources = listenerResources(listener);
       const app = createHttpApp({
         logger: logFor('http'),
         maxJsonBodySize: config.max_json_body_size,
@@ -148,12 +218,30 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       });
       if (listener.type === 'http') instrument?.http(app);
       healthRoutes(app, storage);
-      if (metrics && (listener.type === 'metrics' || config.enable_metrics)) metricsRoutes(app, metrics);
+      // enable_metrics puts metrics on client listeners (and those naming `metrics`), never on federation-only ones.
+      const metricsHere =
+        listener.type === 'metrics' ||
+        (config.enable_metrics && (resources.has('client') || resources.has('metrics')));
+      if (metrics && metricsHere) metricsRoutes(app, metrics);
       // A metrics listener serves only metrics and health.
-      if (listener.type === 'http') registerClientRoutes(app, deps);
+      if (listener.type === 'http') {
+        if (resources.has('client')) {
+          registerClientRoutes(app, deps);
+          serverWellKnownRoutes(app, config);
+        }
+        if (resources.has('federation')) registerFederationRoutes(app, federationDeps);
+        else if (resources.has('keys')) keyRoutes(app, federationDeps);
+      }
       apps.push(app);
       for (const host of listener.bind_addresses) {
         try {
+          if (listener.tls && tlsFiles) {
+            const server = await listenTls(app, tlsFiles, listener.port, host);
+            tlsServers.push(server);
+            const a = tlsAddress(server);
+            if (a) urls.push(`https://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+            continue;
+          }
           await app.listen({ port: listener.port, host });
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
@@ -173,6 +261,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       }
     }
   } catch (err) {
+    for (const t of tlsServers) t.close();
+    federation.client.close();
     await Promise.allSettled(apps.map((a) => a.close()));
     await storage.close();
     throw err;
@@ -182,6 +272,9 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdown_grace_ms).unref());
+      // TLS listeners stop accepting; their open connections are the apps' own and close with them.
+      for (const t of tlsServers) t.close();
+      federation.client.close();
       const closed = Promise.allSettled(apps.map((a) => a.close()));
       // Long-polling syncs answer at once instead of holding the shutdown.
       notifier.wakeAll();
@@ -200,5 +293,5 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     return closing;
   };
 
-  return { config, storage, signingKey, log, apps, urls, typing, media, close };
+  return { config, storage, signingKey, log, apps, urls, typing, media, federation, close };
 }

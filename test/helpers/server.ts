@@ -91,7 +91,7 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const db = reuse?.db ?? (await freshDatabase(engine));
   const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), 'hearth-data-'));
-  const serverName = 'test.local';
+  const serverName = overrides.server_name ?? 'test.local';
   const config = validateConfig(
     {
       server_name: serverName,

@@ -1,4 +1,7 @@
-/** GET /_matrix/client/versions, /.well-known/matrix/{client,server}, GET /_matrix/client/v3/capabilities */
+/**
+ * GET /_matrix/client/versions, /.well-known/matrix/client, GET /_matrix/client/v3/capabilities.
+ * (/.well-known/matrix/server is api/federation/version.ts: served when serve_server_wellknown is on.)
+ */
 import type { FastifyInstance } from 'fastify';
 import {
   DEFAULT_ROOM_VERSION,
@@ -7,7 +10,18 @@ import {
 } from '../../rooms/room-versions.js';
 import type { ApiDeps } from '../context.js';
 
-/** Spec versions whose required endpoints Hearth serves. */
+/**
+ * Spec versions whose required endpoints and behaviours Hearth serves. v1.12 adds account locking (401
+ * M_USER_LOCKED with soft_logout on every endpoint but logout), authenticated media for guests and `via` on joins;
+ * v1.13 room reports, one-time keys claimed in upload order and account suspension (a MAY: Hearth suspends no one).
+ * Not yet listed, for want of what each version adds:
+ * - v1.14: POST /_matrix/client/v3/users/{userId}/report;
+ * - v1.15: GET /_matrix/client/v1/room_summary/{roomIdOrAlias};
+ * - v1.16: custom profile fields (GET/PUT/DELETE /profile/{userId}/{keyName}, the m.profile_fields capability);
+ * - v1.18: GET/PUT /_matrix/client/v1/admin/{lock,suspend}/{userId} and invite blocking
+ *   (m.invite_permission_config);
+ * - v1.19: GET /_matrix/client/v1/mutual_rooms.
+ */
 export const SPEC_VERSIONS = [
   'v1.1',
   'v1.2',
@@ -20,6 +34,8 @@ export const SPEC_VERSIONS = [
   'v1.9',
   'v1.10',
   'v1.11',
+  'v1.12',
+  'v1.13',
 ];
 
 export function baseUrl(deps: Pick<ApiDeps, 'config'>): string {
@@ -37,13 +53,6 @@ export function versionRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'config'
   app.get('/.well-known/matrix/client', async () => ({
     'm.homeserver': { base_url: baseUrl(deps) },
   }));
-
-  app.get('/.well-known/matrix/server', async () => {
-    const host = deps.config.server_name.includes(':')
-      ? deps.config.server_name
-      : `${deps.config.server_name}:443`;
-    return { 'm.server': host };
-  });
 
   /** GET /_matrix/client/v3/capabilities */
   app.get('/_matrix/client/v3/capabilities', { preHandler: deps.auth.requireUser }, async () => ({

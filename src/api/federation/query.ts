@@ -1,0 +1,32 @@
+/** GET /_matrix/federation/v1/query/profile: a local user's public profile for another server. */
+import type { FastifyInstance, preHandlerAsyncHookHandler } from 'fastify';
+import { z } from 'zod';
+import { parseUserId } from '../../rooms/identifiers.js';
+import type { Storage } from '../../storage/db.js';
+import { getUser } from '../../storage/users.js';
+import { invalidParam, notFound } from '../errors.js';
+import { parseQuery } from '../validate.js';
+
+export interface QueryRoutesDeps {
+  serverName: string;
+  storage: Storage;
+  authenticate: preHandlerAsyncHookHandler;
+}
+
+const ProfileQuery = z.looseObject({ user_id: z.string(), field: z.string().optional() });
+
+export function queryRoutes(app: FastifyInstance, deps: QueryRoutesDeps): void {
+  app.get('/_matrix/federation/v1/query/profile', { preHandler: deps.authenticate }, async (req) => {
+    const { user_id: userId, field } = parseQuery(ProfileQuery, req.query);
+    const parsed = parseUserId(userId, { historical: true });
+    if (!parsed) throw invalidParam(`Invalid user ID: ${userId}`);
+    if (parsed.serverName !== deps.serverName) throw invalidParam('User is not hosted on this homeserver');
+    const user = await getUser(deps.storage.db, userId);
+    if (!user || user.deactivated) throw notFound('Profile was not found');
+    const profile: Record<string, string> = {};
+    if (user.displayname !== null) profile['displayname'] = user.displayname;
+    if (user.avatar_url !== null) profile['avatar_url'] = user.avatar_url;
+    if (field === undefined) return profile;
+    return field in profile ? { [field]: profile[field] } : {};
+  });
+}
