@@ -26,7 +26,7 @@ import type { Storage } from '../storage/db.js';
 import type { Notifier } from '../sync/notifier.js';
 import { eventTypeLabel, type Metrics } from './metrics.js';
 
-const SYNC_ROUTES = new Set(['/_matrix/client/v3/sync', '/_matrix/client/r0/sync']);
+const SYNC_ROUTES = new Set(['/_matrix/client/v3/sync']);
 
 declare module 'fastify' {
   interface FastifyRequest {

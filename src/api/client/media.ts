@@ -143,17 +143,15 @@ export function mediaRoutes(app: FastifyInstance, deps: MediaDeps): void {
   /** GET /_matrix/client/v1/media/preview_url */
   app.get('/_matrix/client/v1/media/preview_url', guard, previewUrl);
 
-  for (const v of ['v3', 'r0']) {
-    /** GET /_matrix/media/v3/config (deprecated) */
-    app.get(`/_matrix/media/${v}/config`, guard, mediaConfig);
-    /** GET /_matrix/media/v3/preview_url (deprecated) */
-    app.get(`/_matrix/media/${v}/preview_url`, guard, previewUrl);
-    /** GET /_matrix/media/v3/download/{serverName}/{mediaId}[/{fileName}] (deprecated, unauthenticated) */
-    app.get(`/_matrix/media/${v}/download/:serverName/:mediaId`, download(true));
-    app.get(`/_matrix/media/${v}/download/:serverName/:mediaId/:fileName`, download(true));
-    /** GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId} (deprecated, unauthenticated) */
-    app.get(`/_matrix/media/${v}/thumbnail/:serverName/:mediaId`, thumbnail(true));
-  }
+  /** GET /_matrix/media/v3/config (deprecated) */
+  app.get('/_matrix/media/v3/config', guard, mediaConfig);
+  /** GET /_matrix/media/v3/preview_url (deprecated) */
+  app.get('/_matrix/media/v3/preview_url', guard, previewUrl);
+  /** GET /_matrix/media/v3/download/{serverName}/{mediaId}[/{fileName}] (deprecated, unauthenticated) */
+  app.get('/_matrix/media/v3/download/:serverName/:mediaId', download(true));
+  app.get('/_matrix/media/v3/download/:serverName/:mediaId/:fileName', download(true));
+  /** GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId} (deprecated, unauthenticated) */
+  app.get('/_matrix/media/v3/thumbnail/:serverName/:mediaId', thumbnail(true));
 
   /** POST /_matrix/media/v1/create */
   app.post('/_matrix/media/v1/create', guard, async (req) => {
@@ -189,14 +187,12 @@ function uploadRoutes(app: FastifyInstance, deps: MediaDeps): void {
 
   const opts = { preHandler: auth.requireUser, bodyLimit: config.max_upload_size };
 
-  for (const v of ['v3', 'r0']) {
-    /** POST /_matrix/media/v3/upload */
-    app.post(`/_matrix/media/${v}/upload`, opts, async (req) => {
-      const meta = uploadMeta(req);
-      const id = await media.upload(requester(req).userId, bodyStream(req), meta);
-      return { content_uri: media.mxc(id) };
-    });
-  }
+  /** POST /_matrix/media/v3/upload */
+  app.post('/_matrix/media/v3/upload', opts, async (req) => {
+    const meta = uploadMeta(req);
+    const id = await media.upload(requester(req).userId, bodyStream(req), meta);
+    return { content_uri: media.mxc(id) };
+  });
 
   /** PUT /_matrix/media/v3/upload/{serverName}/{mediaId} */
   app.put('/_matrix/media/v3/upload/:serverName/:mediaId', opts, async (req) => {
