@@ -44,8 +44,11 @@ export class Authenticator {
 
   constructor(private readonly storage: Storage) {}
 
-  /** Resolves the token to its user and device; throws the spec's 401 errors. */
-  async authenticate(req: FastifyRequest): Promise<Requester> {
+  /**
+   * Resolves the token to its user and device; throws the spec's 401 errors. A locked account (Matrix v1.12
+   * "Account locking") gets 401 M_USER_LOCKED with soft_logout everywhere but where `allowLocked` (logout).
+   */
+  async authenticate(req: FastifyRequest, allowLocked = false): Promise<Requester> {
     const token = bearerToken(req);
     if (!token) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
     const owner = await findAccessToken(this.storage.db, hashToken(token));
@@ -56,6 +59,7 @@ export class Authenticator {
       // The client holds a refresh token: it may refresh without logging in again.
       throw new MatrixError('M_UNKNOWN_TOKEN', 'Access token has expired', { soft_logout: true });
     }
+    if (owner.locked && !allowLocked) throw userLocked();
     this.#recordLastSeen(owner.userId, owner.deviceId, req);
     return {
       userId: owner.userId,
@@ -69,6 +73,11 @@ export class Authenticator {
   /** preHandler: the request must carry a valid token. */
   readonly requireUser = async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     req.requester = await this.authenticate(req);
+  };
+
+  /** preHandler for POST /logout and /logout/all: a valid token, also of a locked account. */
+  readonly requireUserEvenLocked = async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    req.requester = await this.authenticate(req, true);
   };
 
   /** preHandler: the request must come from a server admin. */
@@ -95,6 +104,11 @@ export class Authenticator {
       req.log.warn({ err }, 'could not record device last-seen'),
     );
   }
+}
+
+/** The answer to a locked account, at login and on every authenticated endpoint but logout (as Synapse's). */
+export function userLocked(): MatrixError {
+  return new MatrixError('M_USER_LOCKED', 'User account has been locked', { soft_logout: true });
 }
 
 /** The authenticated requester of a route guarded by `requireUser`. */

@@ -10,6 +10,7 @@ export interface TokenOwner {
   isAdmin: boolean;
   isGuest: boolean;
   deactivated: boolean;
+  locked: boolean;
 }
 
 export async function upsertDevice(
@@ -156,7 +157,16 @@ export async function findAccessToken(db: Executor, tokenHash: string): Promise<
   const row = await db
     .selectFrom('access_tokens as t')
     .innerJoin('users as u', 'u.user_id', 't.user_id')
-    .select(['t.id', 't.user_id', 't.device_id', 't.expires_ts', 'u.is_admin', 'u.is_guest', 'u.deactivated'])
+    .select([
+      't.id',
+      't.user_id',
+      't.device_id',
+      't.expires_ts',
+      'u.is_admin',
+      'u.is_guest',
+      'u.deactivated',
+      'u.locked',
+    ])
     .where('t.token_hash', '=', tokenHash)
     .executeTakeFirst();
   if (!row) return undefined;
@@ -168,6 +178,7 @@ export async function findAccessToken(db: Executor, tokenHash: string): Promise<
     isAdmin: row.is_admin === 1,
     isGuest: row.is_guest === 1,
     deactivated: row.deactivated === 1,
+    locked: row.locked === 1,
   };
 }
 

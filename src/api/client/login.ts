@@ -6,7 +6,7 @@ import { createSession } from '../../accounts/sessions.js';
 import { removeDevices } from '../../accounts/devices.js';
 import { deleteRefreshToken, findRefreshToken, listDevices } from '../../storage/devices.js';
 import { getUser } from '../../storage/users.js';
-import { requester } from '../auth.js';
+import { requester, userLocked } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError } from '../errors.js';
 import { claimedUserId } from '../uia.js';
@@ -53,8 +53,7 @@ export function loginRoutes(app: FastifyInstance, deps: ApiDeps): void {
       rateLimiter.check(`login:user:${userId}`, config.rate_limiting.login);
       throw new MatrixError('M_FORBIDDEN', 'Invalid username or password');
     }
-    if (user.locked)
-      throw new MatrixError('M_USER_LOCKED', 'This account has been locked', { soft_logout: false });
+    if (user.locked) throw userLocked();
     const session = await createSession(storage.db, {
       userId: user.user_id,
       deviceId: body.device_id,
@@ -94,14 +93,14 @@ export function loginRoutes(app: FastifyInstance, deps: ApiDeps): void {
   });
 
   /** POST /_matrix/client/v3/logout */
-  app.post('/_matrix/client/v3/logout', { preHandler: auth.requireUser }, async (req) => {
+  app.post('/_matrix/client/v3/logout', { preHandler: auth.requireUserEvenLocked }, async (req) => {
     const r = requester(req);
     await removeDevices(deps, r.userId, [r.deviceId]);
     return {};
   });
 
   /** POST /_matrix/client/v3/logout/all */
-  app.post('/_matrix/client/v3/logout/all', { preHandler: auth.requireUser }, async (req) => {
+  app.post('/_matrix/client/v3/logout/all', { preHandler: auth.requireUserEvenLocked }, async (req) => {
     const r = requester(req);
     const devices = await listDevices(storage.db, r.userId);
     await removeDevices(
