@@ -1,4 +1,7 @@
-/** Federation settings in homeserver.yaml, generate-config --federation-port, and the self-signed certificate. */
+/**
+ * Federation settings in homeserver.yaml, generate-config --federation-port, and the self-signed certificate; the
+ * generated configuration starts a server whose TLS listener verifies with the generated certificate (SQLite).
+ */
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -6,9 +9,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
+import { buildProgram } from '../../src/cli/main.js';
 import { generateConfig, tlsPaths } from '../../src/config/generate.js';
 import { ConfigError, validateConfig } from '../../src/config/load.js';
 import { DEFAULT_IP_RANGE_BLACKLIST, listenerResources } from '../../src/config/schema.js';
+import { FederationClient } from '../../src/federation/client.js';
+import { AddressPolicy } from '../../src/federation/ip-ranges.js';
+import { startHomeserver } from '../../src/homeserver.js';
+import { signingKeyFromSeed } from '../../src/keys/signing-key.js';
+import { createLogger } from '../../src/log.js';
+import { generateSigningSeed, verifyJsonSignature } from '../../src/rooms/signing.js';
+import { freePort } from '../helpers/federation.js';
 import {
   certificateNamesFor,
   ensureSelfSignedCertificate,
@@ -182,5 +193,61 @@ describe('federation config', () => {
     assert.equal(new Date(late.validFrom).getUTCFullYear(), 2060);
     assert.deepEqual(certificateNamesFor('[::1]:8448').altNames, ['::1', 'localhost', '127.0.0.1']);
     assert.deepEqual(certificateNamesFor('matrix.example.org').altNames, ['matrix.example.org']);
+  });
+});
+
+describe('generate-config --federation-port, end to end', () => {
+  it('starts a server whose TLS federation listener serves keys another server can verify with the generated certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hearth-gen-'));
+    const port = await freePort();
+    const serverName = `localhost:${port}`;
+    let out = '';
+    const write = process.stdout.write.bind(process.stdout);
+    const errWrite = process.stderr.write.bind(process.stderr);
+    process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+    process.stderr.write = (() => true) as typeof process.stderr.write;
+    try {
+      await buildProgram().parseAsync(
+        [
+          'generate-config',
+          '--server-name',
+          serverName,
+          '--data-dir',
+          dir,
+          '--port',
+          '0',
+          '--federation-port',
+          String(port),
+        ],
+        { from: 'user' },
+      );
+    } finally {
+      process.stdout.write = write;
+      process.stderr.write = errWrite;
+    }
+    const raw = parseYaml(out) as Record<string, unknown>;
+    const config = validateConfig({ ...raw, log_level: 'silent', suppress_key_server_warning: true }, dir);
+    const hs = await startHomeserver(config, { logger: createLogger('silent') });
+    const client = new FederationClient({
+      serverName: 'checker.example',
+      signingKey: signingKeyFromSeed('ed25519:c', generateSigningSeed()),
+      verifyCertificates: true,
+      ca: [readFileSync(config.tls_certificate_path as string, 'utf8')],
+      addressPolicy: new AddressPolicy(DEFAULT_IP_RANGE_BLACKLIST, ['127.0.0.1', '::1']),
+    });
+    try {
+      assert.ok(
+        hs.urls.some((u) => u === `https://127.0.0.1:${port}`),
+        hs.urls.join(' '),
+      );
+      const res = await client.get(serverName, '/_matrix/key/v2/server', { signed: false });
+      const doc = res.body as Record<string, unknown>;
+      assert.equal(doc['server_name'], serverName);
+      assert.ok(verifyJsonSignature(doc, serverName, hs.signingKey.keyId, hs.signingKey.publicKeyBase64));
+    } finally {
+      client.close();
+      await hs.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
