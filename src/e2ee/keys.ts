@@ -5,7 +5,6 @@
 import { MatrixError } from '../api/errors.js';
 import { isJsonObject } from '../api/validate.js';
 import type { JsonObject } from '../rooms/event.js';
-import { verifyJsonSignature } from '../rooms/signing.js';
 import {
   claimKey,
   countOneTimeKeys,
@@ -21,7 +20,7 @@ import {
   type SignatureRow,
 } from '../storage/e2ee-keys.js';
 import { getDevice } from '../storage/devices.js';
-import { canonicalOrBadJson, serverOf, signedPart, withSignatures } from './json.js';
+import { canonicalOrBadJson, serverOf, withSignatures } from './json.js';
 import { withDeviceListChange, type E2eeDeps } from './device-lists.js';
 
 export interface KeysUpload {
@@ -39,7 +38,25 @@ export async function oneTimeKeyCounts(
   return { signed_curve25519: 0, ...(await countOneTimeKeys(db, userId, deviceId)) };
 }
 
+/**
+ * The checks Synapse makes on uploaded device keys (its KeyUploadRequestBody and the requester check): the fields'
+ * shapes, and the user and device of the request. As Synapse, Hearth does not verify the self-signature: it stores and
+ * serves the keys as uploaded, and clients verify them (SyTest uploads placeholder keys and signatures).
+ */
 function checkDeviceKeys(keys: JsonObject, userId: string, deviceId: string): void {
+  const stringMap = (v: unknown): boolean =>
+    isJsonObject(v) && Object.values(v).every((k) => typeof k === 'string');
+  if (typeof keys.user_id !== 'string' || typeof keys.device_id !== 'string')
+    throw new MatrixError('M_BAD_JSON', '`device_keys` needs `user_id` and `device_id` strings');
+  if (!Array.isArray(keys.algorithms) || !keys.algorithms.every((a) => typeof a === 'string'))
+    throw new MatrixError('M_BAD_JSON', '`device_keys.algorithms` must be a list of strings');
+  if (!stringMap(keys.keys))
+    throw new MatrixError('M_BAD_JSON', '`device_keys.keys` must map key ids to strings');
+  if (!isJsonObject(keys.signatures) || !Object.values(keys.signatures).every(stringMap))
+    throw new MatrixError(
+      'M_BAD_JSON',
+      '`device_keys.signatures` must map user ids to maps of key ids to strings',
+    );
   if (keys.user_id !== userId)
     throw new MatrixError(
       'M_BAD_JSON',
@@ -50,15 +67,6 @@ function checkDeviceKeys(keys: JsonObject, userId: string, deviceId: string): vo
       'M_BAD_JSON',
       'Provided `device_id` in `device_keys` does not match that of the authenticated user device',
     );
-  if (!Array.isArray(keys.algorithms) || !keys.algorithms.every((a) => typeof a === 'string'))
-    throw new MatrixError('M_BAD_JSON', '`device_keys.algorithms` must be a list of strings');
-  if (!isJsonObject(keys.keys) || !Object.values(keys.keys).every((k) => typeof k === 'string'))
-    throw new MatrixError('M_BAD_JSON', '`device_keys.keys` must map key ids to strings');
-  const ed = keys.keys[`ed25519:${deviceId}`];
-  if (typeof ed !== 'string')
-    throw new MatrixError('M_BAD_JSON', `device_keys has no ed25519:${deviceId} key`);
-  if (!verifyJsonSignature(keys, userId, `ed25519:${deviceId}`, ed))
-    throw new MatrixError('M_INVALID_SIGNATURE', 'The device keys are not signed by the device ed25519 key');
 }
 
 function parseKeyMap(map: Record<string, unknown> | undefined, what: string): NewKey[] {
@@ -95,17 +103,8 @@ export async function uploadKeys(
     const keys = body.device_keys;
     checkDeviceKeys(keys, userId, deviceId);
     const json = canonicalOrBadJson(keys, 'device_keys');
+    // As Synapse: keys differing from the stored ones replace them, and the change is a device-list change.
     const old = await getDeviceKeys(db, userId, deviceId);
-    const oldObj = old === undefined ? undefined : (JSON.parse(old) as JsonObject);
-    if (oldObj && signedPart(oldObj) !== signedPart(keys)) {
-      // Synapse refuses to change a device's identity keys: a client must log in a new device instead.
-      throw new MatrixError(
-        'M_INVALID_PARAM',
-        'Device keys for this device already exist and differ from the ones uploaded',
-        {},
-        400,
-      );
-    }
     if (json !== old) {
       await withDeviceListChange(deps, userId, false, (trx) =>
         setDeviceKeys(trx, userId, deviceId, json, now),
@@ -165,11 +164,11 @@ export async function queryKeys(
     const devices: JsonObject = {};
     for (const row of await listDeviceKeys(db, userId, wanted[userId] ?? [])) {
       const obj = mergeSignatures(JSON.parse(row.key_json) as JsonObject, row.device_id, sigs);
-      const unsigned = isJsonObject(obj.unsigned) ? obj.unsigned : {};
-      devices[row.device_id] =
-        row.display_name === null
-          ? obj
-          : { ...obj, unsigned: { ...unsigned, device_display_name: row.display_name } };
+      // As Synapse: `unsigned` is the server's (an uploaded one is not served), with the device's display name.
+      devices[row.device_id] = {
+        ...obj,
+        unsigned: row.display_name === null ? {} : { device_display_name: row.display_name },
+      };
     }
     deviceKeys[userId] = devices;
     for (const key of await getCrossSigningKeys(db, [userId])) {

@@ -15,7 +15,7 @@ for (const engine of ENGINES) {
     });
     after(() => server.close());
 
-    it('device keys: checked against the caller and their signature, queried with the display name', async () => {
+    it('device keys: checked against the caller, queried with the display name', async () => {
       const alice = await server.user('k_alice');
       const bob = await server.user('k_bob');
       await ok(alice.put(`/_matrix/client/v3/devices/${alice.deviceId}`, { display_name: 'Phone' }));
@@ -29,19 +29,37 @@ for (const engine of ENGINES) {
       res = await alice.post('/_matrix/client/v3/keys/upload', { device_keys: wrongDevice });
       assert.equal(res.status, 400);
       assert.equal(res.body.errcode, 'M_BAD_JSON');
-      const badSig = { ...keys, algorithms: ['m.megolm.v1.aes-sha2'] };
-      res = await alice.post('/_matrix/client/v3/keys/upload', { device_keys: badSig });
+      // SyTest "Rejects invalid device keys": algorithms, keys and signatures are required.
+      res = await alice.post('/_matrix/client/v3/keys/upload', {
+        device_keys: { user_id: alice.userId, device_id: alice.deviceId },
+      });
       assert.equal(res.status, 400);
-      assert.equal(res.body.errcode, 'M_INVALID_SIGNATURE');
+      assert.equal(res.body.errcode, 'M_BAD_JSON');
+      const { signatures: _s, ...unsignedKeys } = keys;
+      res = await alice.post('/_matrix/client/v3/keys/upload', { device_keys: unsignedKeys });
+      assert.equal(res.body.errcode, 'M_BAD_JSON');
+      res = await alice.post('/_matrix/client/v3/keys/upload', { device_keys: { ...keys, keys: { a: 1 } } });
+      assert.equal(res.body.errcode, 'M_BAD_JSON');
       res = await alice.post('/_matrix/client/v3/keys/upload', { device_keys: 'nope' });
       assert.equal(res.status, 400);
 
       const up = await ok(alice.post('/_matrix/client/v3/keys/upload', { device_keys: keys }));
       assert.deepEqual(up.one_time_key_counts, { signed_curve25519: 0 });
       await ok(alice.post('/_matrix/client/v3/keys/upload', { device_keys: keys }));
+      // Keys differing from the stored ones replace them, as in Synapse.
       const other = deviceKeys(alice).keys;
-      res = await alice.post('/_matrix/client/v3/keys/upload', { device_keys: other });
-      assert.equal(res.status, 400, 'different keys for the same device are refused');
+      await ok(alice.post('/_matrix/client/v3/keys/upload', { device_keys: other }));
+      let q0 = await ok(bob.post('/_matrix/client/v3/keys/query', { device_keys: { [alice.userId]: [] } }));
+      assert.deepEqual(
+        (q0.device_keys as Record<string, Record<string, Json>>)[alice.userId]?.[alice.deviceId]?.keys,
+        other.keys,
+      );
+      await ok(alice.post('/_matrix/client/v3/keys/upload', { device_keys: keys }));
+      q0 = await ok(bob.post('/_matrix/client/v3/keys/query', { device_keys: { [alice.userId]: [] } }));
+      assert.deepEqual(
+        (q0.device_keys as Record<string, Record<string, Json>>)[alice.userId]?.[alice.deviceId]?.keys,
+        keys.keys,
+      );
 
       const q = await ok(bob.post('/_matrix/client/v3/keys/query', { device_keys: { [alice.userId]: [] } }));
       const got = (q.device_keys as Record<string, Record<string, Json>>)[alice.userId]?.[alice.deviceId];
@@ -58,6 +76,51 @@ for (const engine of ENGINES) {
       assert.ok((q2.failures as Json)['elsewhere.example']);
       res = await bob.post('/_matrix/client/v3/keys/query', { device_keys: { [alice.userId]: 'all' } });
       assert.equal(res.status, 400);
+    });
+
+    it('device keys whose self-signature does not verify are stored and served as uploaded (as Synapse)', async () => {
+      const carol = await server.user('k_placeholder');
+      const dave = await server.user('k_querier');
+      // SyTest "Can upload device keys": placeholder keys and signature.
+      const placeholder = {
+        user_id: carol.userId,
+        device_id: carol.deviceId,
+        algorithms: ['m.olm.curve25519-aes-sha256', 'm.megolm.v1.aes-sha'],
+        keys: {
+          [`curve25519:${carol.deviceId}`]: 'curve25519+key',
+          [`ed25519:${carol.deviceId}`]: 'ed25519+key',
+        },
+        signatures: { [carol.userId]: { [`ed25519:${carol.deviceId}`]: 'self+signature' } },
+        unsigned: { from_client: true },
+      };
+      const up = await ok(
+        carol.post('/_matrix/client/v3/keys/upload', {
+          device_keys: placeholder,
+          one_time_keys: { 'my_algorithm:my_id_1': 'KIhHVkAQi8r41aPNql2zTqQsInpFa8XdslQLC8F8BHc' },
+        }),
+      );
+      assert.equal((up.one_time_key_counts as Json).my_algorithm, 1);
+      const q = await ok(dave.post('/_matrix/client/v3/keys/query', { device_keys: { [carol.userId]: [] } }));
+      const got = (q.device_keys as Record<string, Record<string, Json>>)[carol.userId]?.[carol.deviceId];
+      // Served as uploaded, with the server's `unsigned` (always present; no display name was set).
+      const { unsigned: _u, ...uploaded } = placeholder;
+      assert.deepEqual(got, { ...uploaded, unsigned: {} });
+
+      // SyTest's device-list tests upload keys with empty signatures and no curve25519 key.
+      const erin = await server.user('k_nocurve');
+      await ok(
+        erin.post('/_matrix/client/v3/keys/upload', {
+          device_keys: {
+            user_id: erin.userId,
+            device_id: erin.deviceId,
+            algorithms: ['m.olm.v1.curve25519-aes-sha2'],
+            keys: { [`ed25519:${erin.deviceId}`]: 'aI2BUUeIQ0Y8T7Tv7jJh2ADagpoWdtHf4XipFPvjXI8' },
+            signatures: {},
+          },
+        }),
+      );
+      const q2 = await ok(dave.post('/_matrix/client/v3/keys/query', { device_keys: { [erin.userId]: [] } }));
+      assert.ok((q2.device_keys as Record<string, Json>)[erin.userId]?.[erin.deviceId]);
     });
 
     it('one-time keys: counts per algorithm, conflicting re-upload refused, atomic claims, fallback key', async () => {
