@@ -3,7 +3,7 @@
  * uploading signatures of devices and keys. Every signature is verified before it is stored.
  */
 import { MatrixError } from '../api/errors.js';
-import { isJsonObject } from '../api/validate.js';
+import { isJsonObject } from '../util/validate.js';
 import type { JsonObject } from '../rooms/event.js';
 import { verifyJsonSignature } from '../rooms/signing.js';
 import {

@@ -1,6 +1,6 @@
 /** Helpers for the signed JSON objects of end-to-end encryption (device keys, cross-signing keys). */
 import { MatrixError } from '../api/errors.js';
-import { isJsonObject } from '../api/validate.js';
+import { isJsonObject } from '../util/validate.js';
 import { canonicalJson } from '../rooms/canonical-json.js';
 import type { JsonObject, Signatures } from '../rooms/event.js';
 
