@@ -125,7 +125,8 @@ enable_registration: ${opts.enableRegistration ? 'true' : 'false'}
 registration_requires_token: false
 # Shared secret for /_synapse/admin/v1/register (and register_new_matrix_user style tools).
 registration_shared_secret: ${q(secret)}
-# Guest accounts (kind=guest).
+# Guest accounts: POST /register?kind=guest hands out a token for a guest account, which may only read and join
+# rooms whose m.room.guest_access is can_join (and a few account and encryption endpoints). Off: 403 M_FORBIDDEN.
 allow_guest_access: false
 
 # Room version for new rooms.

@@ -154,6 +154,10 @@ export const ConfigSchema = z
     enable_registration: z.boolean().default(false),
     registration_requires_token: z.boolean().default(false),
     registration_shared_secret: z.string().min(1).optional(),
+    /**
+     * Guest accounts (Synapse's name): registration with kind=guest, guests limited to the Guest Access module's
+     * endpoints and to rooms whose m.room.guest_access is can_join. Off: kind=guest answers 403 M_FORBIDDEN.
+     */
     allow_guest_access: z.boolean().default(false),
     default_room_version: z.string().min(1).default('12'),
     max_request_size: z
