@@ -54,12 +54,22 @@ const SESSION_LIFETIME_MS = 30 * 60_000;
 /** Body fields never stored with a session: Synapse keeps only a hash of a registration password. */
 const SECRET_FIELDS: ReadonlySet<string> = new Set(['auth', 'password', 'new_password']);
 
+/**
+ * Parameters larger than this (serialized) are used for the request but not kept with the session: sessions are
+ * made by unauthenticated requests (registration), which must not store arbitrary amounts of data.
+ */
+const MAX_STORED_PARAMS = 64 * 1024;
+
 /** The body of the request without `auth` and secrets. */
 function ownParams(body: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (!isJsonObject(body)) return out;
   for (const [k, v] of Object.entries(body)) if (!SECRET_FIELDS.has(k)) out[k] = v;
   return out;
+}
+
+function storable(params: Record<string, unknown>): Record<string, unknown> {
+  return JSON.stringify(params).length <= MAX_STORED_PARAMS ? params : {};
 }
 
 export class Uia {
@@ -90,8 +100,8 @@ export class Uia {
       completed = session.completed;
       if (Object.keys(params).length === 0) params = session.params;
       else if (JSON.stringify(params) !== JSON.stringify(session.params)) {
-        await setUiaParams(db, session.sessionId, params);
-        session = { ...session, params };
+        await setUiaParams(db, session.sessionId, storable(params));
+        session = { ...session, params: storable(params) };
       }
     }
     const isComplete = (stages: readonly string[]) => r.flows.some((f) => f.every((s) => stages.includes(s)));
@@ -124,7 +134,7 @@ export class Uia {
         completed,
         requestKey,
         userId: r.userId ?? null,
-        params,
+        params: storable(params),
         data,
       };
       await deleteExpiredUiaSessions(db, Date.now() - SESSION_LIFETIME_MS);

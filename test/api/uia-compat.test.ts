@@ -118,6 +118,31 @@ for (const engine of ENGINES) {
       assert.equal((await c.get(`${REGISTER}/available?username=first_name`)).status, 200);
     });
 
+    it('does not keep oversized parameters with a session (unauthenticated storage)', async () => {
+      const c = server.client();
+      const first = await c.post(REGISTER, {
+        username: 'bulky',
+        password: 'pw',
+        padding: 'x'.repeat(100_000),
+      });
+      assert.equal(first.status, 401);
+      const row = await server.hs.storage.db
+        .selectFrom('uia_sessions')
+        .selectAll()
+        .where('session_id', '=', first.body.session as string)
+        .executeTakeFirstOrThrow();
+      assert.equal(row.params, '{}');
+      // The request that carries them is still performed with them.
+      const done = await c.post(REGISTER, {
+        username: 'bulky',
+        password: 'pw',
+        padding: 'x'.repeat(100_000),
+        auth: { session: first.body.session, type: 'm.login.dummy' },
+      });
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.equal(done.body.user_id, '@bulky:test.local');
+    });
+
     it('a completed session is retried for the same request, never for another, and never without auth', async () => {
       const user = await server.user('changer', { password: 'old-pw' });
       const path = '/_matrix/client/v3/account/password';
