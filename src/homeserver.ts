@@ -1,6 +1,5 @@
 /** Wires configuration, storage, keys and the HTTP API into a running homeserver. */
 import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
-import type { Server as TlsServer } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Authenticator } from './api/auth.js';
@@ -11,7 +10,7 @@ import { Uia } from './api/uia.js';
 import { listenerResources, type Config } from './config/schema.js';
 import { registerFederationRoutes, keyRoutes } from './api/federation/index.js';
 import { serverWellKnownRoutes } from './api/federation/version.js';
-import { listenTls, tlsAddress, type TlsFiles } from './api/tls.js';
+import type { TlsFiles } from './api/tls.js';
 import { FederationClient } from './federation/client.js';
 import { AddressPolicy } from './federation/ip-ranges.js';
 import { KeyRing } from './federation/keyring.js';
@@ -45,7 +44,7 @@ export interface Homeserver {
   signingKey: SigningKey;
   log: Logger;
   apps: FastifyInstance[];
-  /** Bound addresses as `http://host:port`, one per listener. */
+  /** Bound addresses as `http://host:port` (`https://` for TLS listeners), one per listener. */
   urls: string[];
   /** Who is typing where (in memory). */
   typing: TypingStore;
@@ -206,7 +205,6 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const federationDeps = { serverName: config.server_name, storage, ...federation };
 
   const apps: FastifyInstance[] = [];
-  const tlsServers: TlsServer[] = [];
   const urls: string[] = [];
   try {
     for (const listener of config.listeners) {
@@ -215,6 +213,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
         logger: logFor('http'),
         maxJsonBodySize: config.max_json_body_size,
         trustProxy: listener.x_forwarded,
+        https: listener.tls ? tlsFiles : undefined,
       });
       if (listener.type === 'http') instrument?.http(app);
       healthRoutes(app, storage);
@@ -235,13 +234,6 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       apps.push(app);
       for (const host of listener.bind_addresses) {
         try {
-          if (listener.tls && tlsFiles) {
-            const server = await listenTls(app, tlsFiles, listener.port, host);
-            tlsServers.push(server);
-            const a = tlsAddress(server);
-            if (a) urls.push(`https://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
-            continue;
-          }
           await app.listen({ port: listener.port, host });
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
@@ -256,12 +248,11 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
         const addr = app.server.address();
         if (addr && typeof addr === 'object') {
           const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-          urls.push(`http://${h}:${addr.port}`);
+          urls.push(`${listener.tls ? 'https' : 'http'}://${h}:${addr.port}`);
         }
       }
     }
   } catch (err) {
-    for (const t of tlsServers) t.close();
     federation.client.close();
     await Promise.allSettled(apps.map((a) => a.close()));
     await storage.close();
@@ -272,8 +263,6 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdown_grace_ms).unref());
-      // TLS listeners stop accepting; their open connections are the apps' own and close with them.
-      for (const t of tlsServers) t.close();
       federation.client.close();
       const closed = Promise.allSettled(apps.map((a) => a.close()));
       // Long-polling syncs answer at once instead of holding the shutdown.

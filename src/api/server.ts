@@ -13,11 +13,14 @@ import type { Logger } from 'pino';
 import { databaseUnavailable } from '../integrity/db-errors.js';
 import type { Requester } from './auth.js';
 import { MatrixError } from './errors.js';
+import { httpsServerFactory, type TlsFiles } from './tls.js';
 
 export interface HttpOptions {
   logger: Logger;
   maxJsonBodySize: number;
   trustProxy: boolean;
+  /** Serve HTTPS with this certificate and key (a listener with `tls: true`). */
+  https?: TlsFiles;
 }
 
 declare module 'fastify' {
@@ -217,6 +220,7 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
     rewriteUrl: (raw) => rewriteLegacyUrl(raw.url ?? '/'),
     clientErrorHandler,
+    ...(opts.https ? { serverFactory: httpsServerFactory(opts.https) } : {}),
     // The router's own errors (bad percent-encoding, overlong parameter) are answered before any hook runs.
     frameworkErrors: (error, req, reply) => {
       const merr = fastifyErrorToMatrix(error) ?? new MatrixError('M_UNKNOWN', 'Bad request', {}, 400);
