@@ -103,8 +103,8 @@ export class KeyRing {
 
   /**
    * A notary's answer for `serverName`: its key document, fetched from the server when the cached one is past half
-   * its life or not valid until `minValidUntilTs`; the cached one when the server cannot be reached; signed by this
-   * server. Empty when nothing is known.
+   * its life or not valid until `minValidUntilTs` (at most once per KEY_FETCH_RETRY_MS, whatever callers ask); the
+   * cached one when the server cannot be reached; signed by this server. Empty when nothing is known.
    */
   async notaryKeys(serverName: string, minValidUntilTs: number): Promise<JsonObject[]> {
     if (serverName === this.#o.serverName) return [this.ownKeys()];
@@ -114,7 +114,9 @@ export class KeyRing {
       stored !== undefined &&
       stored.valid_until_ts >= minValidUntilTs &&
       now < stored.fetched_ts + (stored.valid_until_ts - stored.fetched_ts) / 2;
-    if (!fresh) {
+    const last = this.#lastFetch.get(serverName);
+    const triedRecently = last !== undefined && now - last < KEY_FETCH_RETRY_MS;
+    if (!fresh && !triedRecently) {
       await this.#dedupe(serverName, () => this.#fetchDirect(serverName)).catch((err: Error) =>
         this.#o.log?.info(
           { server: serverName, err: err.message },
