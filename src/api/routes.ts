@@ -42,7 +42,6 @@ import { keyBackupRoutes } from './client/key-backup.js';
 import { doctorAdminRoutes } from './admin/doctor.js';
 import { guestAccessGate } from './guest.js';
 import { openidRoutes } from './client/openid.js';
-import { openidFederationRoutes } from './federation/openid.js';
 import { threepidRoutes } from './client/threepid.js';
 import { legacyRoutes } from './client/legacy.js';
 
@@ -88,7 +87,6 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   keyBackupRoutes(app, deps);
   doctorAdminRoutes(app, deps);
   openidRoutes(app, deps);
-  openidFederationRoutes(app, deps);
   threepidRoutes(app, deps);
   legacyRoutes(app, deps);
 }

@@ -16,7 +16,12 @@ for (const engine of ENGINES) {
   describe(`${engine}: OpenID tokens`, () => {
     let server: TestServer;
     before(async () => {
-      server = await startTestServer(engine);
+      // userinfo is a federation endpoint: one plain-HTTP listener serves both resources.
+      server = await startTestServer(engine, {
+        listeners: [
+          { port: 0, bind_addresses: ['127.0.0.1'], resources: [{ names: ['client', 'federation'] }] },
+        ],
+      });
     });
     after(() => server.close());
 

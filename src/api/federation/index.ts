@@ -5,6 +5,7 @@ import type { KeyRing } from '../../federation/keyring.js';
 import type { Storage } from '../../storage/db.js';
 import { federationAuth } from './auth.js';
 import { keyRoutes } from './keys.js';
+import { openidFederationRoutes } from './openid.js';
 import { queryRoutes } from './query.js';
 import { federationVersionRoutes } from './version.js';
 
@@ -24,6 +25,7 @@ export function registerFederationRoutes(app: FastifyInstance, deps: FederationD
   keyRoutes(app, deps);
   federationVersionRoutes(app);
   queryRoutes(app, { serverName: deps.serverName, storage: deps.storage, authenticate });
+  openidFederationRoutes(app, deps);
 }
 
 export { keyRoutes };

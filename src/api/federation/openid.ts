@@ -1,7 +1,7 @@
 /**
  * GET /_matrix/federation/v1/openid/userinfo (server-server API "OpenID"): exchanges a token from
  * /user/{userId}/openid/request_token for the user's id. Not authenticated with the federation signature: the
- * token is the credential. Served on the client listener until federation listeners exist; Synapse's answers: 401
+ * token is the credential. Served on listeners with the `federation` resource, as Synapse does; its answers: 401
  * M_MISSING_TOKEN without a token, 401 M_UNKNOWN_TOKEN for an unknown or expired one.
  */
 import type { FastifyInstance } from 'fastify';
