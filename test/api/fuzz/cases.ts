@@ -183,6 +183,13 @@ const BAD_PATH: readonly (readonly [string, string])[] = [
 ];
 
 const BAD_INTEGERS: readonly string[] = [
+  '0',
+  '-0',
+  '65535',
+  '2147483647',
+  '2147483648',
+  '9007199254740991',
+  '9223372036854775807',
   '-1',
   'NaN',
   '1e309',
@@ -493,8 +500,8 @@ export function fuzzCases(op: Operation, plan: OperationPlan, rng: Rng, cap: num
     else if (q.type === 'boolean') values = BAD_BOOLEANS;
     else values = BAD_QUERY_STRINGS;
     for (const v of rng.sample(values, 3)) {
-      // A huge timeout on a long-poll endpoint is a legitimate wait, not a hang.
-      const mayHang = isTimeout && /^(1e309|9+|99999999999999999999|\+1|Infinity)$/.test(v);
+      // A (huge) timeout on a long-poll endpoint may be a legitimate wait, not a hang.
+      const mayHang = isTimeout;
       cases.push({
         name: `query ${q.name}=${v.length > 40 ? `${v.slice(0, 20)}…(${v.length} chars)` : v}`,
         method: op.method,

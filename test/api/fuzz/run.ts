@@ -31,7 +31,7 @@ interface Answer {
 }
 
 const REQUEST_TIMEOUT_MS = 10_000;
-const HANG_TIMEOUT_MS = 1_500;
+const HANG_TIMEOUT_MS = 500;
 
 /** One raw HTTP request: the path goes on the wire byte for byte (latin-1), the body as given. */
 function send(base: URL, req: FuzzRequest, agent: http.Agent): Promise<Answer | { error: string }> {
@@ -86,10 +86,21 @@ const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** What is wrong with an answer, or undefined. */
-export function problemWith(answer: Answer): string | undefined {
+export function problemWith(answer: Answer, path: string): string | undefined {
   const { status } = answer;
-  if (status >= 200 && status < 300) return undefined;
+  const contentType = answer.headers['content-type'] ?? '';
+  if (status >= 200 && status < 300) {
+    // Media downloads and thumbnails answer with the file; every other 2xx is JSON (GET state is an array).
+    if (/^\/_matrix\/(client\/v1\/)?media\/(v3\/)?(download|thumbnail)\//.test(path)) return undefined;
+    try {
+      JSON.parse(answer.text);
+    } catch {
+      return '2xx body is not JSON';
+    }
+    return contentType.startsWith('application/json') ? undefined : `2xx Content-Type ${contentType}`;
+  }
   if (status >= 300 && status < 400 && answer.headers.location) return undefined;
+  if (!contentType.startsWith('application/json')) return `non-2xx Content-Type ${contentType}`;
   let body: unknown;
   try {
     body = JSON.parse(answer.text);
@@ -467,6 +478,8 @@ interface Variant {
   body: (ids: FuzzIds) => Record<string, unknown>;
   /** Runs in a new room of the fixture user (state that could lock the fixture out of its room). */
   freshRoom?: boolean;
+  /** The version of that room (the server's default when absent). */
+  roomVersion?: string;
 }
 
 const VARIANT_CAP = 10;
@@ -479,14 +492,43 @@ function stateVariant(
   type: string,
   body: (ids: FuzzIds) => Record<string, unknown>,
   stateKey: (ids: FuzzIds) => string = () => '',
+  roomVersion?: string,
 ): Variant {
   return {
-    label: `${type} state`,
+    label: `${type} state${roomVersion ? ` (room version ${roomVersion})` : ''}`,
     path: (ids) => ({ eventType: type, stateKey: stateKey(ids) }),
     body,
     freshRoom: true,
+    roomVersion,
   };
 }
+
+const powerLevels = (ids: FuzzIds): Record<string, unknown> => ({
+  users: { [ids.userId]: 100, [ids.peerId]: 50 },
+  users_default: 0,
+  events: { 'm.room.name': 50, 'm.room.power_levels': 100 },
+  events_default: 0,
+  state_default: 50,
+  ban: 50,
+  kick: 50,
+  redact: 50,
+  invite: 0,
+  notifications: { room: 50 },
+});
+
+/** Room versions 1-9 accept power levels written as numeric strings; later code must cope with them. */
+const stringPowerLevels = (ids: FuzzIds): Record<string, unknown> => ({
+  users: { [ids.userId]: '100', [ids.peerId]: ' 50' },
+  users_default: '0',
+  events: { 'm.room.name': '+50' },
+  events_default: '0',
+  state_default: '50',
+  ban: '50',
+  kick: '50',
+  redact: '50',
+  invite: '0',
+  notifications: { room: '50' },
+});
 
 function eventVariant(type: string, body: (ids: FuzzIds) => Record<string, unknown>): Variant {
   return { label: `${type} event`, path: () => ({ eventType: type }), body };
@@ -550,18 +592,18 @@ const VARIANTS: Record<string, Variant[]> = {
       (ids) => ids.peerId,
     ),
     stateVariant('m.room.create', () => ({ room_version: '10' })),
-    stateVariant('m.room.power_levels', (ids) => ({
-      users: { [ids.userId]: 100, [ids.peerId]: 50 },
-      users_default: 0,
-      events: { 'm.room.name': 50, 'm.room.power_levels': 100 },
-      events_default: 0,
-      state_default: 50,
-      ban: 50,
-      kick: 50,
-      redact: 50,
-      invite: 0,
-      notifications: { room: 50 },
-    })),
+    stateVariant('m.room.power_levels', powerLevels),
+    stateVariant('m.room.power_levels', powerLevels, undefined, '1'),
+    stateVariant('m.room.power_levels', stringPowerLevels, undefined, '1'),
+    stateVariant('m.room.power_levels', stringPowerLevels, undefined, '9'),
+    stateVariant('m.room.join_rules', () => ({ join_rule: 'knock' }), undefined, '7'),
+    stateVariant(
+      'm.room.member',
+      () => ({ membership: 'join', displayname: 'Fuzz' }),
+      (ids) => ids.userId,
+      '2',
+    ),
+    stateVariant('m.room.create', () => ({ room_version: '1' }), undefined, '1'),
   ],
   'PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}': [
     eventVariant('m.room.message', (ids) => ({
@@ -638,9 +680,10 @@ const PROBE_AFTER_SUCCESS = new Map<string, { send: boolean }>([
 ]);
 
 /** A new public room of the fixture user that the peer joined. */
-async function probeRoomFor(server: TestServer, ids: FuzzIds): Promise<string> {
+async function probeRoomFor(server: TestServer, ids: FuzzIds, roomVersion?: string): Promise<string> {
   const room = await ok(server, 'POST', '/_matrix/client/v3/createRoom', ids.token, {
     preset: 'public_chat',
+    ...(roomVersion ? { room_version: roomVersion } : {}),
   });
   const roomId = room.room_id as string;
   await ok(server, 'POST', `/_matrix/client/v3/join/${enc(roomId)}`, ids.peerToken, {});
@@ -709,6 +752,23 @@ export async function runFuzz(
     ]);
     if (extra.roomId) {
       const room = `/_matrix/client/v3/rooms/${enc(extra.roomId)}`;
+      // The peer may have been banned or lost its power by the batch: its answer is only checked for a 5xx.
+      const t0 = Date.now();
+      const sent = await call(server, 'PUT', `${room}/send/m.room.message/probe${++txn}`, ids.peerToken, {
+        msgtype: 'm.text',
+        body: '@room fuzz probe',
+      });
+      opts.trace?.(`probe PUT ${room}/send | ${sent.status} | ${Date.now() - t0} ms`);
+      if (sent.status >= 500) {
+        findings.push({
+          method: after.method,
+          path: after.path,
+          case: `after ${label}: the peer's message into the room fails`,
+          status: sent.status,
+          body: shorten(JSON.stringify(sent.body)),
+        });
+        return false;
+      }
       steps.push(['GET', `${room}/messages?dir=b&limit=20`, ids.token, undefined]);
       steps.push(['GET', `${room}/state`, ids.token, undefined]);
       steps.push(['GET', `${room}/members`, ids.token, undefined]);
@@ -756,7 +816,7 @@ export async function runFuzz(
       ) {
         unimplemented.push(opKey(op));
       }
-      const problem = problemWith(answer);
+      const problem = problemWith(answer, req.path);
       if (problem) {
         findings.push({
           method: op.method,
@@ -788,7 +848,7 @@ export async function runFuzz(
     if (!(await runBatch(op, fuzzCases(op, planFor(op, opIds), rng, cap)))) break;
     let healthy = true;
     for (const variant of VARIANTS[opKey(op)] ?? []) {
-      const roomId = variant.freshRoom ? await probeRoomFor(server, ids) : undefined;
+      const roomId = variant.freshRoom ? await probeRoomFor(server, ids, variant.roomVersion) : undefined;
       const vIds = roomId ? { ...ids, roomId } : ids;
       const plan = planFor(op, vIds, variant);
       healthy = await runBatch(op, bodyCases(op, plan, rng, VARIANT_CAP), roomId);
