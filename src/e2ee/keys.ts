@@ -3,7 +3,7 @@
  * Device keys changes are device-list changes; one-time keys are claimed atomically.
  */
 import { MatrixError } from '../api/errors.js';
-import { isJsonObject } from '../api/validate.js';
+import { isJsonObject } from '../util/validate.js';
 import type { JsonObject } from '../rooms/event.js';
 import {
   claimKey,
