@@ -24,4 +24,23 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
     },
   },
+  {
+    // Data flows one way: only the HTTP layer (and the process wiring) may import from api/; the rest may use its
+    // error type alone. rooms/ is pure protocol code.
+    files: ['src/**/*.ts'],
+    ignores: ['src/api/**', 'src/homeserver.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(\\.\\./)+api/(?!errors\\.js$)',
+              message: 'Only src/api/ imports the HTTP layer (api/errors.js is shared).',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );
