@@ -4,7 +4,8 @@
  * ids and bad query values. No answer may be a 5xx, every non-2xx must be a Matrix error body, and the fixture user
  * must still be served after each operation. Deterministic by seed: HEARTH_FUZZ_SEED=<n> replays a run
  * (HEARTH_FUZZ_SEED=random picks one); HEARTH_FUZZ_MAX_REQUESTS bounds the requests per engine (the default keeps
- * a run well under a minute per engine). Debugging: HEARTH_FUZZ_VERBOSE=1 prints one line per operation,
+ * a run well under a minute per engine) and HEARTH_FUZZ_BREADTH=<n> tries n times more values of each list (a
+ * longer exploration: HEARTH_FUZZ_BREADTH=10 HEARTH_FUZZ_MAX_REQUESTS=100000 is exhaustive). Debugging: HEARTH_FUZZ_VERBOSE=1 prints one line per operation,
  * HEARTH_FUZZ_TRACE=<file> appends every request, its answer and its duration to a file.
  * The harness lives in test/api/fuzz/: spec.ts reads the OpenAPI files, cases.ts generates the requests, run.ts
  * builds the fixture, sends them and collects the findings.
@@ -44,6 +45,7 @@ for (const engine of ENGINES) {
       const { findings, stats } = await runFuzz(server, operations, {
         seed: SEED,
         maxRequests: MAX_REQUESTS,
+        breadth: Number(process.env.HEARTH_FUZZ_BREADTH ?? 1),
         log: process.env.HEARTH_FUZZ_VERBOSE ? (line) => console.log(`# ${line}`) : undefined,
         trace: process.env.HEARTH_FUZZ_TRACE
           ? (line) => appendFileSync(process.env.HEARTH_FUZZ_TRACE as string, `${line}\n`)

@@ -334,7 +334,13 @@ export interface OperationPlan {
 }
 
 /** The fuzz requests of one operation, at most `cap` of them (a seeded random sample when there are more). */
-export function fuzzCases(op: Operation, plan: OperationPlan, rng: Rng, cap: number): FuzzRequest[] {
+export function fuzzCases(
+  op: Operation,
+  plan: OperationPlan,
+  rng: Rng,
+  cap: number,
+  breadth = 1,
+): FuzzRequest[] {
   const cases: FuzzRequest[] = [];
   const token = op.auth === 'none' ? null : plan.token;
   const qs = (q: Record<string, string>): string => {
@@ -378,7 +384,7 @@ export function fuzzCases(op: Operation, plan: OperationPlan, rng: Rng, cap: num
   }
 
   if (op.body === 'json') {
-    for (const text of rng.sample(MALFORMED, 3)) {
+    for (const text of rng.sample(MALFORMED, 3 * breadth)) {
       cases.push({
         name: `malformed JSON ${JSON.stringify(text)}`,
         method: op.method,
@@ -387,7 +393,7 @@ export function fuzzCases(op: Operation, plan: OperationPlan, rng: Rng, cap: num
         ...jsonBody(text),
       });
     }
-    for (const text of rng.sample(NON_OBJECT, 2)) {
+    for (const text of rng.sample(NON_OBJECT, 2 * breadth)) {
       cases.push({
         name: `non-object JSON ${text}`,
         method: op.method,
@@ -411,7 +417,7 @@ export function fuzzCases(op: Operation, plan: OperationPlan, rng: Rng, cap: num
       ? op.fields
       : Object.keys(base).map((name) => ({ name, type: 'unknown' as JsonType }));
     for (const f of fields) {
-      for (const v of rng.sample(wrongValues(f.type), 2)) {
+      for (const v of rng.sample(wrongValues(f.type), 2 * breadth)) {
         withBody(`wrong type ${f.name}=${JSON.stringify(v)}`, { ...base, [f.name]: v });
       }
     }
@@ -439,7 +445,7 @@ export function fuzzCases(op: Operation, plan: OperationPlan, rng: Rng, cap: num
     const containers = fields.filter(
       (f) => f.type === 'object' || f.type === 'array' || f.type === 'unknown',
     );
-    for (const f of rng.sample(containers, 2)) {
+    for (const f of rng.sample(containers, 2 * breadth)) {
       const [label, value] = rng.pick([
         ['10,000-deep array', nestedArray(10_000)],
         ['10,000-deep object', nestedObject(10_000)],
@@ -460,12 +466,12 @@ export function fuzzCases(op: Operation, plan: OperationPlan, rng: Rng, cap: num
     withBody(`bad top-level key ${JSON.stringify(key)}`, { ...base, [key]: rng.pick(BAD_STRINGS) });
     // Wrong values deeper down: every position below the top level of the valid body is a candidate.
     const positions = innerPositions(base);
-    for (const path of rng.sample(positions, 6)) {
+    for (const path of rng.sample(positions, 6 * breadth)) {
       const v = rng.pick(NESTED_VALUES);
       withBody(`nested ${path.join('.')}=${shortJson(v)}`, replaceAt(base, path, v));
     }
     const objectFields = fields.filter((f) => f.type === 'object' || f.type === 'unknown');
-    for (const f of rng.sample(objectFields, 1)) {
+    for (const f of rng.sample(objectFields, 1 * breadth)) {
       const k = rng.pick(BAD_KEYS);
       withBody(`bad key ${JSON.stringify(k)} inside ${f.name}`, {
         ...base,
@@ -475,7 +481,7 @@ export function fuzzCases(op: Operation, plan: OperationPlan, rng: Rng, cap: num
   }
 
   for (const p of op.pathParams) {
-    for (const [label, raw] of rng.sample(BAD_PATH, 4)) {
+    for (const [label, raw] of rng.sample(BAD_PATH, 4 * breadth)) {
       cases.push({
         name: `path ${p}: ${label}`,
         method: op.method,
@@ -499,7 +505,7 @@ export function fuzzCases(op: Operation, plan: OperationPlan, rng: Rng, cap: num
     } else if (q.type === 'integer' || q.type === 'number') values = BAD_INTEGERS;
     else if (q.type === 'boolean') values = BAD_BOOLEANS;
     else values = BAD_QUERY_STRINGS;
-    for (const v of rng.sample(values, 3)) {
+    for (const v of rng.sample(values, 3 * breadth)) {
       // A (huge) timeout on a long-poll endpoint may be a legitimate wait, not a hang.
       const mayHang = isTimeout;
       cases.push({

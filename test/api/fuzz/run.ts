@@ -34,7 +34,7 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const HANG_TIMEOUT_MS = 500;
 
 /** One raw HTTP request: the path goes on the wire byte for byte (latin-1), the body as given. */
-function send(base: URL, req: FuzzRequest, agent: http.Agent): Promise<Answer | { error: string }> {
+function send(base: URL, req: FuzzRequest, agent: http.Agent | false): Promise<Answer | { error: string }> {
   return new Promise((resolve) => {
     const headers: http.OutgoingHttpHeaders = {};
     if (req.token !== null) headers.authorization = `Bearer ${req.token}`;
@@ -679,13 +679,19 @@ const PROBE_AFTER_SUCCESS = new Map<string, { send: boolean }>([
   ['POST /_matrix/client/v3/user/{userId}/filter', { send: true }],
 ]);
 
-/** A new public room of the fixture user that the peer joined. */
-async function probeRoomFor(server: TestServer, ids: FuzzIds, roomVersion?: string): Promise<string> {
-  const room = await ok(server, 'POST', '/_matrix/client/v3/createRoom', ids.token, {
+/** A new public room of the fixture user that the peer joined (undefined: the server has no such room version). */
+async function probeRoomFor(
+  server: TestServer,
+  ids: FuzzIds,
+  roomVersion?: string,
+): Promise<string | undefined> {
+  const res = await call(server, 'POST', '/_matrix/client/v3/createRoom', ids.token, {
     preset: 'public_chat',
     ...(roomVersion ? { room_version: roomVersion } : {}),
   });
-  const roomId = room.room_id as string;
+  if (res.status === 400 && res.body.errcode === 'M_UNSUPPORTED_ROOM_VERSION') return undefined;
+  if (res.status !== 200) throw new Error(`fixture: createRoom → ${res.status} ${JSON.stringify(res.body)}`);
+  const roomId = res.body.room_id as string;
   await ok(server, 'POST', `/_matrix/client/v3/join/${enc(roomId)}`, ids.peerToken, {});
   return roomId;
 }
@@ -694,6 +700,8 @@ export interface FuzzOptions {
   seed: number;
   /** Upper bound on fuzz requests (liveness checks not counted). */
   maxRequests: number;
+  /** How many values of each list (bad path ids, bad query values, wrong types…) each parameter gets, ×1 by default. */
+  breadth?: number;
   /** Called after each operation with a progress line (for debugging). */
   log?: (line: string) => void;
   /** Called with every request and its answer (for debugging). */
@@ -800,7 +808,11 @@ export async function runFuzz(
       // A path that lands on a long-poll endpoint (e.g. /events/{eventId} with an empty id is /events/) may wait.
       if (LONG_POLL.test(req.path.split('?')[0] ?? '')) req.mayHang = true;
       const t0 = Date.now();
-      const answer = await send(base, req, agent);
+      let answer = await send(base, req, agent);
+      // A kept-alive socket the server closed after its previous answer fails before any byte is sent: retry
+      // once on a new connection, so that only a request the server itself drops is a finding.
+      if ('error' in answer && answer.error.startsWith('request error'))
+        answer = await send(base, req, false);
       opts.trace?.(
         `${req.method} ${shorten(req.path, 120)} | ${req.name} | ${'error' in answer ? answer.error : `${answer.status} ${shorten(answer.text, 160)}`} | ${Date.now() - t0} ms`,
       );
@@ -845,13 +857,14 @@ export async function runFuzz(
     const opIds = DESTRUCTIVE.has(opKey(op)) ? await throwawayIds(server, ids) : ids;
     const opStarted = Date.now();
     const before = requests;
-    if (!(await runBatch(op, fuzzCases(op, planFor(op, opIds), rng, cap)))) break;
+    if (!(await runBatch(op, fuzzCases(op, planFor(op, opIds), rng, cap, opts.breadth ?? 1)))) break;
     let healthy = true;
     for (const variant of VARIANTS[opKey(op)] ?? []) {
       const roomId = variant.freshRoom ? await probeRoomFor(server, ids, variant.roomVersion) : undefined;
+      if (variant.freshRoom && !roomId) continue;
       const vIds = roomId ? { ...ids, roomId } : ids;
       const plan = planFor(op, vIds, variant);
-      healthy = await runBatch(op, bodyCases(op, plan, rng, VARIANT_CAP), roomId);
+      healthy = await runBatch(op, bodyCases(op, plan, rng, VARIANT_CAP * (opts.breadth ?? 1)), roomId);
       if (!healthy) break;
     }
     if (!healthy) break;
