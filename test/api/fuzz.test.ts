@@ -55,6 +55,7 @@ for (const engine of ENGINES) {
         `# fuzz ${engine}: seed ${SEED}, ${stats.operations} operations, ${stats.requests} requests, ` +
           `${stats.unimplemented.length} operations not served, ${findings.length} findings, ${stats.ms} ms`,
       );
+      if (process.env.HEARTH_FUZZ_VERBOSE) console.log(`# not served: ${stats.unimplemented.join(', ')}`);
       assert.equal(
         findings.length,
         0,

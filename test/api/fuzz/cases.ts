@@ -145,7 +145,7 @@ const BAD_STRINGS: readonly unknown[] = [
   '\ud800\u0000\udfff',
   '\uffff',
 ];
-const BAD_KEYS: readonly string[] = ['\u0000', '\ud800', 'a\u0000b', '\udfff', ''];
+const BAD_KEYS: readonly string[] = ['\u0000', '\ud800', 'a\u0000b', '\udfff', '', 'k'.repeat(70 * 1024)];
 
 /**
  * Bad path parameter values, written on the wire verbatim (Node writes the path as latin-1, so `\xff` is a raw
@@ -382,6 +382,18 @@ export function fuzzCases(
       token: bad,
     });
   }
+  if (op.auth !== 'none' && rng.next() < 0.3) {
+    // The deprecated query-string token (spec v1.11), with a bad value and without the header.
+    const bad = rng.pick(['', '%00', '%FF%FE', 'x'.repeat(5000), plan.token + '%00', 'syt_x&access_token=y']);
+    const path = url();
+    cases.push({
+      name: `bad access_token query ${JSON.stringify(bad.slice(0, 12))}`,
+      method: op.method,
+      path: `${path}${path.includes('?') ? '&' : '?'}access_token=${bad}`,
+      token: null,
+      ...jsonBody(toJson(base)),
+    });
+  }
 
   if (op.body === 'json') {
     for (const text of rng.sample(MALFORMED, 3 * breadth)) {
@@ -404,6 +416,21 @@ export function fuzzCases(
     }
     const utf8 = rng.pick(INVALID_UTF8);
     cases.push({ name: 'invalid UTF-8 in body', method: op.method, path: url(), token, ...jsonBody(utf8) });
+    const [ctLabel, contentType, text] = rng.pick([
+      ['byte order mark', 'application/json', '\ufeff' + toJson(base)],
+      ['text/plain content type', 'text/plain', toJson(base)],
+      ['UTF-16 charset', 'application/json; charset=utf-16', toJson(base)],
+      ['form content type', 'application/x-www-form-urlencoded', 'a=1&b=2'],
+      ['no content type', '', toJson(base)],
+    ] as const);
+    cases.push({
+      name: `body with ${ctLabel}`,
+      method: op.method,
+      path: url(),
+      token,
+      body: Buffer.from(text, 'utf8'),
+      contentType,
+    });
     cases.push({
       name: 'empty body with JSON content type',
       method: op.method,

@@ -39,7 +39,7 @@ function send(base: URL, req: FuzzRequest, agent: http.Agent | false): Promise<A
     const headers: http.OutgoingHttpHeaders = {};
     if (req.token !== null) headers.authorization = `Bearer ${req.token}`;
     if (req.body) {
-      headers['content-type'] = req.contentType ?? 'application/json';
+      if (req.contentType !== '') headers['content-type'] = req.contentType ?? 'application/json';
       headers['content-length'] = req.body.length;
     }
     let settled = false;
