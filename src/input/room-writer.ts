@@ -15,6 +15,7 @@ import { canonicalJson } from '../rooms/canonical-json.js';
 import type { JsonObject, LegacyPdu, Pdu } from '../rooms/event.js';
 import { fromLegacyPdu, roomIdFromCreateEventId } from '../rooms/event.js';
 import { getRoomVersion, type RoomVersion } from '../rooms/room-versions.js';
+import { checkPduSize } from '../rooms/validate.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
 import { isUniqueViolation } from '../storage/dialect.js';
@@ -90,6 +91,15 @@ export class RoomWriter {
   constructor(
     private readonly storage: Storage,
     private readonly serverName: string,
+/**
+ * Every event this server builds (messages, state, memberships with their reasons, redactions, the events of
+ * createRoom and upgrades) must fit the 65536-byte PDU limit, or other servers would drop it.
+ */
+function refuseOversized(pdu: Pdu): void {
+  const tooLarge = checkPduSize(pdu);
+  if (tooLarge) throw new MatrixError('M_TOO_LARGE', `Event too large: ${tooLarge}`);
+}
+
     private readonly key: SigningKey,
   ) {}
 
@@ -160,6 +170,7 @@ export class RoomWriter {
         roomId: finalRoomId,
         version,
         snapshot: { nid: 0, chainLen: 0 },
+    refuseOversized(built.pdu);
         state: new Map(),
         extremities: [],
       };
@@ -345,6 +356,7 @@ export class RoomWriter {
 
   async #write(
     trx: Transaction<Database>,
+    refuseOversized(built.pdu);
     head: RoomHead,
     prepared: Prepared[],
     positions: number[],

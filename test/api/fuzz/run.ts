@@ -4,6 +4,7 @@
  * not a Matrix error, no answer, or a fixture user the server no longer serves afterwards.
  */
 import http from 'node:http';
+import { sql } from 'kysely';
 import type { TestServer } from '../../helpers/server.js';
 import { bodyCases, fuzzCases, Rng, type FuzzIds, type FuzzRequest, type OperationPlan } from './cases.js';
 import type { Operation } from './spec.js';
@@ -145,6 +146,32 @@ async function ok(
 }
 
 const enc = encodeURIComponent;
+
+/**
+ * The first room event in a /sync or /messages answer larger than the PDU limit (its client form without
+ * `unsigned` is smaller than the PDU, so a larger one proves the server built an oversized event).
+ */
+function oversizedEvent(body: unknown, depth = 0): string | undefined {
+  if (depth > 8 || typeof body !== 'object' || body === null) return undefined;
+  if (Array.isArray(body)) {
+    for (const item of body) {
+      const found = oversizedEvent(item, depth + 1);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  const record = body as Record<string, unknown>;
+  if (typeof record.event_id === 'string' && typeof record.type === 'string') {
+    const { unsigned: _unsigned, ...event } = record;
+    const size = Buffer.byteLength(JSON.stringify(event));
+    return size > 65536 ? `${record.type} ${record.event_id} is ${size} bytes` : undefined;
+  }
+  for (const value of Object.values(record)) {
+    const found = oversizedEvent(value, depth + 1);
+    if (found) return found;
+  }
+  return undefined;
+}
 
 /** A 1×1 PNG. */
 const PNG = Buffer.from(
@@ -786,6 +813,16 @@ export async function runFuzz(
       const res = await call(server, method, path, token, body);
       opts.trace?.(`probe ${method} ${shorten(path, 100)} | ${res.status} | ${Date.now() - t0} ms`);
       if (path.includes('/sync?') && res.status === 200) since = res.body.next_batch as string;
+      const oversized = res.status === 200 ? oversizedEvent(res.body) : undefined;
+      if (oversized) {
+        findings.push({
+          method: after.method,
+          path: after.path,
+          case: `after ${label}: ${method} ${path.split('?')[0]} serves an event over 65536 bytes`,
+          status: res.status,
+          body: shorten(oversized),
+        });
+      }
       if (res.status === 200) continue;
       findings.push({
         method: after.method,
@@ -874,6 +911,22 @@ export async function runFuzz(
     if (!(await probe(op, 'the batch'))) break;
   }
   agent.destroy();
+  // Every event stored, whoever built it (throwaway rooms included), fits the PDU limit.
+  const oversized = await server.hs.storage.db
+    .selectFrom('events')
+    .select(['event_id', 'type', sql<number>`length(json)`.as('size')])
+    .where(sql<number>`length(json)`, '>', 65536)
+    .limit(20)
+    .execute();
+  for (const e of oversized) {
+    findings.push({
+      method: '-',
+      path: 'events table',
+      case: 'stored event over 65536 bytes',
+      status: '-',
+      body: `${e.type} ${e.event_id} is ${e.size} characters`,
+    });
+  }
   return {
     findings,
     stats: { operations: operations.length, requests, unimplemented, ms: Date.now() - started },
