@@ -83,14 +83,6 @@ function forAuth(pdu: Pdu, version: RoomVersion): Pdu {
   return version.eventIdFormat === 'v1' ? fromLegacyPdu(pdu as unknown as LegacyPdu) : pdu;
 }
 
-export class RoomWriter {
-  #queue = new KeyedQueue();
-  #heads = new Map<string, RoomHead>();
-  #listeners = new Set<CommitListener>();
-
-  constructor(
-    private readonly storage: Storage,
-    private readonly serverName: string,
 /**
  * Every event this server builds (messages, state, memberships with their reasons, redactions, the events of
  * createRoom and upgrades) must fit the 65536-byte PDU limit, or other servers would drop it.
@@ -100,6 +92,14 @@ function refuseOversized(pdu: Pdu): void {
   if (tooLarge) throw new MatrixError('M_TOO_LARGE', `Event too large: ${tooLarge}`);
 }
 
+export class RoomWriter {
+  #queue = new KeyedQueue();
+  #heads = new Map<string, RoomHead>();
+  #listeners = new Set<CommitListener>();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly serverName: string,
     private readonly key: SigningKey,
   ) {}
 
@@ -162,6 +162,7 @@ function refuseOversized(pdu: Pdu): void {
       this.#signing(version),
     );
     const finalRoomId = roomId ?? roomIdFromCreateEventId(built.eventId);
+    refuseOversized(built.pdu);
     const auth = checkEventAuth(forAuth(built.pdu, version), () => undefined, version);
     if (!auth.allowed) throw new MatrixError('M_FORBIDDEN', auth.reason);
     return this.#queue.run(finalRoomId, async () => {
@@ -170,7 +171,6 @@ function refuseOversized(pdu: Pdu): void {
         roomId: finalRoomId,
         version,
         snapshot: { nid: 0, chainLen: 0 },
-    refuseOversized(built.pdu);
         state: new Map(),
         extremities: [],
       };
@@ -296,6 +296,7 @@ function refuseOversized(pdu: Pdu): void {
       },
       this.#signing(version),
     );
+    refuseOversized(built.pdu);
     const ids = new Map<Pdu, string>();
     for (const e of working.state.values()) ids.set(e.pdu, e.eventId);
     const result = checkEventAuth(forAuth(built.pdu, version), lookupIn(working.state), version, {
@@ -356,7 +357,6 @@ function refuseOversized(pdu: Pdu): void {
 
   async #write(
     trx: Transaction<Database>,
-    refuseOversized(built.pdu);
     head: RoomHead,
     prepared: Prepared[],
     positions: number[],
