@@ -14,6 +14,7 @@ import type { TlsFiles } from './api/tls.js';
 import { FederationClient } from './federation/client.js';
 import { AddressPolicy } from './federation/ip-ranges.js';
 import { KeyRing } from './federation/keyring.js';
+import { FederationSender } from './federation/sender/sender.js';
 import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
 import { RoomWriter } from './input/room-writer.js';
 import { DamageReporter } from './integrity/damage.js';
@@ -48,9 +49,14 @@ export interface Homeserver {
   urls: string[];
   /** Who is typing where (in memory). */
   typing: TypingStore;
+  /** The room writer (tests stand in for joins with it). */
+  writer: RoomWriter;
   media: MediaService;
-  /** Outbound federation (signed requests, discovery) and the key ring (own and other servers' keys). */
-  federation: { client: FederationClient; keyRing: KeyRing };
+  /**
+   * Outbound federation (signed requests, discovery), the key ring (own and other servers' keys) and the durable
+   * outbound queue per destination.
+   */
+  federation: { client: FederationClient; keyRing: KeyRing; sender: FederationSender };
   close(): Promise<void>;
 }
 
@@ -117,7 +123,8 @@ function startFederation(
     trustedKeyServers: config.trusted_key_servers,
     log,
   });
-  return { client, keyRing };
+  const sender = new FederationSender({ storage, serverName: config.server_name, client, log });
+  return { client, keyRing, sender };
 }
 
 export async function startHomeserver(config: Config, opts: { logger?: Logger } = {}): Promise<Homeserver> {
@@ -202,7 +209,13 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   };
 
   const federation = startFederation(config, storage, signingKey, logFor('federation'));
-  const federationDeps = { serverName: config.server_name, storage, ...federation };
+  typing.subscribe(federation.sender.relayTyping);
+  const federationDeps = {
+    serverName: config.server_name,
+    storage,
+    ...federation,
+    inbound: { typing, notifier, log: logFor('federation') },
+  };
 
   const apps: FastifyInstance[] = [];
   const urls: string[] = [];
@@ -252,7 +265,9 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
         }
       }
     }
+    await federation.sender.start();
   } catch (err) {
+    await federation.sender.close();
     federation.client.close();
     await Promise.allSettled(apps.map((a) => a.close()));
     await storage.close();
@@ -263,7 +278,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdown_grace_ms).unref());
-      federation.client.close();
+      // Transactions in flight may finish within the grace period; the rest stay queued for the next start.
+      const senderClosed = federation.sender.close();
       const closed = Promise.allSettled(apps.map((a) => a.close()));
       // Long-polling syncs answer at once instead of holding the shutdown.
       notifier.wakeAll();
@@ -273,6 +289,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       await Promise.race([closed, grace, Promise.all(apps.map((a) => whenIdle(a)))]);
       for (const a of apps) a.server.closeAllConnections();
       await Promise.race([closed, grace]);
+      await Promise.race([senderClosed, grace]);
+      federation.client.close();
       await deps.writer.drain();
       await pushSender.close();
       await mediaJobs;
@@ -282,5 +300,5 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     return closing;
   };
 
-  return { config, storage, signingKey, log, apps, urls, typing, media, federation, close };
+  return { config, storage, signingKey, log, apps, urls, typing, writer, media, federation, close };
 }

@@ -1,8 +1,12 @@
 /**
  * Send-to-device messaging. A PUT is stored for every recipient device at one stream position, in one
- * transaction with the sender's transaction id, so a retried request is not delivered twice.
+ * transaction with the sender's transaction id, so a retried request is not delivered twice. Messages to other
+ * servers' users become one m.direct_to_device EDU per server in the federation outbox, in the same transaction
+ * (the federation sender notices the new rows when the stream advances).
  */
+import { randomBytes } from 'node:crypto';
 import { listDevices } from '../storage/devices.js';
+import { insertOutboxRows, type NewOutboxRow } from '../storage/federation-queue.js';
 import type { ToDeviceRow } from '../storage/to-device.js';
 import { hasToDeviceTxn, insertToDeviceMessages, recordToDeviceTxn } from '../storage/to-device.js';
 import type { JsonObject } from '../rooms/event.js';
@@ -22,9 +26,17 @@ export async function sendToDevice(
   const { db } = deps.storage;
   if (await hasToDeviceTxn(db, sender.userId, sender.deviceId, txnId)) return;
   const rows: Omit<ToDeviceRow, 'stream_pos'>[] = [];
+  const remote = new Map<string, Record<string, Record<string, JsonObject>>>();
   for (const [userId, byDevice] of Object.entries(messages)) {
-    // Other servers' users would be reached over federation, which Hearth does not speak yet.
-    if (serverOf(userId) !== deps.serverName) continue;
+    const server = serverOf(userId);
+    if (server !== deps.serverName) {
+      // Checked here so a bad value is 400 before anything is stored.
+      canonicalOrBadJson(byDevice, 'to-device content');
+      let forServer = remote.get(server);
+      if (!forServer) remote.set(server, (forServer = {}));
+      forServer[userId] = byDevice;
+      continue;
+    }
     const devices = (await listDevices(db, userId)).map((d) => d.device_id);
     const known = new Set(devices);
     const targets = new Map<string, JsonObject>();
@@ -43,6 +55,18 @@ export async function sendToDevice(
     }
   }
   const recipients = new Set(rows.map((r) => r.user_id));
+  const outbox: NewOutboxRow[] = [...remote].map(([destination, byUser]) => ({
+    destination,
+    event_nid: null,
+    room_nid: null,
+    edu_type: 'm.direct_to_device',
+    edu_content: JSON.stringify({
+      sender: sender.userId,
+      type,
+      message_id: randomBytes(16).toString('hex'),
+      messages: byUser,
+    }),
+  }));
   await deps.storage.stream.withPosition((pos) =>
     db.transaction().execute(async (trx) => {
       if (!(await recordToDeviceTxn(trx, sender.userId, sender.deviceId, txnId, Date.now()))) return;
@@ -50,6 +74,7 @@ export async function sendToDevice(
         trx,
         rows.map((r) => ({ ...r, stream_pos: pos })),
       );
+      await insertOutboxRows(trx, outbox, Date.now());
     }),
   );
   deps.notifier.notifyUsers(recipients);

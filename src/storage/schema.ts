@@ -396,6 +396,47 @@ export interface PushersTable {
   created_ts: number;
 }
 
+/** Stream position up to which committed rows were fanned out to the federation outbox (migration 0013). */
+export interface FederationSenderPositionTable {
+  id: number;
+  stream_pos: number;
+}
+
+/** What a destination still has to receive: a PDU (event_nid) or an EDU (type and content). */
+export interface FederationOutboxTable {
+  id: Generated<number>;
+  destination: string;
+  event_nid: number | null;
+  room_nid: number | null;
+  edu_type: string | null;
+  edu_content: string | null;
+  created_ts: number;
+}
+
+/** Retry state of a destination. */
+export interface FederationDestinationsTable {
+  destination: string;
+  failure_count: number;
+  retry_last_ts: number;
+  retry_interval_ms: number;
+  last_success_ts: number | null;
+}
+
+/** The answer given to a transaction another server sent (dedupe of retries). */
+export interface FederationReceivedTxnsTable {
+  origin: string;
+  txn_id: string;
+  response: string;
+  received_ts: number;
+}
+
+/** Message ids of to-device EDUs already delivered, per remote sender. */
+export interface FederationReceivedToDeviceTable {
+  sender: string;
+  message_id: string;
+  received_ts: number;
+}
+
 export interface StreamReservationTable {
   id: number;
   up_to: number;
@@ -425,6 +466,11 @@ export interface ServerKeyResponsesTable {
 }
 
 export interface Database {
+  federation_sender_position: FederationSenderPositionTable;
+  federation_outbox: FederationOutboxTable;
+  federation_destinations: FederationDestinationsTable;
+  federation_received_txns: FederationReceivedTxnsTable;
+  federation_received_to_device: FederationReceivedToDeviceTable;
   server_verify_keys: ServerVerifyKeysTable;
   server_key_responses: ServerKeyResponsesTable;
   stream_reservation: StreamReservationTable;

@@ -17,6 +17,9 @@ export interface TypingStoreOptions {
   now?: () => number;
 }
 
+/** Every set, renewal, stop and expiry of one user's typing (the federation sender relays local users' ones). */
+export type TypingUpdateListener = (roomId: string, userId: string, typing: boolean) => void;
+
 export class TypingStore {
   /** roomId → userId → expiry time (ms). Insertion order is the order users started typing. */
   #typing = new Map<string, Map<string, number>>();
@@ -27,6 +30,7 @@ export class TypingStore {
   #timerAt = Infinity;
   #closed = false;
   readonly #onChange: (roomId: string) => void;
+  readonly #updates = new Set<TypingUpdateListener>();
   readonly #now: () => number;
 
   constructor(opts: TypingStoreOptions = {}) {
@@ -49,6 +53,7 @@ export class TypingStore {
       if (!room?.delete(userId)) return;
       if (room.size === 0) this.#typing.delete(roomId);
       this.#bump(roomId);
+      this.#update(roomId, userId, false);
       return;
     }
     const timeout = Math.min(Math.max(0, Number.isFinite(timeoutMs) ? timeoutMs : 0), MAX_TYPING_TIMEOUT_MS);
@@ -59,6 +64,13 @@ export class TypingStore {
     users.set(userId, expiry);
     if (!wasTyping) this.#bump(roomId);
     this.#schedule(expiry);
+    this.#update(roomId, userId, true);
+  }
+
+  /** Adds a listener of per-user updates; returns its removal. */
+  subscribe(listener: TypingUpdateListener): () => void {
+    this.#updates.add(listener);
+    return () => this.#updates.delete(listener);
   }
 
   /** Users typing in the room now, in the order they started. */
@@ -91,6 +103,10 @@ export class TypingStore {
     this.#timerAt = Infinity;
   }
 
+  #update(roomId: string, userId: string, typing: boolean): void {
+    for (const l of this.#updates) l(roomId, userId, typing);
+  }
+
   #bump(roomId: string): void {
     this.#serial++;
     // Re-insert so that the map stays ordered by change.
@@ -118,6 +134,7 @@ export class TypingStore {
         if (expiry <= now) {
           users.delete(userId);
           changed = true;
+          this.#update(roomId, userId, false);
         } else if (expiry < next) next = expiry;
       }
       if (users.size === 0) this.#typing.delete(roomId);

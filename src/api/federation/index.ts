@@ -1,12 +1,14 @@
 /** The routes of a listener with the `federation` resource (server-server API and key API) or `keys` alone. */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { FederationClient } from '../../federation/client.js';
 import type { KeyRing } from '../../federation/keyring.js';
+import type { FederationSender } from '../../federation/sender/sender.js';
 import type { Storage } from '../../storage/db.js';
 import { federationAuth } from './auth.js';
 import { keyRoutes } from './keys.js';
 import { openidFederationRoutes } from './openid.js';
 import { queryRoutes } from './query.js';
+import { sendRoutes, type SendRoutesDeps } from './send.js';
 import { federationVersionRoutes } from './version.js';
 
 export interface FederationDeps {
@@ -14,18 +16,28 @@ export interface FederationDeps {
   storage: Storage;
   keyRing: KeyRing;
   client: FederationClient;
+  /** The outbound queue: a server that sends us a signed request is up, so its queue is retried now. */
+  sender?: FederationSender | undefined;
+  /** What /send needs beyond the above (typing store, notifier, PDU ingestion); without it /send is not served. */
+  inbound?: Omit<SendRoutesDeps, 'authenticate' | 'storage' | 'serverName'> | undefined;
 }
 
 export function registerFederationRoutes(app: FastifyInstance, deps: FederationDeps): void {
-  const authenticate = federationAuth(app, {
+  const verify = federationAuth(app, {
     serverName: deps.serverName,
     keyRing: deps.keyRing,
     allowsServer: (name) => deps.client.allowsServer(name),
   });
+  const authenticate = async (req: FastifyRequest): Promise<void> => {
+    await verify(req);
+    deps.sender?.remoteIsUp(req.federationOrigin);
+  };
   keyRoutes(app, deps);
   federationVersionRoutes(app);
   queryRoutes(app, { serverName: deps.serverName, storage: deps.storage, authenticate });
   openidFederationRoutes(app, deps);
+  if (deps.inbound)
+    sendRoutes(app, { ...deps.inbound, serverName: deps.serverName, storage: deps.storage, authenticate });
 }
 
 export { keyRoutes };

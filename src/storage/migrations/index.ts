@@ -10,6 +10,7 @@ import { m0009 } from './0009_pushers.js';
 import { m0010 } from './0010_stream_reservation.js';
 import { m0011 } from './0011_uia_params_openid.js';
 import { m0012 } from './0012_federation_keys.js';
+import { m0013 } from './0013_federation_queue.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -26,4 +27,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0010,
   m0011,
   m0012,
+  m0013,
 ];

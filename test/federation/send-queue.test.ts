@@ -1,0 +1,267 @@
+/**
+ * The durable outbound queue, against a scripted destination (an HTTPS server that records every /send transaction
+ * and fails on demand): every local event reaches the destination exactly once and in order, in transactions of at
+ * most 50 PDUs, with unique transaction ids; a failing destination is retried with backoff and woken by a request
+ * from it; a restart (clean or with the process's state lost) with a non-empty queue sends what was left; a long
+ * backlog after an outage is collapsed to the newest event per room (catch-up). Every engine.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:https';
+import { after, before, describe, it } from 'node:test';
+import { generateSelfSignedCertificate } from '../../src/keys/tls-certificate.js';
+import { ENGINES } from '../helpers/engines.js';
+import { freePort, startFederatedServer, type FederatedServer } from '../helpers/federation.js';
+import type { Client } from '../helpers/server.js';
+
+interface Txn {
+  txnId: string;
+  body: {
+    origin: string;
+    pdus: { event_id?: string; type: string; content: { body?: string } }[];
+    edus: unknown[];
+  };
+}
+
+/** A destination that records transactions; `mode` decides the answer. */
+class ScriptedRemote {
+  server!: Server;
+  port!: number;
+  txns: Txn[] = [];
+  mode: 'ok' | 'fail' = 'ok';
+  cert = generateSelfSignedCertificate({ commonName: 'localhost', altNames: ['localhost', '127.0.0.1'] });
+
+  get serverName(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  async start(port?: number): Promise<void> {
+    this.port = port ?? (await freePort());
+    this.server = createServer({ cert: this.cert.certPem, key: this.cert.keyPem }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const m = /^\/_matrix\/federation\/v1\/send\/([^/?]+)$/.exec(req.url ?? '');
+        if (req.method !== 'PUT' || !m) return res.writeHead(404).end('{"errcode":"M_UNRECOGNIZED"}');
+        if (this.mode === 'fail') return res.writeHead(500).end('{"errcode":"M_UNKNOWN"}');
+        this.txns.push({
+          txnId: decodeURIComponent(m[1] as string),
+          body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Txn['body'],
+        });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"pdus":{}}');
+      });
+    });
+    await new Promise<void>((resolve) => this.server.listen(this.port, '127.0.0.1', resolve));
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  bodies(): string[] {
+    return this.txns.flatMap((t) => t.body.pdus.map((p) => p.content.body)).filter((b) => b !== undefined);
+  }
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+for (const engine of ENGINES) {
+  describe(`${engine}: federation outbound queue`, () => {
+    let a: FederatedServer;
+    let remote: ScriptedRemote;
+    let alice: Client & { userId: string };
+    let roomId: string;
+
+    async function send(body: string, room = roomId): Promise<string> {
+      const res = await alice.put(
+        `/_matrix/client/v3/rooms/${encodeURIComponent(room)}/send/m.room.message/${encodeURIComponent(body)}${Math.random()}`,
+        { msgtype: 'm.text', body },
+      );
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.event_id as string;
+    }
+
+    /** A room of alice's with a member on the scripted remote (joins over federation stand-in). */
+    async function sharedRoom(server: FederatedServer): Promise<string> {
+      const res = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const id = res.body.room_id as string;
+      const remoteUser = `@bob:${remote.serverName}`;
+      await server.hs.writer.send(id, {
+        type: 'm.room.member',
+        sender: remoteUser,
+        state_key: remoteUser,
+        content: { membership: 'join' },
+      });
+      return id;
+    }
+
+    before(async () => {
+      remote = new ScriptedRemote();
+      await remote.start();
+      a = await startFederatedServer(engine);
+      alice = await a.user('alice');
+      roomId = await sharedRoom(a);
+    });
+    after(async () => {
+      await a?.close();
+      await remote?.stop();
+    });
+
+    it('sends every local event once, in order, to the servers in the room', async () => {
+      remote.txns = [];
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push(await send(`m${i}`));
+      await until('5 events', () => remote.bodies().length >= 5);
+      await a.hs.federation.sender.idle();
+      assert.deepEqual(remote.bodies(), ['m0', 'm1', 'm2', 'm3', 'm4']);
+      for (const t of remote.txns) {
+        assert.equal(t.body.origin, a.serverName);
+        // Remote events are not echoed (bob's join): only alice's messages.
+        for (const p of t.body.pdus) assert.equal(p.type, 'm.room.message');
+      }
+      assert.equal((await a.hs.federation.sender.queueDepths()).size, 0);
+    });
+
+    it('batches at most 50 PDUs per transaction with unique transaction ids', async () => {
+      remote.txns = [];
+      remote.mode = 'fail';
+      await send('wake');
+      await until('a failure', () => (a.hs.federation.sender.stats.failures.get(remote.serverName) ?? 0) > 0);
+      const sends = [];
+      for (let i = 0; i < 80; i++) sends.push(send(`b${i}`));
+      await Promise.all(sends);
+      await a.hs.federation.sender.fanout.idle();
+      assert.equal((await a.hs.federation.sender.queueDepths()).get(remote.serverName), 81);
+      remote.mode = 'ok';
+      a.hs.federation.sender.remoteIsUp(remote.serverName);
+      await until('81 events', () => remote.bodies().length >= 81);
+      assert.ok(remote.txns.length >= 2);
+      for (const t of remote.txns) assert.ok(t.body.pdus.length <= 50);
+      assert.equal(new Set(remote.txns.map((t) => t.txnId)).size, remote.txns.length);
+      const got = remote.bodies();
+      assert.equal(got.length, 81);
+      assert.equal(got[0], 'wake');
+      assert.equal(new Set(got).size, 81);
+    });
+
+    it('backs off after failures (growing intervals) and resets on success', async () => {
+      remote.txns = [];
+      remote.mode = 'fail';
+      const failures = (): number => a.hs.federation.sender.stats.failures.get(remote.serverName) ?? 0;
+      const before = failures();
+      await send('x1');
+      await until('a failure', () => failures() > before);
+      const row1 = await a.hs.storage.db
+        .selectFrom('federation_destinations')
+        .selectAll()
+        .where('destination', '=', remote.serverName)
+        .executeTakeFirstOrThrow();
+      assert.ok(Number(row1.retry_interval_ms) >= 5_000);
+      // New events while backing off are queued, not sent.
+      await send('x2');
+      await a.hs.federation.sender.idle();
+      assert.equal(failures(), before + 1);
+      assert.equal(remote.txns.length, 0);
+      // The backoff has run out: the next attempt fails again and waits longer.
+      await a.hs.storage.db
+        .updateTable('federation_destinations')
+        .set({ retry_last_ts: 0 })
+        .where('destination', '=', remote.serverName)
+        .execute();
+      a.hs.federation.sender.wake(remote.serverName);
+      await until('a second failure', () => failures() > before + 1);
+      const row2 = await a.hs.storage.db
+        .selectFrom('federation_destinations')
+        .selectAll()
+        .where('destination', '=', remote.serverName)
+        .executeTakeFirstOrThrow();
+      assert.ok(Number(row2.retry_interval_ms) > Number(row1.retry_interval_ms));
+      assert.equal(Number(row2.failure_count), Number(row1.failure_count) + 1);
+      remote.mode = 'ok';
+      a.hs.federation.sender.remoteIsUp(remote.serverName);
+      await until('x1, x2', () => remote.bodies().length >= 2);
+      assert.deepEqual(remote.bodies(), ['x1', 'x2']);
+      const row3 = await a.hs.storage.db
+        .selectFrom('federation_destinations')
+        .selectAll()
+        .where('destination', '=', remote.serverName)
+        .executeTakeFirstOrThrow();
+      assert.equal(Number(row3.failure_count), 0);
+      assert.equal(Number(row3.retry_interval_ms), 0);
+    });
+
+    it('keeps the queue across a restart and sends it once the destination is back', async () => {
+      remote.txns = [];
+      await remote.stop();
+      await send('r1');
+      await send('r2');
+      await until('a failure', () => a.hs.federation.sender.backingOff > 0);
+      const reuse = { db: a.db, dataDir: a.dataDir, federationPort: a.federationPort };
+      await a.stop();
+      a = await startFederatedServer(engine, {}, reuse);
+      alice.baseUrl = a.url;
+      await send('r3');
+      await remote.start(remote.port);
+      a.hs.federation.sender.remoteIsUp(remote.serverName);
+      await until('r1-r3', () => remote.bodies().length >= 3);
+      await a.hs.federation.sender.idle();
+      assert.deepEqual(remote.bodies(), ['r1', 'r2', 'r3']);
+    });
+
+    it('fans out again after a crash between commit and fan-out', async () => {
+      remote.txns = [];
+      // As if the process died right after the commits: the fan-out position is behind the committed events.
+      await a.hs.federation.sender.idle();
+      const pos = await a.hs.storage.db
+        .selectFrom('federation_sender_position')
+        .select('stream_pos')
+        .executeTakeFirstOrThrow();
+      remote.mode = 'fail';
+      await send('c1');
+      await send('c2');
+      await a.hs.federation.sender.idle();
+      const reuse = { db: a.db, dataDir: a.dataDir, federationPort: a.federationPort };
+      await a.stop();
+      const { openStorage } = await import('../../src/storage/db.js');
+      const storage = await openStorage(a.hs.config.database);
+      await storage.db.deleteFrom('federation_outbox').execute();
+      await storage.db.deleteFrom('federation_destinations').execute();
+      await storage.db
+        .updateTable('federation_sender_position')
+        .set({ stream_pos: pos.stream_pos })
+        .execute();
+      await storage.close();
+      remote.mode = 'ok';
+      a = await startFederatedServer(engine, {}, reuse);
+      alice.baseUrl = a.url;
+      await until('c1, c2', () => remote.bodies().length >= 2);
+      await a.hs.federation.sender.idle();
+      assert.deepEqual(remote.bodies(), ['c1', 'c2']);
+    });
+
+    it('catches up after a long outage with the newest event of each room', async () => {
+      const other = await sharedRoom(a);
+      await a.hs.federation.sender.idle();
+      remote.txns = [];
+      remote.mode = 'fail';
+      await send('first');
+      await until('a failure', () => a.hs.federation.sender.backingOff > 0);
+      for (let i = 0; i < 110; i++) await send(`long${i}`);
+      await send('other-last', other);
+      await a.hs.federation.sender.fanout.idle();
+      remote.mode = 'ok';
+      a.hs.federation.sender.remoteIsUp(remote.serverName);
+      await until('catch-up', () => remote.bodies().length >= 2);
+      await a.hs.federation.sender.idle();
+      assert.deepEqual(remote.bodies().sort(), ['long109', 'other-last']);
+      assert.equal((await a.hs.federation.sender.queueDepths()).size, 0);
+    });
+  });
+}
