@@ -209,6 +209,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   };
 
   const federation = startFederation(config, storage, signingKey, logFor('federation'));
+  instrument?.federationSender(federation.sender);
   typing.subscribe(federation.sender.relayTyping);
   const federationDeps = {
     serverName: config.server_name,

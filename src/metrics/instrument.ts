@@ -14,6 +14,7 @@ import {
   type RootOperationNode,
   type UnknownRow,
 } from 'kysely';
+import type { FederationSender } from '../federation/sender/sender.js';
 import type { RoomWriter } from '../input/room-writer.js';
 import type { DamageReporter } from '../integrity/damage.js';
 import {
@@ -183,6 +184,42 @@ export class Instrumentation {
       'kind',
       () => Object.entries(lastRunProblemsByKind()),
       'gauge',
+    );
+  }
+
+  /**
+   * The federation queue: PDUs queued per destination, destinations with a queue and in backoff, transactions sent
+   * and failed per destination. Destination labels are server names (bounded by the servers this one talks to).
+   */
+  federationSender(sender: FederationSender): void {
+    const m = this.metrics;
+    m.labelledGauge(
+      'hearth_federation_queue_pdus',
+      'PDUs queued for a destination and not yet acknowledged',
+      'destination',
+      () => sender.queueDepths(),
+    );
+    m.gauge('hearth_federation_queued_destinations', 'Destinations with queued PDUs', async () => {
+      return (await sender.queueDepths()).size;
+    });
+    m.gauge(
+      'hearth_federation_backoff_destinations',
+      'Destinations in retry backoff',
+      () => sender.backingOff,
+    );
+    m.labelledGauge(
+      'hearth_federation_transactions_total',
+      'Transactions acknowledged by a destination',
+      'destination',
+      () => sender.stats.transactions,
+      'counter',
+    );
+    m.labelledGauge(
+      'hearth_federation_transaction_failures_total',
+      'Transactions that failed (unreachable destination or error answer)',
+      'destination',
+      () => sender.stats.failures,
+      'counter',
     );
   }
 

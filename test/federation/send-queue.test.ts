@@ -105,7 +105,7 @@ for (const engine of ENGINES) {
     before(async () => {
       remote = new ScriptedRemote();
       await remote.start();
-      a = await startFederatedServer(engine);
+      a = await startFederatedServer(engine, { enable_metrics: true });
       alice = await a.user('alice');
       roomId = await sharedRoom(a);
     });
@@ -197,6 +197,15 @@ for (const engine of ENGINES) {
       assert.equal(Number(row3.retry_interval_ms), 0);
     });
 
+    it('exports queue depth and failures per destination', async () => {
+      const res = await fetch(`${a.url}/_hearth/metrics`);
+      const text = await res.text();
+      const label = `destination="${remote.serverName}"`;
+      assert.match(text, new RegExp(`hearth_federation_transaction_failures_total\\{${label}\\} [1-9]`));
+      assert.match(text, new RegExp(`hearth_federation_transactions_total\\{${label}\\} [1-9]`));
+      assert.match(text, /hearth_federation_queued_destinations \d/);
+    });
+
     it('keeps the queue across a restart and sends it once the destination is back', async () => {
       remote.txns = [];
       await remote.stop();
@@ -205,7 +214,7 @@ for (const engine of ENGINES) {
       await until('a failure', () => a.hs.federation.sender.backingOff > 0);
       const reuse = { db: a.db, dataDir: a.dataDir, federationPort: a.federationPort };
       await a.stop();
-      a = await startFederatedServer(engine, {}, reuse);
+      a = await startFederatedServer(engine, { enable_metrics: true }, reuse);
       alice.baseUrl = a.url;
       await send('r3');
       await remote.start(remote.port);
@@ -239,7 +248,7 @@ for (const engine of ENGINES) {
         .execute();
       await storage.close();
       remote.mode = 'ok';
-      a = await startFederatedServer(engine, {}, reuse);
+      a = await startFederatedServer(engine, { enable_metrics: true }, reuse);
       alice.baseUrl = a.url;
       await until('c1, c2', () => remote.bodies().length >= 2);
       await a.hs.federation.sender.idle();
@@ -253,6 +262,12 @@ for (const engine of ENGINES) {
       remote.mode = 'fail';
       await send('first');
       await until('a failure', () => a.hs.federation.sender.backingOff > 0);
+      // No retry while the backlog builds up (sending 110 events can outlast the first 5 s interval).
+      await a.hs.storage.db
+        .updateTable('federation_destinations')
+        .set({ retry_last_ts: Date.now() + 3_600_000 })
+        .where('destination', '=', remote.serverName)
+        .execute();
       for (let i = 0; i < 110; i++) await send(`long${i}`);
       await send('other-last', other);
       await a.hs.federation.sender.fanout.idle();
