@@ -11,7 +11,7 @@
  * builds the fixture, sends them and collects the findings.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ENGINES } from '../helpers/engines.js';
@@ -19,7 +19,11 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { formatFindings, runFuzz } from './fuzz/run.js';
 import { loadOperations } from './fuzz/spec.js';
 
-const SPEC_DIR = join(import.meta.dirname, '../../../shared/matrix-spec/data/api/client-server');
+/** The spec's client-server OpenAPI definitions (HEARTH_MATRIX_SPEC: another checkout of matrix-spec). */
+const SPEC_DIR = join(
+  process.env.HEARTH_MATRIX_SPEC ?? join(import.meta.dirname, '../../../shared/matrix-spec'),
+  'data/api/client-server',
+);
 const DEFAULT_SEED = 11;
 const envSeed = process.env.HEARTH_FUZZ_SEED;
 const SEED =
@@ -30,6 +34,11 @@ const SEED =
       : DEFAULT_SEED;
 const MAX_REQUESTS = Number(process.env.HEARTH_FUZZ_MAX_REQUESTS ?? 4000);
 
+if (!existsSync(SPEC_DIR)) {
+  throw new Error(
+    `The fuzz test reads the Matrix spec at ${SPEC_DIR}: set HEARTH_MATRIX_SPEC to a matrix-spec checkout`,
+  );
+}
 const operations = loadOperations(SPEC_DIR);
 
 for (const engine of ENGINES) {
