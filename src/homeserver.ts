@@ -14,6 +14,7 @@ import type { TlsFiles } from './api/tls.js';
 import { FederationClient } from './federation/client.js';
 import { AddressPolicy } from './federation/ip-ranges.js';
 import { KeyRing } from './federation/keyring.js';
+import { remoteKeys } from './federation/remote-keys.js';
 import { FederationSender } from './federation/sender/sender.js';
 import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
 import { RoomWriter } from './input/room-writer.js';
@@ -184,6 +185,8 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     instrument.integrity();
     instrument.toDeviceQueue(storage);
   }
+  const federation = startFederation(config, storage, signingKey, logFor('federation'));
+  instrument?.federationSender(federation.sender);
   const deps = {
     config,
     storage,
@@ -206,10 +209,9 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     }),
     typing,
     media,
+    remoteKeys: remoteKeys(federation.client),
   };
 
-  const federation = startFederation(config, storage, signingKey, logFor('federation'));
-  instrument?.federationSender(federation.sender);
   typing.subscribe(federation.sender.relayTyping);
   const federationDeps = {
     serverName: config.server_name,

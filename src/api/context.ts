@@ -11,6 +11,7 @@ import type { Authenticator } from './auth.js';
 import type { RateLimiter } from './ratelimit.js';
 import type { Uia } from './uia.js';
 import type { MediaService } from '../media/service.js';
+import type { RemoteKeys } from '../e2ee/keys.js';
 
 export interface ApiDeps {
   config: Config;
@@ -25,4 +26,6 @@ export interface ApiDeps {
   typing: TypingStore;
   sync: SyncService;
   media: MediaService;
+  /** Other servers' device and one-time keys over federation (client /keys/query and /keys/claim). */
+  remoteKeys?: RemoteKeys | undefined;
 }

@@ -141,12 +141,62 @@ function mergeSignatures(obj: JsonObject, target: string, sigs: readonly Signatu
   );
 }
 
-/** POST /keys/query for local users; other servers' users are reported in `failures`. */
+/**
+ * Other servers' keys, over federation (`/user/keys/query`, `/user/keys/claim`). Implemented by
+ * federation/remote-keys.ts; each call rejects with an error carrying an HTTP `status` when the server does not
+ * answer in time or answers with an error.
+ */
+export interface RemoteKeys {
+  query(server: string, deviceKeys: Record<string, string[]>, timeoutMs: number): Promise<JsonObject>;
+  claim(
+    server: string,
+    oneTimeKeys: Record<string, Record<string, string>>,
+    timeoutMs: number,
+  ): Promise<JsonObject>;
+}
+
+/** Synapse's default for /keys/query and /keys/claim towards other servers. */
+export const DEFAULT_REMOTE_KEYS_TIMEOUT_MS = 10_000;
+
+/** The `failures` entry for a server that did not answer (Synapse's _exception_to_failure). */
+function failureOf(err: unknown): JsonObject {
+  const status = (err as { status?: unknown }).status;
+  return {
+    status: typeof status === 'number' ? status : 503,
+    message: err instanceof Error ? err.message : 'Unknown error',
+  };
+}
+
+/** The entries of a remote answer's `map` that concern the server's own users, as objects. */
+function ownUsersOf(map: unknown, server: string): [string, JsonObject][] {
+  if (!isJsonObject(map)) return [];
+  return Object.entries(map).filter(
+    (e): e is [string, JsonObject] => serverOf(e[0]) === server && isJsonObject(e[1]),
+  );
+}
+
+function groupByServer<T>(wanted: Record<string, T>): Map<string, Record<string, T>> {
+  const out = new Map<string, Record<string, T>>();
+  for (const [userId, v] of Object.entries(wanted)) {
+    const server = serverOf(userId);
+    let forServer = out.get(server);
+    if (!forServer) out.set(server, (forServer = {}));
+    forServer[userId] = v;
+  }
+  return out;
+}
+
+/**
+ * POST /keys/query: local users from storage, other servers' users over federation (in parallel, each within
+ * `timeoutMs`); a server that fails is listed in `failures`. Without `remote`, every other server is a failure.
+ */
 export async function queryKeys(
   deps: E2eeDeps,
   requester: string,
   serverName: string,
   wanted: Record<string, string[]>,
+  remote?: RemoteKeys,
+  timeoutMs: number = DEFAULT_REMOTE_KEYS_TIMEOUT_MS,
 ): Promise<JsonObject> {
   const { db } = deps.storage;
   const deviceKeys: Record<string, JsonObject> = {};
@@ -154,11 +204,34 @@ export async function queryKeys(
   const selfSigning: JsonObject = {};
   const userSigning: JsonObject = {};
   const failures: JsonObject = {};
-  const local = Object.keys(wanted).filter((u) => serverOf(u) === serverName);
-  for (const u of Object.keys(wanted)) {
-    const server = serverOf(u);
-    if (server !== serverName) failures[server] = { status: 503, message: 'Federation is not available' };
-  }
+  const byServer = groupByServer(wanted);
+  const local = Object.keys(byServer.get(serverName) ?? {});
+  byServer.delete(serverName);
+  const remoteDone = Promise.all(
+    [...byServer].map(async ([server, users]) => {
+      if (!remote) {
+        failures[server] = { status: 503, message: 'Federation is not available' };
+        return;
+      }
+      try {
+        const res = await remote.query(server, users, timeoutMs);
+        for (const [userId, devices] of ownUsersOf(res.device_keys, server)) {
+          if (!(userId in users)) continue;
+          const kept: JsonObject = {};
+          for (const [deviceId, keys] of Object.entries(devices))
+            if (isJsonObject(keys) && keys.user_id === userId && keys.device_id === deviceId)
+              kept[deviceId] = keys;
+          deviceKeys[userId] = kept;
+        }
+        for (const [userId, key] of ownUsersOf(res.master_keys, server))
+          if (userId in users) master[userId] = key;
+        for (const [userId, key] of ownUsersOf(res.self_signing_keys, server))
+          if (userId in users) selfSigning[userId] = key;
+      } catch (err) {
+        failures[server] = failureOf(err);
+      }
+    }),
+  );
   for (const userId of local) {
     const sigs = await storedSignatures(db, userId, requester);
     const devices: JsonObject = {};
@@ -178,6 +251,7 @@ export async function queryKeys(
       else if (key.key_type === 'user_signing' && userId === requester) userSigning[userId] = obj;
     }
   }
+  await remoteDone;
   return {
     device_keys: deviceKeys,
     master_keys: master,
@@ -187,21 +261,44 @@ export async function queryKeys(
   };
 }
 
-/** POST /keys/claim: one key per requested device; unknown users and devices are left out, as Synapse does. */
+/**
+ * POST /keys/claim: one key per requested device; unknown users and devices are left out, as Synapse does. Other
+ * servers' users are claimed over federation; a server that fails is listed in `failures`.
+ */
 export async function claimKeys(
   deps: E2eeDeps,
   serverName: string,
   wanted: Record<string, Record<string, string>>,
+  remote?: RemoteKeys,
+  timeoutMs: number = DEFAULT_REMOTE_KEYS_TIMEOUT_MS,
 ): Promise<JsonObject> {
   const { db } = deps.storage;
   const oneTimeKeys: Record<string, Record<string, JsonObject>> = {};
   const failures: JsonObject = {};
-  for (const [userId, devices] of Object.entries(wanted)) {
-    const server = serverOf(userId);
-    if (server !== serverName) {
-      failures[server] = { status: 503, message: 'Federation is not available' };
-      continue;
-    }
+  const byServer = groupByServer(wanted);
+  const local = byServer.get(serverName) ?? {};
+  byServer.delete(serverName);
+  const remoteDone = Promise.all(
+    [...byServer].map(async ([server, users]) => {
+      if (!remote) {
+        failures[server] = { status: 503, message: 'Federation is not available' };
+        return;
+      }
+      try {
+        const res = await remote.claim(server, users, timeoutMs);
+        for (const [userId, devices] of ownUsersOf(res.one_time_keys, server)) {
+          if (!(userId in users)) continue;
+          const kept: Record<string, JsonObject> = {};
+          for (const [deviceId, keys] of Object.entries(devices))
+            if (isJsonObject(keys)) kept[deviceId] = keys;
+          oneTimeKeys[userId] = kept;
+        }
+      } catch (err) {
+        failures[server] = failureOf(err);
+      }
+    }),
+  );
+  for (const [userId, devices] of Object.entries(local)) {
     for (const [deviceId, algorithm] of Object.entries(devices)) {
       const key = await claimKey(db, userId, deviceId, algorithm);
       if (!key) continue;
@@ -209,5 +306,6 @@ export async function claimKeys(
       forUser[deviceId] = { [`${algorithm}:${key.keyId}`]: JSON.parse(key.json) as unknown };
     }
   }
+  await remoteDone;
   return { one_time_keys: oneTimeKeys, failures };
 }

@@ -448,3 +448,13 @@ export async function roomMembership(
     .executeTakeFirst();
   return { roomNid: Number(room.room_nid), membership: m?.membership };
 }
+
+/** The stream position of the user's latest device-list change (0 when none): `stream_id` of /user/devices. */
+export async function latestDeviceListChange(db: Executor, userId: string): Promise<number> {
+  const row = await db
+    .selectFrom('device_list_changes')
+    .select((eb) => eb.fn.max('stream_pos').as('m'))
+    .where('user_id', '=', userId)
+    .executeTakeFirst();
+  return Number(row?.m ?? 0);
+}

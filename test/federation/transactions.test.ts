@@ -166,6 +166,55 @@ for (const engine of ENGINES) {
       });
     });
 
+    it("queries and claims keys of the other server's users, listing unreachable servers in failures", async () => {
+      const up = await bob.post('/_matrix/client/v3/keys/upload', {
+        one_time_keys: { 'signed_curve25519:AAAAHg': { key: 'otk', signatures: {} } },
+      });
+      assert.equal(up.status, 200, JSON.stringify(up.body));
+      const unreachable = '@nobody:127.0.0.1:1';
+      const q = await alice.post('/_matrix/client/v3/keys/query', {
+        device_keys: { [bob.userId]: [], [unreachable]: [] },
+        timeout: 5_000,
+      });
+      assert.equal(q.status, 200, JSON.stringify(q.body));
+      const devices = (q.body.device_keys as Record<string, Record<string, Json>>)[bob.userId];
+      assert.equal(devices?.[bob.deviceId]?.device_id, bob.deviceId);
+      const failures = q.body.failures as Record<string, { status: number }>;
+      assert.equal(typeof failures['127.0.0.1:1']?.status, 'number');
+      assert.equal(failures[b.serverName], undefined);
+
+      const c = await alice.post('/_matrix/client/v3/keys/claim', {
+        one_time_keys: { [bob.userId]: { [bob.deviceId]: 'signed_curve25519' } },
+      });
+      assert.equal(c.status, 200, JSON.stringify(c.body));
+      const claimed = (c.body.one_time_keys as Record<string, Record<string, Json>>)[bob.userId]?.[
+        bob.deviceId
+      ];
+      assert.deepEqual(claimed, { 'signed_curve25519:AAAAHg': { key: 'otk', signatures: {} } });
+      // Claimed once: the key is gone.
+      const again = await alice.post('/_matrix/client/v3/keys/claim', {
+        one_time_keys: { [bob.userId]: { [bob.deviceId]: 'signed_curve25519' } },
+      });
+      assert.deepEqual(again.body.one_time_keys, {});
+
+      const list = await a.hs.federation.client.get(
+        b.serverName,
+        `/_matrix/federation/v1/user/devices/${encodeURIComponent(bob.userId)}`,
+      );
+      const body = list.body as {
+        user_id: string;
+        stream_id: number;
+        devices: { device_id: string; keys?: Json }[];
+      };
+      assert.equal(body.user_id, bob.userId);
+      assert.ok(body.stream_id > 0);
+      assert.equal(body.devices.find((d) => d.device_id === bob.deviceId)?.keys?.device_id, bob.deviceId);
+      const other = await a.hs.federation.client
+        .get(b.serverName, `/_matrix/federation/v1/user/devices/${encodeURIComponent(alice.userId)}`)
+        .catch((err: unknown) => err);
+      assert.ok(other instanceof FederationError && other.status === 403);
+    });
+
     describe('PUT /send checks', () => {
       const put = (txnId: string, body: unknown): Promise<unknown> =>
         a.hs.federation.client

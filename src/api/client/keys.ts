@@ -1,7 +1,7 @@
 /** Key management (client-server API "End-to-End Encryption > Key management API"). */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { claimKeys, queryKeys, uploadKeys } from '../../e2ee/keys.js';
+import { claimKeys, DEFAULT_REMOTE_KEYS_TIMEOUT_MS, queryKeys, uploadKeys } from '../../e2ee/keys.js';
 import { deviceListDelta } from '../../e2ee/device-lists.js';
 import { parseStreamToken } from '../../read/tokens.js';
 import type { JsonObject } from '../../rooms/event.js';
@@ -26,6 +26,12 @@ const ClaimBody = z.looseObject({
 });
 const ChangesQuery = z.object({ from: z.string(), to: z.string() });
 
+/** The client's `timeout` for other servers (ms), bounded to 1 s..60 s; Synapse's 10 s by default. */
+function remoteTimeout(timeout: number | undefined): number {
+  if (timeout === undefined || !Number.isFinite(timeout)) return DEFAULT_REMOTE_KEYS_TIMEOUT_MS;
+  return Math.min(Math.max(timeout, 1_000), 60_000);
+}
+
 export function keysRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const guard = { preHandler: deps.auth.requireUser };
   const serverName = deps.config.server_name;
@@ -44,13 +50,20 @@ export function keysRoutes(app: FastifyInstance, deps: ApiDeps): void {
   /** POST /_matrix/client/v3/keys/query */
   app.post('/_matrix/client/v3/keys/query', guard, async (req) => {
     const body = parseBody(QueryBody, req.body);
-    return queryKeys(deps, requester(req).userId, serverName, body.device_keys);
+    return queryKeys(
+      deps,
+      requester(req).userId,
+      serverName,
+      body.device_keys,
+      deps.remoteKeys,
+      remoteTimeout(body.timeout),
+    );
   });
 
   /** POST /_matrix/client/v3/keys/claim */
   app.post('/_matrix/client/v3/keys/claim', guard, async (req) => {
     const body = parseBody(ClaimBody, req.body);
-    return claimKeys(deps, serverName, body.one_time_keys);
+    return claimKeys(deps, serverName, body.one_time_keys, deps.remoteKeys, remoteTimeout(body.timeout));
   });
 
   /** GET /_matrix/client/v3/keys/changes */

@@ -9,6 +9,7 @@ import { keyRoutes } from './keys.js';
 import { openidFederationRoutes } from './openid.js';
 import { queryRoutes } from './query.js';
 import { sendRoutes, type SendRoutesDeps } from './send.js';
+import { userKeysRoutes } from './user-keys.js';
 import { federationVersionRoutes } from './version.js';
 
 export interface FederationDeps {
@@ -36,8 +37,15 @@ export function registerFederationRoutes(app: FastifyInstance, deps: FederationD
   federationVersionRoutes(app);
   queryRoutes(app, { serverName: deps.serverName, storage: deps.storage, authenticate });
   openidFederationRoutes(app, deps);
-  if (deps.inbound)
+  if (deps.inbound) {
     sendRoutes(app, { ...deps.inbound, serverName: deps.serverName, storage: deps.storage, authenticate });
+    userKeysRoutes(app, {
+      serverName: deps.serverName,
+      storage: deps.storage,
+      notifier: deps.inbound.notifier,
+      authenticate,
+    });
+  }
 }
 
 export { keyRoutes };
