@@ -15,6 +15,7 @@ import { FederationClient } from './federation/client.js';
 import { AddressPolicy } from './federation/ip-ranges.js';
 import { KeyRing } from './federation/keyring.js';
 import { remoteKeys } from './federation/remote-keys.js';
+import { remoteQueries } from './federation/remote-queries.js';
 import { FederationSender } from './federation/sender/sender.js';
 import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
 import { RoomWriter } from './input/room-writer.js';
@@ -210,6 +211,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     typing,
     media,
     remoteKeys: remoteKeys(federation.client),
+    remoteQueries: remoteQueries(federation.client),
   };
 
   typing.subscribe(federation.sender.relayTyping);

@@ -12,6 +12,7 @@ import type { RateLimiter } from './ratelimit.js';
 import type { Uia } from './uia.js';
 import type { MediaService } from '../media/service.js';
 import type { RemoteKeys } from '../e2ee/keys.js';
+import type { RemoteQueries } from '../federation/remote-queries.js';
 
 export interface ApiDeps {
   config: Config;
@@ -28,4 +29,6 @@ export interface ApiDeps {
   media: MediaService;
   /** Other servers' device and one-time keys over federation (client /keys/query and /keys/claim). */
   remoteKeys?: RemoteKeys | undefined;
+  /** Other servers' profiles and room aliases over federation (client profile and directory endpoints). */
+  remoteQueries?: RemoteQueries | undefined;
 }

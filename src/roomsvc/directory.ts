@@ -17,6 +17,9 @@ export interface DirectoryDeps {
   storage: Storage;
   writer: RoomWriter;
   serverName: string;
+  /** Asks the alias's server (federation /query/directory); rejects with the remote's HTTP `status` if any. */
+  remoteAlias?:
+    ((server: string, alias: string) => Promise<{ room_id: string; servers: string[] }>) | undefined;
 }
 
 export interface Actor {
@@ -89,12 +92,27 @@ function serversOf(head: RoomHead | undefined, serverName: string): string[] {
   return [serverName, ...[...servers].filter((s) => s !== serverName).sort()];
 }
 
-/** GET /directory/room/{roomAlias}. Aliases of other servers are unknown here (no federation). */
+/** GET /directory/room/{roomAlias}. Another server's alias is asked of that server (404 when it does not know it). */
 export async function resolveAlias(
   deps: DirectoryDeps,
   alias: string,
 ): Promise<{ room_id: string; servers: string[] }> {
   checkAlias(alias, deps.serverName, false);
+  const server = serverNameOf(alias);
+  if (server !== undefined && server !== deps.serverName && deps.remoteAlias) {
+    try {
+      return await deps.remoteAlias(server, alias);
+    } catch (err) {
+      if ((err as { status?: unknown }).status === 404)
+        throw new MatrixError('M_NOT_FOUND', `Room alias ${alias} not found`);
+      throw new MatrixError(
+        'M_UNKNOWN',
+        `Cannot resolve ${alias} with ${server}: ${(err as Error).message}`,
+        {},
+        502,
+      );
+    }
+  }
   const row = await aliasRow(deps, alias);
   if (!row) throw new MatrixError('M_NOT_FOUND', `Room alias ${alias} not found`);
   return { room_id: row.room_id, servers: serversOf(await deps.writer.head(row.room_id), deps.serverName) };

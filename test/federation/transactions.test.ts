@@ -2,7 +2,8 @@
  * Transactions between two Hearths sharing a room (test/helpers/mirror-room.ts stands in for a join): typing,
  * receipts, to-device messages and device-list changes cross in both directions and show up in the other server's
  * /sync; and the inbound /send checks: signed requests only, the body's origin, at most 50 PDUs and 100 EDUs,
- * retried transactions answered once, EDUs speaking for another server's users ignored. Every engine.
+ * retried transactions answered once, EDUs speaking for another server's users ignored. Keys, profiles and aliases
+ * of the other server's users through the client API. Every engine.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -213,6 +214,40 @@ for (const engine of ENGINES) {
         .get(b.serverName, `/_matrix/federation/v1/user/devices/${encodeURIComponent(alice.userId)}`)
         .catch((err: unknown) => err);
       assert.ok(other instanceof FederationError && other.status === 403);
+    });
+
+    it("resolves the other server's profiles and room aliases", async () => {
+      const set = await bob.put(`/_matrix/client/v3/profile/${encodeURIComponent(bob.userId)}/displayname`, {
+        displayname: 'Bob on B',
+      });
+      assert.equal(set.status, 200);
+      const profile = await alice.get(`/_matrix/client/v3/profile/${encodeURIComponent(bob.userId)}`);
+      assert.equal(profile.status, 200, JSON.stringify(profile.body));
+      assert.deepEqual(profile.body, { displayname: 'Bob on B' });
+      const name = await alice.get(
+        `/_matrix/client/v3/profile/${encodeURIComponent(bob.userId)}/displayname`,
+      );
+      assert.deepEqual(name.body, { displayname: 'Bob on B' });
+      const avatar = await alice.get(
+        `/_matrix/client/v3/profile/${encodeURIComponent(bob.userId)}/avatar_url`,
+      );
+      assert.equal(avatar.status, 404);
+      const nobody = `@nobody:${b.serverName}`;
+      assert.equal((await alice.get(`/_matrix/client/v3/profile/${encodeURIComponent(nobody)}`)).status, 404);
+
+      const alias = `#shared:${b.serverName}`;
+      const made = await bob.put(`/_matrix/client/v3/directory/room/${encodeURIComponent(alias)}`, {
+        room_id: roomId,
+      });
+      assert.equal(made.status, 200, JSON.stringify(made.body));
+      const resolved = await alice.get(`/_matrix/client/v3/directory/room/${encodeURIComponent(alias)}`);
+      assert.equal(resolved.status, 200, JSON.stringify(resolved.body));
+      assert.deepEqual(resolved.body, { room_id: roomId, servers: [b.serverName, a.serverName] });
+      const unknown = await alice.get(
+        `/_matrix/client/v3/directory/room/${encodeURIComponent(`#unknown:${b.serverName}`)}`,
+      );
+      assert.equal(unknown.status, 404);
+      assert.equal(unknown.body.errcode, 'M_NOT_FOUND');
     });
 
     describe('PUT /send checks', () => {

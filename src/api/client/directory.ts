@@ -40,7 +40,13 @@ const PublicRoomsBody = z.looseObject({
 
 export function directoryRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { storage, writer, auth, config } = deps;
-  const d = { storage, writer, serverName: config.server_name };
+  const d = {
+    storage,
+    writer,
+    serverName: config.server_name,
+    remoteAlias:
+      deps.remoteQueries && ((server: string, alias: string) => deps.remoteQueries!.directory(server, alias)),
+  };
   const guard = { preHandler: auth.requireUser };
   const actor = (req: FastifyRequest) => {
     const r = requester(req);

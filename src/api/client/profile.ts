@@ -6,7 +6,7 @@ import type { UserRow } from '../../storage/schema.js';
 import { getUser, setProfileField } from '../../storage/users.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
-import { forbidden, invalidParam, notFound } from '../errors.js';
+import { forbidden, invalidParam, MatrixError, notFound } from '../errors.js';
 import { parseBody, parseParams } from '../validate.js';
 
 /** Synapse's limits (MAX_DISPLAYNAME_LEN, MAX_AVATAR_URL_LEN). */
@@ -28,7 +28,7 @@ export interface Profile {
  */
 export type ProfileChangeHook = (userId: string, profile: Profile) => Promise<void>;
 
-export type ProfileDeps = Pick<ApiDeps, 'config' | 'storage' | 'auth'> & {
+export type ProfileDeps = Pick<ApiDeps, 'config' | 'storage' | 'auth' | 'remoteQueries'> & {
   onProfileChange?: ProfileChangeHook;
 };
 
@@ -76,8 +76,29 @@ export function profileRoutes(app: FastifyInstance, deps: ProfileDeps): void {
     if (hook && user) await hook(userId, { displayname: user.displayname, avatar_url: user.avatar_url });
   }
 
+  /**
+   * Another server's user's profile, asked of that server (federation /query/profile); undefined for local users
+   * or without federation. Its 404 is ours; an unreachable server is 502, as Synapse answers.
+   */
+  async function remoteProfile(
+    params: unknown,
+    field?: string,
+  ): Promise<Record<string, unknown> | undefined> {
+    const { userId } = parseParams(UserParams, params);
+    const parsed = parseUserId(userId, { historical: true });
+    if (!parsed || parsed.serverName === deps.config.server_name || !deps.remoteQueries) return undefined;
+    try {
+      return await deps.remoteQueries.profile(parsed.serverName, userId, field);
+    } catch (err) {
+      if ((err as { status?: unknown }).status === 404) throw notFound('Profile not found');
+      throw new MatrixError('M_UNKNOWN', `Failed to fetch profile: ${(err as Error).message}`, {}, 502);
+    }
+  }
+
   /** GET /_matrix/client/v3/profile/{userId} */
   app.get('/_matrix/client/v3/profile/:userId', async (req) => {
+    const remote = await remoteProfile(req.params);
+    if (remote) return remote;
     const user = await profileOwner(req.params);
     return {
       ...(user.displayname !== null && { displayname: user.displayname }),
@@ -90,6 +111,11 @@ export function profileRoutes(app: FastifyInstance, deps: ProfileDeps): void {
 
     /** GET /_matrix/client/v3/profile/{userId}/{displayname,avatar_url} */
     app.get(path, async (req) => {
+      const remote = await remoteProfile(req.params, field);
+      if (remote) {
+        if (typeof remote[field] !== 'string') throw notFound(`The user has no ${field}`);
+        return { [field]: remote[field] };
+      }
       const value = (await profileOwner(req.params))[field];
       if (value === null) throw notFound(`The user has no ${field}`);
       return { [field]: value };
