@@ -26,6 +26,15 @@ import type { Database } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
 import { injectFault } from '../integrity/faults.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
+import { writeJoinedRoom, type JoinedRoom } from './joined-room.js';
+import {
+  planRemoteEvent,
+  writeOutliers,
+  writeRemoteEvent,
+  type OutlierEvent,
+  type RemoteEvent,
+  type RemoteOutcome,
+} from './remote-events.js';
 import { loadRoomHead, lookupIn, referenceHashOf, type RoomHead, type StateEntry } from './room-head.js';
 
 /** What a caller asks to send; the writer fills in the graph fields, hashes and signature. */
@@ -253,6 +262,96 @@ export class RoomWriter {
     if (target.sender !== ev.sender) {
       throw new MatrixError('M_FORBIDDEN', "You don't have permission to redact other users' events");
     }
+  }
+
+  /**
+   * Persists an event another server authored (remote-events.ts): planned against the room's head inside the queue,
+   * written in one transaction, then announced to listeners when accepted. Throws MissingEventsError when its auth
+   * events or the state at its prev events must be fetched first.
+   */
+  async ingestRemote(roomId: string, ev: RemoteEvent): Promise<RemoteOutcome> {
+    return this.#queue.run(roomId, async () => {
+      const head = await this.head(roomId);
+      if (!head) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+      const plan = await planRemoteEvent(this.storage.db, head, ev);
+      if (plan.status === 'duplicate') return plan;
+      const stream = this.storage.stream;
+      const position = plan.status === 'accepted' ? stream.allocate() : null;
+      let written: Awaited<ReturnType<typeof writeRemoteEvent>>;
+      try {
+        written = await this.storage.db.transaction().execute(async (trx) => {
+          const w = await writeRemoteEvent(trx, head, plan, position);
+          if (plan.status === 'accepted') {
+            const p = { pdu: ev.raw, eventId: ev.eventId, prevIds: [], authIds: [] };
+            await writeSideTables(
+              trx,
+              this.storage.engine,
+              p,
+              w.eventNid,
+              head.roomNid,
+              plan.redactionApplies,
+            );
+          }
+          return w;
+        });
+      } finally {
+        this.#heads.delete(roomId);
+        if (position !== null) stream.finish(position);
+      }
+      if (written.streamOrdering !== null) {
+        const persisted: PersistedEvent = {
+          eventId: ev.eventId,
+          eventNid: written.eventNid,
+          streamOrdering: written.streamOrdering,
+          roomId,
+          pdu: ev.raw,
+        };
+        for (const l of this.#listeners) l({ roomId, events: [persisted] });
+      }
+      return plan.reason !== undefined
+        ? { status: plan.status, reason: plan.reason }
+        : { status: plan.status };
+    });
+  }
+
+  /** Stores events known only as auth or state events of a room this server is in (no state, no position). */
+  async storeOutliers(roomId: string, events: readonly OutlierEvent[]): Promise<Map<string, number>> {
+    return this.#queue.run(roomId, async () => {
+      const head = await this.head(roomId);
+      if (!head) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+      return this.storage.db
+        .transaction()
+        .execute((trx) => writeOutliers(trx, head.roomNid, head.version, events));
+    });
+  }
+
+  /**
+   * Persists a join over federation (joined-room.ts): the room with the auth chain and state from send_join as
+   * outliers and the join event with its state, all in one transaction; then announces the join.
+   */
+  async persistJoinedRoom(room: JoinedRoom): Promise<PersistedEvent> {
+    return this.#queue.run(room.roomId, async () => {
+      const stream = this.storage.stream;
+      const position = stream.allocate();
+      let eventNid: number;
+      try {
+        ({ eventNid } = await this.storage.db
+          .transaction()
+          .execute((trx) => writeJoinedRoom(trx, room, position)));
+      } finally {
+        this.#heads.delete(room.roomId);
+        stream.finish(position);
+      }
+      const persisted: PersistedEvent = {
+        eventId: room.join.eventId,
+        eventNid,
+        streamOrdering: position,
+        roomId: room.roomId,
+        pdu: room.join.raw,
+      };
+      for (const l of this.#listeners) l({ roomId: room.roomId, events: [persisted] });
+      return persisted;
+    });
   }
 
   /** Builds and auth-checks `ev` against `working`, then applies it to `working`. */
@@ -518,13 +617,14 @@ export class RoomWriter {
   }
 }
 
-/** Relations, redaction targets and the search index, written with the event. */
+/** Relations, redaction targets (unless `applyRedaction` is false) and the search index, written with the event. */
 async function writeSideTables(
   trx: Transaction<Database>,
   engine: Engine,
   p: Prepared,
   eventNid: number,
   roomNid: number,
+  applyRedaction = true,
 ): Promise<void> {
   const rel = p.pdu.content['m.relates_to'];
   if (rel && typeof rel === 'object' && !Array.isArray(rel)) {
@@ -541,7 +641,7 @@ async function writeSideTables(
         .execute();
     }
   }
-  if (p.pdu.type === 'm.room.redaction') {
+  if (p.pdu.type === 'm.room.redaction' && applyRedaction) {
     const target = typeof p.pdu.redacts === 'string' ? p.pdu.redacts : p.pdu.content.redacts;
     if (typeof target === 'string') {
       await trx

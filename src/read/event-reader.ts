@@ -80,20 +80,25 @@ export class EventReader {
   }
 
   #select() {
-    return this.storage.db
-      .selectFrom('events as e')
-      .innerJoin('rooms as r', 'r.room_nid', 'e.room_nid')
-      .select([
-        'e.event_nid',
-        'e.room_nid',
-        'e.event_id',
-        'e.json',
-        'e.stream_ordering',
-        'e.state_snapshot_nid',
-        'e.redacted_by',
-        'r.room_id',
-        'r.room_version',
-      ]);
+    return (
+      this.storage.db
+        .selectFrom('events as e')
+        .innerJoin('rooms as r', 'r.room_nid', 'e.room_nid')
+        .select([
+          'e.event_nid',
+          'e.room_nid',
+          'e.event_id',
+          'e.json',
+          'e.stream_ordering',
+          'e.state_snapshot_nid',
+          'e.redacted_by',
+          'r.room_id',
+          'r.room_version',
+        ])
+        // Rejected and soft-failed events (received over federation) are never shown to clients.
+        .where('e.rejected_reason', 'is', null)
+        .where('e.soft_failed', '=', 0)
+    );
   }
 
   /** Events by nid; damaged or missing ones are absent from the map (and reported). */

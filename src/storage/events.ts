@@ -13,10 +13,15 @@ export interface NewEventRow {
   sender: string;
   depth: number;
   originServerTs: number;
-  streamOrdering: number;
+  /** Null only with `outlier` (no stream position: outliers, rejected and soft-failed events). */
+  streamOrdering: number | null;
   json: string;
-  stateSnapshotNid: number;
+  /** The state before the event; null only for an outlier whose state is unknown. */
+  stateSnapshotNid: number | null;
   containsUrl: boolean;
+  outlier?: boolean;
+  rejectedReason?: string | null;
+  softFailed?: boolean;
 }
 
 export async function insertEvent(
@@ -38,9 +43,11 @@ export async function insertEvent(
       stream_ordering: ev.streamOrdering,
       json: ev.json,
       state_snapshot_nid: ev.stateSnapshotNid,
-      outlier: 0,
+      outlier: ev.outlier ? 1 : 0,
       contains_url: ev.containsUrl ? 1 : 0,
       redacted_by: null,
+      rejected_reason: ev.rejectedReason ?? null,
+      soft_failed: ev.softFailed ? 1 : 0,
     })
     .returning('event_nid')
     .executeTakeFirstOrThrow();

@@ -150,9 +150,14 @@ export interface EventsTable {
   json: string;
   /** The state before this event; NOT NULL unless the event is an outlier (CHECK constraint). */
   state_snapshot_nid: number | null;
+  /** 1 for an event without a stream position: an outlier (no state known), a rejected or a soft-failed event. */
   outlier: number;
   contains_url: number;
   redacted_by: string | null;
+  /** Why the authorization rules rejected this event (migration 0014); null for accepted events. */
+  rejected_reason: string | null;
+  /** 1 when the event failed the rules against the room's current state only (migration 0014). */
+  soft_failed: Generated<number>;
 }
 
 export interface StateSnapshotsTable {

@@ -1,0 +1,305 @@
+/**
+ * Ingestion of PDUs received from other servers: the second input of the room writer. Per PDU (grouped by room,
+ * oldest first): format, signatures and hash (pdu-checks.ts); then the writer plans and persists it. When the writer
+ * lacks its auth events they are fetched (/event_auth) and stored as outliers; when it lacks the state at a prev event,
+ * the gap is fetched from the origin with /get_missing_events and ingested oldest first, and if a prev event is still
+ * unknown, the state at it comes from /state_ids plus /event (stored as outliers), as Synapse does.
+ */
+import type { Logger } from 'pino';
+import type { RoomWriter } from '../input/room-writer.js';
+import { checkAgainstAuthEvents, MissingEventsError, type OutlierEvent } from '../input/remote-events.js';
+import { eventsById, forRules } from '../input/state-at.js';
+import type { JsonObject, Pdu } from '../rooms/event.js';
+import { createEventIdFromRoomId } from '../rooms/event.js';
+import { findRoomVersion, type RoomVersion } from '../rooms/room-versions.js';
+import type { Storage } from '../storage/db.js';
+import { stateKey, type StateMapNids } from '../storage/state.js';
+import type { FederationClient } from './client.js';
+import type { KeyRing } from './keyring.js';
+import { checkReceivedPdu } from './pdu-checks.js';
+
+/** The result of one PDU of a transaction: {} when accepted, `error` when not. */
+export type PduResult = { error?: string };
+
+export interface IngestDeps {
+  storage: Storage;
+  writer: RoomWriter;
+  keyRing: Pick<KeyRing, 'getVerifyKey'>;
+  /** Fetches what is missing from other servers; without it a PDU with unknown prev or auth events fails. */
+  client?: Pick<FederationClient, 'get' | 'post'> | undefined;
+  log?: Logger | undefined;
+}
+
+const MISSING_EVENTS_LIMIT = 20;
+const enc = encodeURIComponent;
+
+interface RoomInfo {
+  roomId: string;
+  roomNid: number;
+  version: RoomVersion;
+}
+
+async function roomInfo(storage: Storage, roomId: string): Promise<RoomInfo | undefined> {
+  const row = await storage.db
+    .selectFrom('rooms')
+    .select(['room_nid', 'room_version', 'current_snapshot_nid'])
+    .where('room_id', '=', roomId)
+    .executeTakeFirst();
+  const version = row ? findRoomVersion(row.room_version) : undefined;
+  if (!row || !version || row.current_snapshot_nid === null) return undefined;
+  return { roomId, roomNid: Number(row.room_nid), version };
+}
+
+/**
+ * Ingests the PDUs of a transaction from `origin`. Returns a result per event id: {} when the event was accepted (or
+ * already known), `{ error }` when it was dropped, rejected or soft-failed.
+ */
+export async function ingestRemotePdus(
+  deps: IngestDeps,
+  origin: string,
+  pdus: readonly JsonObject[],
+): Promise<Record<string, PduResult>> {
+  const results: Record<string, PduResult> = {};
+  const byRoom = new Map<string, JsonObject[]>();
+  for (const p of pdus) {
+    const roomId = typeof p.room_id === 'string' ? p.room_id : undefined;
+    if (!roomId) continue;
+    const list = byRoom.get(roomId) ?? [];
+    list.push(p);
+    byRoom.set(roomId, list);
+  }
+  for (const [roomId, list] of byRoom) {
+    const room = await roomInfo(deps.storage, roomId);
+    if (!room) {
+      for (const p of list)
+        if (typeof p.event_id === 'string') results[p.event_id] = { error: 'Unknown room' };
+      continue;
+    }
+    list.sort((a, b) => Number(a.depth) - Number(b.depth));
+    for (const p of list) {
+      const checked = await checkReceivedPdu(deps.keyRing, p, room.version);
+      if (!checked.ok) {
+        if (checked.eventId) results[checked.eventId] = { error: checked.reason };
+        continue;
+      }
+      try {
+        const outcome = await ingestOne(deps, origin, room, checked.eventId, checked.raw, 1);
+        results[checked.eventId] = outcome === undefined ? {} : { error: outcome };
+      } catch (err) {
+        deps.log?.warn({ err, eventId: checked.eventId, origin }, 'cannot ingest a remote event');
+        results[checked.eventId] = { error: (err as Error).message };
+      }
+    }
+  }
+  return results;
+}
+
+/** Persists one checked event, fetching what it lacks; returns undefined when accepted, else why not. */
+async function ingestOne(
+  deps: IngestDeps,
+  origin: string,
+  room: RoomInfo,
+  eventId: string,
+  raw: Pdu,
+  fetchBudget: number,
+  prevStates?: Map<string, StateMapNids>,
+): Promise<string | undefined> {
+  for (let attempt = 0; attempt < 4; attempt++) {
+    try {
+      const out = await deps.writer.ingestRemote(room.roomId, {
+        eventId,
+        raw,
+        ...(prevStates ? { prevStates } : {}),
+      });
+      if (out.status === 'accepted' || (out.status === 'duplicate' && out.reason === undefined))
+        return undefined;
+      return out.reason ?? out.status;
+    } catch (err) {
+      if (!(err instanceof MissingEventsError) || !deps.client) throw err;
+      if (err.kind === 'auth_events') {
+        await fetchAuthChain(deps, origin, room, eventId);
+        continue;
+      }
+      if (fetchBudget > 0 && attempt === 0) {
+        await fetchMissingPrevs(deps, origin, room, eventId, fetchBudget - 1);
+        continue;
+      }
+      prevStates ??= new Map();
+      for (const prev of err.eventIds) {
+        if (prevStates.has(prev)) continue;
+        prevStates.set(prev, await fetchStateAfter(deps, origin, room, prev));
+      }
+    }
+  }
+  return 'Cannot find the events this event depends on';
+}
+
+/** /get_missing_events between the room's extremities and the event; the events found are ingested oldest first. */
+async function fetchMissingPrevs(
+  deps: IngestDeps,
+  origin: string,
+  room: RoomInfo,
+  eventId: string,
+  budget: number,
+): Promise<void> {
+  const client = deps.client as NonNullable<IngestDeps['client']>;
+  const head = await deps.writer.head(room.roomId);
+  const earliest = head?.extremities.map((e) => e.eventId) ?? [];
+  const res = await client
+    .post(origin, `/_matrix/federation/v1/get_missing_events/${enc(room.roomId)}`, {
+      earliest_events: earliest,
+      latest_events: [eventId],
+      limit: MISSING_EVENTS_LIMIT,
+      min_depth: 0,
+    })
+    .catch((err: Error) => {
+      deps.log?.info({ err: err.message, origin }, 'get_missing_events failed');
+      return undefined;
+    });
+  const events = (res?.body as { events?: unknown } | undefined)?.events;
+  if (!Array.isArray(events)) return;
+  const checked: { eventId: string; raw: Pdu }[] = [];
+  for (const e of events) {
+    if (typeof e !== 'object' || e === null) continue;
+    const c = await checkReceivedPdu(deps.keyRing, e as JsonObject, room.version);
+    if (c.ok && c.eventId !== eventId) checked.push({ eventId: c.eventId, raw: c.raw });
+  }
+  checked.sort((a, b) => a.raw.depth - b.raw.depth);
+  for (const c of checked) {
+    try {
+      await ingestOne(deps, origin, room, c.eventId, c.raw, budget);
+    } catch (err) {
+      deps.log?.info({ err, eventId: c.eventId }, 'a missing event could not be ingested');
+    }
+  }
+}
+
+/** Fetches one event from `origin` and checks it. */
+async function fetchEvent(
+  deps: IngestDeps,
+  origin: string,
+  room: RoomInfo,
+  eventId: string,
+): Promise<{ eventId: string; raw: Pdu } | undefined> {
+  const client = deps.client as NonNullable<IngestDeps['client']>;
+  const res = await client.get(origin, `/_matrix/federation/v1/event/${enc(eventId)}`);
+  const pdus = (res.body as { pdus?: unknown } | undefined)?.pdus;
+  const first: unknown = Array.isArray(pdus) ? pdus[0] : undefined;
+  if (typeof first !== 'object' || first === null) return undefined;
+  const c = await checkReceivedPdu(deps.keyRing, first as JsonObject, room.version);
+  if (!c.ok || c.eventId !== eventId) return undefined;
+  return { eventId: c.eventId, raw: c.raw };
+}
+
+/**
+ * Stores checked events as outliers, each checked against its own auth events (found among them or stored):
+ * rejected ones are stored with their reason. Events are ordered by depth so auth events come first.
+ */
+export async function storeCheckedOutliers(
+  deps: Pick<IngestDeps, 'storage' | 'writer'>,
+  room: RoomInfo,
+  events: readonly { eventId: string; raw: Pdu }[],
+): Promise<Map<string, number>> {
+  const version = room.version;
+  const batch = new Map(
+    events.map((e) => [e.eventId, { eventId: e.eventId, pdu: forRules(e.raw, version) }]),
+  );
+  const wanted = new Set<string>();
+  for (const e of batch.values()) for (const a of e.pdu.auth_events) if (!batch.has(a)) wanted.add(a);
+  if (!version.createEventInAuthEvents) wanted.add(createEventIdFromRoomId(room.roomId));
+  const stored = await eventsById(deps.storage.db, room.roomNid, wanted, version);
+  const rejected = new Set<string>();
+  for (const s of stored.values()) if (s.row.rejected_reason !== null) rejected.add(s.eventId);
+  const authOf = (id: string) => {
+    const b = batch.get(id);
+    if (b) return { eventId: id, pdu: b.pdu, rejected: rejected.has(id) };
+    const s = stored.get(id);
+    return s ? { eventId: id, pdu: s.pdu, rejected: rejected.has(id) } : undefined;
+  };
+  const sorted = [...events].sort((a, b) => a.raw.depth - b.raw.depth);
+  const out: OutlierEvent[] = [];
+  for (const e of sorted) {
+    const pdu = forRules(e.raw, version);
+    const auth = pdu.auth_events.map(authOf);
+    let reason: string | undefined;
+    if (auth.some((a) => a === undefined)) reason = 'auth events unknown';
+    else {
+      const create = version.createEventInAuthEvents
+        ? undefined
+        : authOf(createEventIdFromRoomId(room.roomId));
+      const isCreate = pdu.type === 'm.room.create' && pdu.state_key === '';
+      reason = checkAgainstAuthEvents(
+        pdu,
+        auth.filter((a) => a !== undefined),
+        version,
+        isCreate ? undefined : create,
+      );
+    }
+    if (reason) rejected.add(e.eventId);
+    out.push({ eventId: e.eventId, raw: e.raw, rejectedReason: reason });
+  }
+  return deps.writer.storeOutliers(room.roomId, out);
+}
+
+/** /event_auth for an event: its auth chain, stored as outliers. */
+async function fetchAuthChain(
+  deps: IngestDeps,
+  origin: string,
+  room: RoomInfo,
+  eventId: string,
+): Promise<void> {
+  const client = deps.client as NonNullable<IngestDeps['client']>;
+  const res = await client.get(
+    origin,
+    `/_matrix/federation/v1/event_auth/${enc(room.roomId)}/${enc(eventId)}`,
+  );
+  const chain = (res.body as { auth_chain?: unknown } | undefined)?.auth_chain;
+  const checked: { eventId: string; raw: Pdu }[] = [];
+  for (const e of Array.isArray(chain) ? chain : []) {
+    if (typeof e !== 'object' || e === null) continue;
+    const c = await checkReceivedPdu(deps.keyRing, e as JsonObject, room.version);
+    if (c.ok) checked.push({ eventId: c.eventId, raw: c.raw });
+  }
+  await storeCheckedOutliers(deps, room, checked);
+}
+
+/**
+ * The state after `prevId` from `origin`: /state_ids at it (the state before it), the events this server lacks (and
+ * the prev event itself) fetched with /event and stored as outliers, plus the prev event when it is a state event.
+ */
+async function fetchStateAfter(
+  deps: IngestDeps,
+  origin: string,
+  room: RoomInfo,
+  prevId: string,
+): Promise<StateMapNids> {
+  const client = deps.client as NonNullable<IngestDeps['client']>;
+  const res = await client.get(origin, `/_matrix/federation/v1/state_ids/${enc(room.roomId)}`, {
+    query: { event_id: prevId },
+  });
+  const body = res.body as { pdu_ids?: unknown; auth_chain_ids?: unknown } | undefined;
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x) => typeof x === 'string') : []);
+  const stateIds = strings(body?.pdu_ids);
+  const all = new Set([...stateIds, ...strings(body?.auth_chain_ids), prevId]);
+  const known = await eventsById(deps.storage.db, room.roomNid, all, room.version);
+  const fetched: { eventId: string; raw: Pdu }[] = [];
+  for (const id of all) {
+    if (known.has(id)) continue;
+    const ev = await fetchEvent(deps, origin, room, id);
+    if (ev) fetched.push(ev);
+  }
+  const nids = await storeCheckedOutliers(deps, room, fetched);
+  for (const k of known.values()) nids.set(k.eventId, k.nid);
+  const events = await eventsById(deps.storage.db, room.roomNid, [...stateIds, prevId], room.version);
+  const state: StateMapNids = new Map();
+  for (const id of stateIds) {
+    const ev = events.get(id);
+    if (ev && typeof ev.pdu.state_key === 'string' && ev.row.rejected_reason === null)
+      state.set(stateKey(ev.pdu.type, ev.pdu.state_key), ev.nid);
+  }
+  const prev = events.get(prevId);
+  if (!prev) throw new Error(`Cannot fetch event ${prevId} from ${origin}`);
+  if (typeof prev.pdu.state_key === 'string' && prev.row.rejected_reason === null)
+    state.set(stateKey(prev.pdu.type, prev.pdu.state_key), prev.nid);
+  return state;
+}
