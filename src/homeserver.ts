@@ -125,7 +125,13 @@ function startFederation(
     trustedKeyServers: config.trusted_key_servers,
     log,
   });
-  const sender = new FederationSender({ storage, serverName: config.server_name, client, log });
+  const sender = new FederationSender({
+    storage,
+    serverName: config.server_name,
+    client,
+    log,
+    presenceEnabled: config.presence.enabled,
+  });
   return { client, keyRing, sender };
 }
 
@@ -219,7 +225,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     serverName: config.server_name,
     storage,
     ...federation,
-    inbound: { typing, notifier, log: logFor('federation') },
+    inbound: { typing, notifier, log: logFor('federation'), presenceEnabled: config.presence.enabled },
   };
 
   const apps: FastifyInstance[] = [];

@@ -7,6 +7,8 @@
  * - m.receipt: m.read receipts of the origin's joined users on events this server has in that room.
  * - m.direct_to_device: delivered to local devices at one stream position; `message_id` is recorded per sender so a
  *   resent EDU is not delivered twice.
+ * - m.presence (when presence is enabled): the origin's users' presence, stored like local presence and shown to
+ *   local users sharing a room with them.
  * - m.device_list_update, m.signing_key_update: a device-list change row for the remote user, so local users sharing
  *   a room see them in /sync `device_lists.changed` and query their keys again (keys are fetched over federation on
  *   each /keys/query, not cached).
@@ -18,6 +20,12 @@ import { listDevices } from '../storage/devices.js';
 import { insertDeviceListChange, joinedRoomIds } from '../storage/device-lists.js';
 import { getEventRowById } from '../storage/events.js';
 import { recordReceivedToDevice, roomMembership } from '../storage/federation-queue.js';
+import {
+  putPresence,
+  usersSharingRoomWith,
+  type PresenceRow,
+  type PresenceState,
+} from '../storage/presence.js';
 import { putReceiptIfNewer } from '../storage/receipts.js';
 import { insertToDeviceMessages, type ToDeviceRow } from '../storage/to-device.js';
 import type { Notifier } from '../sync/notifier.js';
@@ -33,6 +41,8 @@ export interface InboundEduDeps {
   typing: TypingStore;
   notifier: Notifier;
   log: Logger;
+  /** presence.enabled: m.presence EDUs are ignored otherwise. */
+  presenceEnabled?: boolean | undefined;
 }
 
 export interface InboundEdu {
@@ -59,6 +69,9 @@ export async function handleEdus(
           break;
         case 'm.direct_to_device':
           await toDevice(deps, origin, edu.content);
+          break;
+        case 'm.presence':
+          if (deps.presenceEnabled) await presence(deps, origin, edu.content);
           break;
         case 'm.device_list_update':
         case 'm.signing_key_update':
@@ -170,4 +183,29 @@ async function deviceListUpdate(
   if (rooms.length === 0) return;
   await stream.withPosition((pos) => insertDeviceListChange(db, pos, userId, false));
   deps.notifier.notifyRooms(rooms);
+}
+
+const PRESENCE_STATES = new Set(['online', 'unavailable', 'offline']);
+
+async function presence(deps: InboundEduDeps, origin: string, c: Record<string, unknown>): Promise<void> {
+  if (!Array.isArray(c.push)) return;
+  const { db, stream } = deps.storage;
+  for (const p of c.push) {
+    if (!isJsonObject(p)) continue;
+    const { user_id: userId, presence: state, last_active_ago: ago, status_msg: msg } = p;
+    if (typeof userId !== 'string' || serverOf(userId) !== origin) continue;
+    if (typeof state !== 'string' || !PRESENCE_STATES.has(state)) continue;
+    const audience = await usersSharingRoomWith(db, userId);
+    // Nobody here shares a room with the user: their presence concerns no one.
+    if (audience.length === 0) continue;
+    const row: PresenceRow = {
+      userId,
+      state: state as PresenceState,
+      statusMsg: typeof msg === 'string' ? msg : null,
+      lastActiveTs: Date.now() - (typeof ago === 'number' && ago >= 0 ? ago : 0),
+      currentlyActive: p.currently_active === true,
+    };
+    await stream.withPosition((pos) => putPresence(db, row, pos));
+    deps.notifier.notifyUsers(audience);
+  }
 }

@@ -372,6 +372,34 @@ export async function receiptsStampedIn(db: Executor, after: number, to: number)
   return rows.map((r) => ({ ...r, room_nid: Number(r.room_nid) }));
 }
 
+/** Presence rows stamped in (after, to]. */
+export async function presenceStampedIn(
+  db: Executor,
+  after: number,
+  to: number,
+): Promise<
+  {
+    user_id: string;
+    state: string;
+    status_msg: string | null;
+    last_active_ts: number;
+    currently_active: number;
+  }[]
+> {
+  const rows = await db
+    .selectFrom('presence')
+    .select(['user_id', 'state', 'status_msg', 'last_active_ts', 'currently_active'])
+    .where('stream_pos', '>', after)
+    .where('stream_pos', '<=', to)
+    .orderBy('stream_pos')
+    .execute();
+  return rows.map((r) => ({
+    ...r,
+    last_active_ts: Number(r.last_active_ts),
+    currently_active: Number(r.currently_active),
+  }));
+}
+
 /** Users whose devices or cross-signing keys changed in (after, to], visible to others (not only_self). */
 export async function deviceListChangesIn(
   db: Executor,

@@ -1,6 +1,6 @@
 /**
  * Transactions between two Hearths sharing a room (test/helpers/mirror-room.ts stands in for a join): typing,
- * receipts, to-device messages and device-list changes cross in both directions and show up in the other server's
+ * receipts, presence, to-device messages and device-list changes cross in both directions and show up in the other server's
  * /sync; and the inbound /send checks: signed requests only, the body's origin, at most 50 PDUs and 100 EDUs,
  * retried transactions answered once, EDUs speaking for another server's users ignored. Keys, profiles and aliases
  * of the other server's users through the client API. Every engine.
@@ -132,6 +132,23 @@ for (const engine of ENGINES) {
       });
       const content = receipt.content as Record<string, { 'm.read': Record<string, { ts: number }> }>;
       assert.equal(typeof content[eventId]?.['m.read'][bob.userId]?.ts, 'number');
+    });
+
+    it('relays presence', async () => {
+      const start = await sync(alice);
+      const res = await bob.put(`/_matrix/client/v3/presence/${encodeURIComponent(bob.userId)}/status`, {
+        presence: 'unavailable',
+        status_msg: 'away on B',
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const event = await until('bob presence on A', async () => {
+        const body = await sync(alice, start.next_batch as string);
+        const events = (body.presence as { events?: Json[] } | undefined)?.events ?? [];
+        return events.find(
+          (e) => e.sender === bob.userId && (e.content as { status_msg?: string }).status_msg === 'away on B',
+        );
+      });
+      assert.equal((event.content as { presence: string }).presence, 'unavailable');
     });
 
     it('delivers to-device messages to remote devices', async () => {

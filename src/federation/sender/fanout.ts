@@ -13,7 +13,7 @@
  *
  * Destinations of an event: the servers with a joined member in the state before it, plus the server of a user the
  * event itself joins; never this server. Receipts (m.read) of local users go to the servers joined to the room now,
- * device-list changes of local users to the servers sharing a room with them.
+ * device-list changes and (when enabled) presence of local users to the servers sharing a room with them.
  */
 import type { Logger } from 'pino';
 import type { Storage } from '../../storage/db.js';
@@ -25,6 +25,7 @@ import {
   joinedServersOf,
   membershipsOf,
   outboxAddedSince,
+  presenceStampedIn,
   receiptsStampedIn,
   serversSharingRoomWith,
   setSenderPosition,
@@ -43,6 +44,8 @@ export interface FanoutDeps {
   storage: Storage;
   serverName: string;
   log: Logger;
+  /** presence.enabled: local users' presence changes go to the servers sharing a room with them. */
+  presenceEnabled?: boolean | undefined;
   /** Called with the destinations of outbox rows added since the last call (all of them on the first). */
   onQueued(destinations: Iterable<string>): void;
 }
@@ -134,6 +137,7 @@ export class Fanout {
     }
     rows.push(...(await this.#receiptRows(from, to)));
     rows.push(...(await this.#deviceListRows(from, to)));
+    if (this.#deps.presenceEnabled) rows.push(...(await this.#presenceRows(from, to)));
     await db.transaction().execute(async (trx) => {
       // Another pass (another process) may have moved the position: never fan out the same range twice.
       if ((await getSenderPosition(trx)) !== from) return;
@@ -216,6 +220,38 @@ export class Fanout {
           edu_content: JSON.stringify(content),
         });
       }
+    }
+    return rows;
+  }
+
+  /** One m.presence EDU per change of a local user's presence, to the servers sharing a room with them. */
+  async #presenceRows(from: number, to: number): Promise<NewOutboxRow[]> {
+    const { db } = this.#deps.storage;
+    const rows: NewOutboxRow[] = [];
+    const now = Date.now();
+    for (const p of await presenceStampedIn(db, from, to)) {
+      if (serverOf(p.user_id) !== this.#deps.serverName) continue;
+      const servers = await serversSharingRoomWith(db, p.user_id);
+      servers.delete(this.#deps.serverName);
+      const content = JSON.stringify({
+        push: [
+          {
+            user_id: p.user_id,
+            presence: p.state,
+            last_active_ago: Math.max(0, now - p.last_active_ts),
+            currently_active: p.currently_active === 1,
+            ...(p.status_msg !== null ? { status_msg: p.status_msg } : {}),
+          },
+        ],
+      });
+      for (const destination of servers)
+        rows.push({
+          destination,
+          event_nid: null,
+          room_nid: null,
+          edu_type: 'm.presence',
+          edu_content: content,
+        });
     }
     return rows;
   }

@@ -42,6 +42,8 @@ export interface FederationSenderOptions {
   serverName: string;
   client: Pick<FederationClient, 'put'>;
   log: Logger;
+  /** presence.enabled */
+  presenceEnabled?: boolean | undefined;
   backoff?: BackoffPolicy;
   /** Queued PDUs above which a destination back from an outage gets only the newest event per room. */
   catchUpThreshold?: number;
@@ -83,6 +85,7 @@ export class FederationSender {
       storage: opts.storage,
       serverName: opts.serverName,
       log: opts.log,
+      presenceEnabled: opts.presenceEnabled,
       onQueued: (dests) => {
         for (const d of dests) this.wake(d);
       },
