@@ -12,8 +12,10 @@ import { registerFederationRoutes, keyRoutes } from './api/federation/index.js';
 import { serverWellKnownRoutes } from './api/federation/version.js';
 import type { TlsFiles } from './api/tls.js';
 import { FederationClient } from './federation/client.js';
+import { ingestRemotePdus } from './federation/ingest.js';
 import { AddressPolicy } from './federation/ip-ranges.js';
 import { KeyRing } from './federation/keyring.js';
+import type { JsonObject } from './rooms/event.js';
 import { remoteKeys } from './federation/remote-keys.js';
 import { remoteQueries } from './federation/remote-queries.js';
 import { FederationSender } from './federation/sender/sender.js';
@@ -218,6 +220,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     media,
     remoteKeys: remoteKeys(federation.client),
     remoteQueries: remoteQueries(federation.client),
+    federation: { client: federation.client, keyRing: federation.keyRing },
   };
 
   typing.subscribe(federation.sender.relayTyping);
@@ -225,7 +228,25 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     serverName: config.server_name,
     storage,
     ...federation,
-    inbound: { typing, notifier, log: logFor('federation'), presenceEnabled: config.presence.enabled },
+    writer,
+    inbound: {
+      typing,
+      notifier,
+      log: logFor('federation'),
+      presenceEnabled: config.presence.enabled,
+      ingestPdus: (origin: string, pdus: JsonObject[]) =>
+        ingestRemotePdus(
+          {
+            storage,
+            writer,
+            keyRing: federation.keyRing,
+            client: federation.client,
+            log: logFor('federation'),
+          },
+          origin,
+          pdus,
+        ),
+    },
   };
 
   const apps: FastifyInstance[] = [];
