@@ -14,34 +14,26 @@ import { eventForUser, eventStream, initialSync, roomInitialSync } from '../../s
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError } from '../errors.js';
-import { parseParams, parseQuery } from '../validate.js';
+import { limitParam, parseParams, parseQuery } from '../validate.js';
 
 /** The longest an /events request waits (as /sync); Synapse's default wait when `timeout` is absent. */
 const MAX_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_TIMEOUT_MS = 30_000;
 
-const Limit = (def: number, max: number) =>
-  z.coerce
-    .number()
-    .int()
-    .min(0)
-    .optional()
-    .transform((n) => Math.min(n ?? def, max));
-
 const EventsQuery = z.object({
   from: z.string().optional(),
   timeout: z.coerce.number().int().min(0).optional(),
-  limit: Limit(100, 1000).pipe(z.number().min(1)),
+  limit: limitParam(100, 1000).pipe(z.number().min(1)),
   room_id: z.string().optional(),
 });
 const InitialSyncQuery = z.object({
-  limit: Limit(10, 1000),
+  limit: limitParam(10, 1000),
   archived: z
     .enum(['true', 'false'])
     .optional()
     .transform((v) => v === 'true'),
 });
-const RoomInitialSyncQuery = z.object({ limit: Limit(10, 1000) });
+const RoomInitialSyncQuery = z.object({ limit: limitParam(10, 1000) });
 const RoomParams = z.object({ roomId: z.string() });
 const EventParams = z.object({ eventId: z.string().min(1) });
 const SendParams = z.object({ roomId: z.string(), eventType: z.string() });

@@ -20,17 +20,9 @@ import { isValidEventId } from '../../rooms/identifiers.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { invalidParam, notFound } from '../errors.js';
-import { parseParams, parseQuery } from '../validate.js';
+import { limitParam, parseParams, parseQuery } from '../validate.js';
 
 const RECURSION_DEPTH = 3;
-
-const Limit = (def: number, max: number) =>
-  z.coerce
-    .number()
-    .int()
-    .min(0)
-    .optional()
-    .transform((n) => Math.min(n ?? def, max));
 
 const RelationsParams = z.object({
   roomId: z.string(),
@@ -41,14 +33,14 @@ const RelationsParams = z.object({
 const RelationsQuery = z.object({
   from: z.string().optional(),
   to: z.string().optional(),
-  limit: Limit(5, 1000),
+  limit: limitParam(5, 1000),
   dir: z.enum(['b', 'f']).default('b'),
   recurse: z.enum(['true', 'false']).optional(),
 });
 const ThreadsQuery = z.object({
   include: z.enum(['all', 'participated']).default('all'),
   from: z.string().optional(),
-  limit: Limit(10, 100),
+  limit: limitParam(10, 100),
 });
 
 /** Event ids relating to `root` directly or through up to RECURSION_DEPTH - 1 intermediate events. */

@@ -22,16 +22,8 @@ import { isValidEventId } from '../../rooms/identifiers.js';
 import { requester, type Requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { forbidden, invalidParam, MatrixError, notFound } from '../errors.js';
-import { parseParams, parseQuery } from '../validate.js';
+import { limitParam, parseParams, parseQuery } from '../validate.js';
 import { bundleAggregations } from '../../read/aggregations.js';
-
-const Limit = (def: number, max: number) =>
-  z.coerce
-    .number()
-    .int()
-    .min(0)
-    .optional()
-    .transform((n) => Math.min(n ?? def, max));
 
 const RoomParams = z.object({ roomId: z.string() });
 const EventParams = z.object({ roomId: z.string(), eventId: z.string() });
@@ -39,10 +31,10 @@ const MessagesQuery = z.object({
   dir: z.enum(['b', 'f']).default('b'),
   from: z.string().optional(),
   to: z.string().optional(),
-  limit: Limit(10, 1000),
+  limit: limitParam(10, 1000),
   filter: z.string().optional(),
 });
-const ContextQuery = z.object({ limit: Limit(10, 100), filter: z.string().optional() });
+const ContextQuery = z.object({ limit: limitParam(10, 100), filter: z.string().optional() });
 
 /** The event, when it is in the room, in the timeline and visible to the user; else undefined. */
 async function visibleEvent(
