@@ -1,52 +1,10 @@
 /** Logs: JSON lines, request id and user id on request lines, and no secrets or message bodies. */
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { createAccount } from '../src/accounts/register.js';
 import { validateConfig } from '../src/config/load.js';
-import { startHomeserver, type Homeserver } from '../src/homeserver.js';
-import { createLogger } from '../src/log.js';
-import { freshDatabase } from './helpers/engines.js';
+import { withCapturedLogs } from './helpers/logs.js';
 import { Client } from './helpers/server.js';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-
-/** A homeserver on SQLite whose log lines are captured in `lines`. */
-async function withCapturedLogs(
-  overrides: Record<string, unknown>,
-  level: string,
-  run: (hs: Homeserver, lines: string[]) => Promise<void>,
-): Promise<void> {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-      done();
-    },
-  });
-  const db = await freshDatabase('sqlite');
-  const dir = mkdtempSync(join(tmpdir(), 'hearth-logs-'));
-  const config = validateConfig(
-    {
-      server_name: 'test.local',
-      listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }],
-      database: db.config,
-      signing_key_path: join(dir, 'signing.key'),
-      media_store_path: join(dir, 'media'),
-      ...overrides,
-    },
-    dir,
-  );
-  const hs = await startHomeserver(config, { logger: createLogger(level, sink) });
-  try {
-    await run(hs, lines);
-  } finally {
-    await hs.close();
-    await db.drop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 describe('logs', () => {
   it('carry request and user ids and never a password, token or message body', async () => {

@@ -1,15 +1,9 @@
 /** Compatibility with older clients: the r0 path prefixes, the v1 paths the spec keeps, and ?access_token=. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createAccount } from '../../src/accounts/register.js';
-import { validateConfig } from '../../src/config/load.js';
-import { startHomeserver } from '../../src/homeserver.js';
-import { createLogger } from '../../src/log.js';
-import { ENGINES, freshDatabase } from '../helpers/engines.js';
+import { withCapturedLogs } from '../helpers/logs.js';
+import { ENGINES } from '../helpers/engines.js';
 import { Client, startTestServer, type TestServer } from '../helpers/server.js';
 
 const R0 = '/_matrix/client/r0';
@@ -173,28 +167,7 @@ for (const engine of ENGINES) {
 
 describe('query-string tokens in the logs', () => {
   it('logs the original r0 path with the token redacted', async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        done();
-      },
-    });
-    const db = await freshDatabase('sqlite');
-    const dir = mkdtempSync(join(tmpdir(), 'hearth-compat-logs-'));
-    const config = validateConfig(
-      {
-        server_name: 'test.local',
-        listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }],
-        database: db.config,
-        signing_key_path: join(dir, 'signing.key'),
-        media_store_path: join(dir, 'media'),
-        rate_limiting: { enabled: false },
-      },
-      dir,
-    );
-    const hs = await startHomeserver(config, { logger: createLogger('debug', sink) });
-    try {
+    await withCapturedLogs({ rate_limiting: { enabled: false } }, 'debug', async (hs, lines) => {
       await createAccount(hs.storage.db, {
         localpart: 'logq',
         serverName: 'test.local',
@@ -222,10 +195,6 @@ describe('query-string tokens in the logs', () => {
         done.some((l) => l.url === `${R0}/account/whoami?access_token=<redacted>`),
         all,
       );
-    } finally {
-      await hs.close();
-      await db.drop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
