@@ -281,6 +281,7 @@ export async function pruneReceivedTxns(db: Executor, before: number): Promise<v
 
 export interface FanoutEvent {
   event_nid: number;
+  event_id: string;
   room_nid: number;
   stream_ordering: number;
   type: string;
@@ -296,6 +297,7 @@ export async function eventsInRange(db: Executor, after: number, to: number): Pr
     .selectFrom('events')
     .select([
       'event_nid',
+      'event_id',
       'room_nid',
       'stream_ordering',
       'type',
@@ -485,4 +487,33 @@ export async function latestDeviceListChange(db: Executor, userId: string): Prom
     .where('user_id', '=', userId)
     .executeTakeFirst();
   return Number(row?.m ?? 0);
+}
+
+/**
+ * Marks an event this server persists on behalf of `origin` (send_join, send_leave, send_knock): once committed,
+ * the fan-out relays it to the room's other servers. Call it before persisting the event.
+ */
+export async function markSendOnBehalf(db: Executor, eventId: string, origin: string): Promise<void> {
+  await db
+    .insertInto('federation_send_on_behalf')
+    .values({ event_id: eventId, origin, created_ts: Date.now() })
+    .onConflict((oc) => oc.column('event_id').doNothing())
+    .execute();
+}
+
+/** The origins of the given events that were persisted on another server's behalf. */
+export async function sendOnBehalfOf(
+  db: Executor,
+  eventIds: readonly string[],
+): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < eventIds.length; i += 500) {
+    const rows = await db
+      .selectFrom('federation_send_on_behalf')
+      .select(['event_id', 'origin'])
+      .where('event_id', 'in', eventIds.slice(i, i + 500))
+      .execute();
+    for (const r of rows) out.set(r.event_id, r.origin);
+  }
+  return out;
 }

@@ -442,6 +442,13 @@ export interface FederationReceivedToDeviceTable {
   received_ts: number;
 }
 
+/** An event persisted for another server (send_join and the like), to be relayed to the room's other servers. */
+export interface FederationSendOnBehalfTable {
+  event_id: string;
+  origin: string;
+  created_ts: number;
+}
+
 export interface StreamReservationTable {
   id: number;
   up_to: number;
@@ -476,6 +483,7 @@ export interface Database {
   federation_destinations: FederationDestinationsTable;
   federation_received_txns: FederationReceivedTxnsTable;
   federation_received_to_device: FederationReceivedToDeviceTable;
+  federation_send_on_behalf: FederationSendOnBehalfTable;
   server_verify_keys: ServerVerifyKeysTable;
   server_key_responses: ServerKeyResponsesTable;
   stream_reservation: StreamReservationTable;

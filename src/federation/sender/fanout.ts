@@ -11,8 +11,9 @@
  * queue is rows, so a destination that comes back after a short outage gets every event in order, and only a long
  * backlog is collapsed to the newest event per room (catch-up, see sender.ts).
  *
- * Destinations of an event: the servers with a joined member in the state before it, plus the server of a user the
- * event itself joins; never this server. Receipts (m.read) of local users go to the servers joined to the room now,
+ * Local events are sent, and remote events this server persisted on another server's behalf (send_join, send_leave,
+ * send_knock: marked with markSendOnBehalf), to every server but that one. Destinations of an event: the servers
+ * with a joined member in the state before it, plus the server of a user the event itself joins; never this server. Receipts (m.read) of local users go to the servers joined to the room now,
  * device-list changes and (when enabled) presence of local users to the servers sharing a room with them.
  */
 import type { Logger } from 'pino';
@@ -27,6 +28,7 @@ import {
   outboxAddedSince,
   presenceStampedIn,
   receiptsStampedIn,
+  sendOnBehalfOf,
   serversSharingRoomWith,
   setSenderPosition,
   type FanoutEvent,
@@ -124,9 +126,16 @@ export class Fanout {
       more = true;
     }
     const rows: NewOutboxRow[] = [];
+    const remote = events
+      .filter((ev) => serverOf(ev.sender) !== this.#deps.serverName)
+      .map((ev) => ev.event_id);
+    const onBehalf = remote.length ? await sendOnBehalfOf(db, remote) : new Map<string, string>();
     for (const ev of events) {
-      if (serverOf(ev.sender) !== this.#deps.serverName) continue;
-      for (const destination of await this.#serversAt(ev))
+      const origin = onBehalf.get(ev.event_id);
+      if (serverOf(ev.sender) !== this.#deps.serverName && origin === undefined) continue;
+      for (const destination of await this.#serversAt(ev)) {
+        // The server we relay for has the event already.
+        if (destination === origin) continue;
         rows.push({
           destination,
           event_nid: ev.event_nid,
@@ -134,6 +143,7 @@ export class Fanout {
           edu_type: null,
           edu_content: null,
         });
+      }
     }
     rows.push(...(await this.#receiptRows(from, to)));
     rows.push(...(await this.#deviceListRows(from, to)));

@@ -12,6 +12,7 @@ import { m0011 } from './0011_uia_params_openid.js';
 import { m0012 } from './0012_federation_keys.js';
 import { m0013 } from './0013_federation_queue.js';
 import { m0014 } from './0014_federation_events.js';
+import { m0015 } from './0015_federation_send_on_behalf.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -30,4 +31,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0012,
   m0013,
   m0014,
+  m0015,
 ];
