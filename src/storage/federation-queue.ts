@@ -274,9 +274,13 @@ export async function recordReceivedToDevice(
   return Number(res.numInsertedOrUpdatedRows ?? 0) > 0;
 }
 
-/** Forgets received transactions older than `before` (retries come within minutes; Synapse keeps a day). */
+/**
+ * Forgets received transactions and to-device message ids older than `before` (a sender retries within minutes,
+ * well inside the day Synapse keeps them).
+ */
 export async function pruneReceivedTxns(db: Executor, before: number): Promise<void> {
   await db.deleteFrom('federation_received_txns').where('received_ts', '<', before).execute();
+  await db.deleteFrom('federation_received_to_device').where('received_ts', '<', before).execute();
 }
 
 export interface FanoutEvent {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FederationError } from '../../src/federation/client.js';
 import { openStorage } from '../../src/storage/db.js';
+import { pruneReceivedTxns } from '../../src/storage/federation-queue.js';
 import { ENGINES, freshDatabase } from '../helpers/engines.js';
 import { freePort, startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import { mirrorRoom } from '../helpers/mirror-room.js';
@@ -381,6 +382,16 @@ for (const engine of ENGINES) {
           assert.equal(events.filter((e) => e.type === 'm.forged').length, 0);
           return true;
         });
+      });
+
+      it('forgets received transactions and to-device message ids after a day', async () => {
+        const db = b.hs.storage.db;
+        assert.ok((await db.selectFrom('federation_received_txns').selectAll().execute()).length > 0);
+        await db.updateTable('federation_received_txns').set({ received_ts: 1 }).execute();
+        await db.updateTable('federation_received_to_device').set({ received_ts: 1 }).execute();
+        await pruneReceivedTxns(db, Date.now() - 24 * 60 * 60 * 1000);
+        assert.deepEqual(await db.selectFrom('federation_received_txns').selectAll().execute(), []);
+        assert.deepEqual(await db.selectFrom('federation_received_to_device').selectAll().execute(), []);
       });
 
       it('answers every PDU with its result', async () => {

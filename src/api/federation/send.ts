@@ -10,13 +10,16 @@ import { handleEdus, type InboundEduDeps } from '../../federation/inbound-edus.j
 import type { JsonObject } from '../../rooms/event.js';
 import { computeEventId } from '../../rooms/hashing.js';
 import { getRoomVersion } from '../../rooms/room-versions.js';
-import { getReceivedTxn, putReceivedTxn } from '../../storage/federation-queue.js';
+import { getReceivedTxn, pruneReceivedTxns, putReceivedTxn } from '../../storage/federation-queue.js';
 import { KeyedQueue } from '../../util/keyed-queue.js';
 import { isJsonObject, parseBody, parseParams } from '../../util/validate.js';
 import { MatrixError } from '../errors.js';
 
 export const MAX_PDUS = 50;
 export const MAX_EDUS = 100;
+/** How long a received transaction's answer (and a to-device message id) is remembered. */
+const REMEMBER_MS = 24 * 60 * 60 * 1000;
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 /** The result of one PDU of a transaction: {} when accepted, `error` when not. */
 export type PduResult = { error?: string };
@@ -40,6 +43,7 @@ const Body = z.looseObject({
 
 export function sendRoutes(app: FastifyInstance, deps: SendRoutesDeps): void {
   const perOrigin = new KeyedQueue();
+  let lastPrune = 0;
   app.put('/_matrix/federation/v1/send/:txnId', { preHandler: deps.authenticate }, async (req) => {
     const origin = req.federationOrigin;
     const { txnId } = parseParams(Params, req.params);
@@ -64,7 +68,14 @@ export function sendRoutes(app: FastifyInstance, deps: SendRoutesDeps): void {
         edus.filter(isJsonObject).map((e) => ({ edu_type: String(e.edu_type), content: e.content })),
       );
       const response = { pdus: results };
-      await putReceivedTxn(db, origin, txnId, JSON.stringify(response), Date.now());
+      const now = Date.now();
+      await putReceivedTxn(db, origin, txnId, JSON.stringify(response), now);
+      if (now - lastPrune > PRUNE_EVERY_MS) {
+        lastPrune = now;
+        void pruneReceivedTxns(db, now - REMEMBER_MS).catch((err: unknown) =>
+          req.log.warn({ err }, 'cannot prune received federation transactions'),
+        );
+      }
       return response;
     });
   });
