@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { ENGINES } from '../helpers/engines.js';
 import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import { ScriptedRemote } from '../helpers/scripted-remote.js';
+import { csKey, ed25519 } from '../e2ee/helpers.js';
 import type { Client } from '../helpers/server.js';
 
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
@@ -187,6 +188,26 @@ for (const engine of ENGINES) {
       const stats = a.hs.federation.sender.stats;
       assert.equal(stats.transactions.get('relay.example'), undefined);
       assert.equal(stats.failures.get('relay.example'), undefined);
+    });
+
+    it('sends device-list and cross-signing key updates of local users to servers sharing a room', async () => {
+      await a.hs.federation.sender.idle();
+      remote.txns = [];
+      const master = ed25519();
+      const upload = {
+        master_key: csKey(alice.userId, 'master', master),
+        self_signing_key: csKey(alice.userId, 'self_signing', ed25519(), master),
+      };
+      const res = await alice.post('/_matrix/client/v3/keys/device_signing/upload', upload);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const edus = (): { edu_type: string; content: Record<string, unknown> }[] =>
+        remote.txns.flatMap((t) => t.body.edus as { edu_type: string; content: Record<string, unknown> }[]);
+      await until('the updates', () => edus().some((e) => e.edu_type === 'm.signing_key_update'));
+      const update = edus().find((e) => e.edu_type === 'm.device_list_update');
+      assert.equal(update?.content.user_id, alice.userId);
+      assert.deepEqual(update?.content.prev_id, []);
+      const signing = edus().find((e) => e.edu_type === 'm.signing_key_update');
+      assert.deepEqual(signing?.content, { user_id: alice.userId, ...upload });
     });
 
     it('exports queue depth and failures per destination', async () => {

@@ -34,7 +34,7 @@ import {
   type FanoutEvent,
   type NewOutboxRow,
 } from '../../storage/federation-queue.js';
-import { listDeviceKeys } from '../../storage/e2ee-keys.js';
+import { getCrossSigningKeys, listDeviceKeys } from '../../storage/e2ee-keys.js';
 import { listDevices } from '../../storage/devices.js';
 import { loadSnapshot, splitStateKey } from '../../storage/state.js';
 
@@ -268,8 +268,8 @@ export class Fanout {
 
   /**
    * One m.device_list_update per current device of each local user whose devices changed (the change rows do not
-   * say which device changed); `prev_id` is empty, so a receiver that tracks the user applies the keys, and one that
-   * does not resyncs through /user/devices.
+   * say which device changed), with an empty `prev_id`: Synapse resyncs such a user through /user/devices, Hearth
+   * marks the user changed. With cross-signing keys, an m.signing_key_update carries the current public ones.
    */
   async #deviceListRows(from: number, to: number): Promise<NewOutboxRow[]> {
     const { db } = this.#deps.storage;
@@ -306,15 +306,22 @@ export class Fanout {
             deleted: true,
           }),
         );
+      const typed = edus.map((edu) => ({ type: 'm.device_list_update', edu }));
+      // The user's public cross-signing keys as they are now (the change may have been to them).
+      const crossSigning: Record<string, unknown> = {};
+      for (const k of await getCrossSigningKeys(db, [change.user_id])) {
+        if (k.key_type === 'master') crossSigning.master_key = JSON.parse(k.key_json) as unknown;
+        else if (k.key_type === 'self_signing')
+          crossSigning.self_signing_key = JSON.parse(k.key_json) as unknown;
+      }
+      if (Object.keys(crossSigning).length)
+        typed.push({
+          type: 'm.signing_key_update',
+          edu: JSON.stringify({ user_id: change.user_id, ...crossSigning }),
+        });
       for (const destination of servers)
-        for (const edu of edus)
-          rows.push({
-            destination,
-            event_nid: null,
-            room_nid: null,
-            edu_type: 'm.device_list_update',
-            edu_content: edu,
-          });
+        for (const { type, edu } of typed)
+          rows.push({ destination, event_nid: null, room_nid: null, edu_type: type, edu_content: edu });
     }
     return rows;
   }
