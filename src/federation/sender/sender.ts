@@ -55,8 +55,10 @@ interface Destination {
   again: boolean;
   timer: NodeJS.Timeout | undefined;
   ephemeral: Edu[];
-  /** Known to be in backoff (saves a database read when it sends us a request). */
+  /** Known to be in backoff. */
   backingOff: boolean;
+  /** Its persisted retry state has been read (so a request from it needs no database read when healthy). */
+  checked: boolean;
 }
 
 export interface SenderStats {
@@ -120,17 +122,24 @@ export class FederationSender {
    * resets the retry timings of a server it hears from).
    */
   remoteIsUp(origin: string): void {
-    const d = this.#dests.get(origin);
-    if (!d?.backingOff || this.#closed) return;
+    if (this.#closed || origin === this.#opts.serverName) return;
+    const d = this.#dest(origin);
+    // Known healthy: nothing to do (the common case costs no database read).
+    if (d.checked && !d.backingOff) return;
+    d.checked = true;
     d.backingOff = false;
     if (d.timer) clearTimeout(d.timer);
     d.timer = undefined;
     const { db } = this.#opts.storage;
     void getDestination(db, origin)
-      .then((s) => (s ? putDestination(db, { ...s, retryIntervalMs: 0, retryLastTs: 0 }) : undefined))
-      .then(
-        () => this.wake(origin),
-        (err: unknown) => this.#opts.log.warn({ err, destination: origin }, 'cannot reset retry timings'),
+      .then(async (s) => {
+        // A backoff persisted by an earlier run counts too.
+        if (!s || (s.retryIntervalMs === 0 && s.failureCount === 0)) return;
+        await putDestination(db, { ...s, retryIntervalMs: 0, retryLastTs: 0 });
+        this.wake(origin);
+      })
+      .catch((err: unknown) =>
+        this.#opts.log.warn({ err, destination: origin }, 'cannot reset retry timings'),
       );
   }
 
@@ -191,7 +200,14 @@ export class FederationSender {
   #dest(destination: string): Destination {
     let d = this.#dests.get(destination);
     if (!d) {
-      d = { running: undefined, again: false, timer: undefined, ephemeral: [], backingOff: false };
+      d = {
+        running: undefined,
+        again: false,
+        timer: undefined,
+        ephemeral: [],
+        backingOff: false,
+        checked: false,
+      };
       this.#dests.set(destination, d);
     }
     return d;
@@ -201,6 +217,7 @@ export class FederationSender {
     const { db } = this.#opts.storage;
     try {
       let state = await getDestination(db, destination);
+      d.checked = true;
       if (state && state.failureCount > 0) {
         const due = state.retryLastTs + state.retryIntervalMs;
         if (due > this.#now()) {
