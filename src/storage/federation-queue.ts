@@ -295,8 +295,13 @@ export interface FanoutEvent {
   json: string;
 }
 
-/** Non-outlier events with `after < stream_ordering <= to`, in stream order. */
-export async function eventsInRange(db: Executor, after: number, to: number): Promise<FanoutEvent[]> {
+/** Non-outlier events with `after < stream_ordering <= to`, in stream order, at most `limit`. */
+export async function eventsInRange(
+  db: Executor,
+  after: number,
+  to: number,
+  limit: number,
+): Promise<FanoutEvent[]> {
   const rows = await db
     .selectFrom('events')
     .select([
@@ -314,6 +319,7 @@ export async function eventsInRange(db: Executor, after: number, to: number): Pr
     .where('stream_ordering', '<=', to)
     .where('outlier', '=', 0)
     .orderBy('stream_ordering')
+    .limit(limit)
     .execute();
   return rows.map((r) => ({
     ...r,

@@ -394,6 +394,12 @@ for (const engine of ENGINES) {
         assert.deepEqual(await db.selectFrom('federation_received_to_device').selectAll().execute(), []);
       });
 
+      it('accepts a transaction larger than a client request body', async () => {
+        const big = { edu_type: 'org.example.ignored', content: { blob: 'x'.repeat(3 * 1024 * 1024) } };
+        const body = { origin: a.serverName, origin_server_ts: 1, pdus: [], edus: [big] };
+        assert.deepEqual(await put('big-body', body), { pdus: {} });
+      });
+
       it('answers every PDU with its result', async () => {
         const res = (await put('pdu1', {
           origin: a.serverName,

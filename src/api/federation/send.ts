@@ -20,6 +20,11 @@ export const MAX_EDUS = 100;
 /** How long a received transaction's answer (and a to-device message id) is remembered. */
 const REMEMBER_MS = 24 * 60 * 60 * 1000;
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
+/**
+ * A transaction may carry 50 PDUs of up to 64 KiB each plus 100 EDUs (to-device batches can be large): far more than
+ * a client request, so /send has its own body limit instead of max_json_body_size.
+ */
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
 
 /** The result of one PDU of a transaction: {} when accepted, `error` when not. */
 export type PduResult = { error?: string };
@@ -44,41 +49,48 @@ const Body = z.looseObject({
 export function sendRoutes(app: FastifyInstance, deps: SendRoutesDeps): void {
   const perOrigin = new KeyedQueue();
   let lastPrune = 0;
-  app.put('/_matrix/federation/v1/send/:txnId', { preHandler: deps.authenticate }, async (req) => {
-    const origin = req.federationOrigin;
-    const { txnId } = parseParams(Params, req.params);
-    const body = parseBody(Body, req.body);
-    if (body.origin !== undefined && body.origin !== origin)
-      throw new MatrixError('M_FORBIDDEN', `Transaction origin ${body.origin} is not the requesting server`);
-    const edus = body.edus ?? [];
-    if (body.pdus.length > MAX_PDUS || edus.length > MAX_EDUS)
-      throw new MatrixError(
-        'M_BAD_JSON',
-        `A transaction carries at most ${MAX_PDUS} PDUs and ${MAX_EDUS} EDUs (got ${body.pdus.length} and ${edus.length})`,
-      );
-    return perOrigin.run(origin, async () => {
-      const { db } = deps.storage;
-      const seen = await getReceivedTxn(db, origin, txnId);
-      if (seen !== undefined) return JSON.parse(seen) as unknown;
-      const pdus = body.pdus.filter(isJsonObject);
-      const results = deps.ingestPdus ? await deps.ingestPdus(origin, pdus) : await refuseAll(deps, pdus);
-      await handleEdus(
-        deps,
-        origin,
-        edus.filter(isJsonObject).map((e) => ({ edu_type: String(e.edu_type), content: e.content })),
-      );
-      const response = { pdus: results };
-      const now = Date.now();
-      await putReceivedTxn(db, origin, txnId, JSON.stringify(response), now);
-      if (now - lastPrune > PRUNE_EVERY_MS) {
-        lastPrune = now;
-        void pruneReceivedTxns(db, now - REMEMBER_MS).catch((err: unknown) =>
-          req.log.warn({ err }, 'cannot prune received federation transactions'),
+  app.put(
+    '/_matrix/federation/v1/send/:txnId',
+    { preHandler: deps.authenticate, bodyLimit: MAX_BODY_BYTES },
+    async (req) => {
+      const origin = req.federationOrigin;
+      const { txnId } = parseParams(Params, req.params);
+      const body = parseBody(Body, req.body);
+      if (body.origin !== undefined && body.origin !== origin)
+        throw new MatrixError(
+          'M_FORBIDDEN',
+          `Transaction origin ${body.origin} is not the requesting server`,
         );
-      }
-      return response;
-    });
-  });
+      const edus = body.edus ?? [];
+      if (body.pdus.length > MAX_PDUS || edus.length > MAX_EDUS)
+        throw new MatrixError(
+          'M_BAD_JSON',
+          `A transaction carries at most ${MAX_PDUS} PDUs and ${MAX_EDUS} EDUs (got ${body.pdus.length} and ${edus.length})`,
+        );
+      return perOrigin.run(origin, async () => {
+        const { db } = deps.storage;
+        const seen = await getReceivedTxn(db, origin, txnId);
+        if (seen !== undefined) return JSON.parse(seen) as unknown;
+        const pdus = body.pdus.filter(isJsonObject);
+        const results = deps.ingestPdus ? await deps.ingestPdus(origin, pdus) : await refuseAll(deps, pdus);
+        await handleEdus(
+          deps,
+          origin,
+          edus.filter(isJsonObject).map((e) => ({ edu_type: String(e.edu_type), content: e.content })),
+        );
+        const response = { pdus: results };
+        const now = Date.now();
+        await putReceivedTxn(db, origin, txnId, JSON.stringify(response), now);
+        if (now - lastPrune > PRUNE_EVERY_MS) {
+          lastPrune = now;
+          void pruneReceivedTxns(db, now - REMEMBER_MS).catch((err: unknown) =>
+            req.log.warn({ err }, 'cannot prune received federation transactions'),
+          );
+        }
+        return response;
+      });
+    },
+  );
 }
 
 /** Without an ingestion function every PDU is refused, by event id where it can be computed. */

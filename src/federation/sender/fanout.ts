@@ -117,7 +117,7 @@ export class Fanout {
     const from = (await getSenderPosition(db)) ?? stream.current;
     let to = stream.current;
     if (to <= from) return false;
-    const events = await eventsInRange(db, from, to);
+    const events = await eventsInRange(db, from, to, STEP_EVENTS + 1);
     let more = false;
     if (events.length > STEP_EVENTS) {
       const last = events[STEP_EVENTS - 1] as FanoutEvent;
