@@ -13,8 +13,9 @@ describe('join and invite rate limits', () => {
         login: loose,
         register: loose,
         message: loose,
-        joins: { per_second: 5, burst_count: 2 },
-        invites: { per_second: 5, burst_count: 1 },
+        // One token a second: slow enough that a loaded machine does not refill the bucket between two requests.
+        joins: { per_second: 1, burst_count: 2 },
+        invites: { per_second: 1, burst_count: 1 },
       },
     });
   });
@@ -32,7 +33,7 @@ describe('join and invite rate limits', () => {
     assert.equal(limited.status, 429);
     assert.equal(limited.body.errcode, 'M_LIMIT_EXCEEDED');
     const wait = limited.body.retry_after_ms as number;
-    assert.ok(wait > 0 && wait <= 200, `retry_after_ms ${wait}`);
+    assert.ok(wait > 0 && wait <= 1000, `retry_after_ms ${wait}`);
     await new Promise((r) => setTimeout(r, wait + 20));
     assert.equal((await join()).status, 200);
 
