@@ -229,6 +229,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     storage,
     ...federation,
     writer,
+    signingKey,
     inbound: {
       typing,
       notifier,

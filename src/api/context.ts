@@ -13,6 +13,8 @@ import type { Uia } from './uia.js';
 import type { MediaService } from '../media/service.js';
 import type { RemoteKeys } from '../e2ee/keys.js';
 import type { RemoteQueries } from '../federation/remote-queries.js';
+import type { FederationClient } from '../federation/client.js';
+import type { KeyRing } from '../federation/keyring.js';
 
 export interface ApiDeps {
   config: Config;
@@ -31,4 +33,6 @@ export interface ApiDeps {
   remoteKeys?: RemoteKeys | undefined;
   /** Other servers' profiles and room aliases over federation (client profile and directory endpoints). */
   remoteQueries?: RemoteQueries | undefined;
+  /** Outbound federation and the key ring (joins to rooms this server is not in). */
+  federation?: { client: FederationClient; keyRing: KeyRing } | undefined;
 }

@@ -191,54 +191,71 @@ async function fetchEvent(
   return { eventId: c.eventId, raw: c.raw };
 }
 
+/** An auth event known before a batch of outliers is checked. */
+export interface KnownAuthEvent {
+  eventId: string;
+  pdu: Pdu;
+  rejected: boolean;
+}
+
 /**
- * Stores checked events as outliers, each checked against its own auth events (found among them or stored):
- * rejected ones are stored with their reason. Events are ordered by depth so auth events come first.
+ * Checks a batch of events each against its own auth events (found in the batch or in `known`), in depth order so
+ * auth events come first; returns them as outliers, rejected ones with their reason.
  */
+export function checkOutlierBatch(
+  version: RoomVersion,
+  roomId: string,
+  events: readonly { eventId: string; raw: Pdu }[],
+  known: ReadonlyMap<string, KnownAuthEvent>,
+): OutlierEvent[] {
+  const batch = new Map(events.map((e) => [e.eventId, forRules(e.raw, version)]));
+  const rejected = new Set<string>();
+  const authOf = (id: string): KnownAuthEvent | undefined => {
+    const b = batch.get(id);
+    if (b) return { eventId: id, pdu: b, rejected: rejected.has(id) };
+    const k = known.get(id);
+    return k ? { ...k, rejected: k.rejected || rejected.has(id) } : undefined;
+  };
+  const out: OutlierEvent[] = [];
+  for (const e of [...events].sort((a, b) => a.raw.depth - b.raw.depth)) {
+    const pdu = batch.get(e.eventId) as Pdu;
+    const auth = pdu.auth_events.map(authOf);
+    let reason: string | undefined;
+    if (auth.some((a) => a === undefined)) reason = 'auth events unknown';
+    else {
+      const isCreate = pdu.type === 'm.room.create' && pdu.state_key === '';
+      const create =
+        version.createEventInAuthEvents || isCreate ? undefined : authOf(createEventIdFromRoomId(roomId));
+      reason = checkAgainstAuthEvents(
+        pdu,
+        auth.filter((a) => a !== undefined),
+        version,
+        create,
+      );
+    }
+    if (reason) rejected.add(e.eventId);
+    out.push({ eventId: e.eventId, raw: e.raw, rejectedReason: reason });
+  }
+  return out;
+}
+
+/** Stores checked events as outliers, each checked against its own auth events (in the batch or stored). */
 export async function storeCheckedOutliers(
   deps: Pick<IngestDeps, 'storage' | 'writer'>,
   room: RoomInfo,
   events: readonly { eventId: string; raw: Pdu }[],
 ): Promise<Map<string, number>> {
   const version = room.version;
-  const batch = new Map(
-    events.map((e) => [e.eventId, { eventId: e.eventId, pdu: forRules(e.raw, version) }]),
-  );
+  const ids = new Set(events.map((e) => e.eventId));
   const wanted = new Set<string>();
-  for (const e of batch.values()) for (const a of e.pdu.auth_events) if (!batch.has(a)) wanted.add(a);
+  for (const e of events)
+    for (const a of forRules(e.raw, version).auth_events) if (!ids.has(a)) wanted.add(a);
   if (!version.createEventInAuthEvents) wanted.add(createEventIdFromRoomId(room.roomId));
   const stored = await eventsById(deps.storage.db, room.roomNid, wanted, version);
-  const rejected = new Set<string>();
-  for (const s of stored.values()) if (s.row.rejected_reason !== null) rejected.add(s.eventId);
-  const authOf = (id: string) => {
-    const b = batch.get(id);
-    if (b) return { eventId: id, pdu: b.pdu, rejected: rejected.has(id) };
-    const s = stored.get(id);
-    return s ? { eventId: id, pdu: s.pdu, rejected: rejected.has(id) } : undefined;
-  };
-  const sorted = [...events].sort((a, b) => a.raw.depth - b.raw.depth);
-  const out: OutlierEvent[] = [];
-  for (const e of sorted) {
-    const pdu = forRules(e.raw, version);
-    const auth = pdu.auth_events.map(authOf);
-    let reason: string | undefined;
-    if (auth.some((a) => a === undefined)) reason = 'auth events unknown';
-    else {
-      const create = version.createEventInAuthEvents
-        ? undefined
-        : authOf(createEventIdFromRoomId(room.roomId));
-      const isCreate = pdu.type === 'm.room.create' && pdu.state_key === '';
-      reason = checkAgainstAuthEvents(
-        pdu,
-        auth.filter((a) => a !== undefined),
-        version,
-        isCreate ? undefined : create,
-      );
-    }
-    if (reason) rejected.add(e.eventId);
-    out.push({ eventId: e.eventId, raw: e.raw, rejectedReason: reason });
-  }
-  return deps.writer.storeOutliers(room.roomId, out);
+  const known = new Map<string, KnownAuthEvent>();
+  for (const s of stored.values())
+    known.set(s.eventId, { eventId: s.eventId, pdu: s.pdu, rejected: s.row.rejected_reason !== null });
+  return deps.writer.storeOutliers(room.roomId, checkOutlierBatch(version, room.roomId, events, known));
 }
 
 /** /event_auth for an event: its auth chain, stored as outliers. */

@@ -103,3 +103,43 @@ export async function writeJoinedRoom(
     .execute();
   return { roomNid, eventNid };
 }
+
+/** An invite to a room this server is not in: see RoomWriter.storeInvite. */
+export async function writeInvite(
+  trx: Transaction<Database>,
+  inv: { roomId: string; version: RoomVersion; eventId: string; raw: Pdu; position: number },
+): Promise<number> {
+  const existing = await trx
+    .selectFrom('rooms')
+    .select('room_nid')
+    .where('room_id', '=', inv.roomId)
+    .executeTakeFirst();
+  const roomNid = existing
+    ? Number(existing.room_nid)
+    : Number(
+        (
+          await trx
+            .insertInto('rooms')
+            .values({
+              room_id: inv.roomId,
+              room_version: inv.version.id,
+              creator: inv.raw.sender,
+              created_ts: inv.raw.origin_server_ts,
+              is_public: 0,
+              current_snapshot_nid: null,
+            })
+            .returning('room_nid')
+            .executeTakeFirstOrThrow()
+        ).room_nid,
+      );
+  const nids = await writeOutliers(trx, roomNid, inv.version, [{ eventId: inv.eventId, raw: inv.raw }]);
+  const eventNid = nids.get(inv.eventId) as number;
+  const userId = inv.raw.state_key as string;
+  const values = { membership: 'invite', event_nid: eventNid, stream_ordering: inv.position, forgotten: 0 };
+  await trx
+    .insertInto('room_members')
+    .values({ room_nid: roomNid, user_id: userId, ...values })
+    .onConflict((oc) => oc.columns(['room_nid', 'user_id']).doUpdateSet(values))
+    .execute();
+  return eventNid;
+}

@@ -26,7 +26,7 @@ import type { Database } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
 import { injectFault } from '../integrity/faults.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
-import { writeJoinedRoom, type JoinedRoom } from './joined-room.js';
+import { writeInvite, writeJoinedRoom, type JoinedRoom } from './joined-room.js';
 import {
   planRemoteEvent,
   writeOutliers,
@@ -351,6 +351,42 @@ export class RoomWriter {
       };
       for (const l of this.#listeners) l({ roomId: room.roomId, events: [persisted] });
       return persisted;
+    });
+  }
+
+  /**
+   * Builds, signs and auth-checks an event over the room's current head without persisting it: an invite of a user
+   * of another server is countersigned by that server first, then persisted with ingestRemote.
+   */
+  async draft(roomId: string, ev: NewEvent): Promise<{ eventId: string; pdu: Pdu }> {
+    return this.#queue.run(roomId, async () => {
+      const head = await this.head(roomId);
+      if (!head) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
+      const p = this.#prepare(cloneHead(head), ev);
+      return { eventId: p.eventId, pdu: p.pdu };
+    });
+  }
+
+  /**
+   * An invite of a local user to a room this server is not in (PUT /v2/invite): the room row (without state),
+   * the invite as an outlier (its `unsigned.invite_room_state` kept) and the user's invite membership at a new
+   * stream position, in one transaction; then announced so the user's /sync shows it.
+   */
+  async storeInvite(roomId: string, version: RoomVersion, eventId: string, raw: Pdu): Promise<void> {
+    await this.#queue.run(roomId, async () => {
+      const stream = this.storage.stream;
+      const position = stream.allocate();
+      let eventNid: number;
+      try {
+        eventNid = await this.storage.db
+          .transaction()
+          .execute((trx) => writeInvite(trx, { roomId, version, eventId, raw, position }));
+      } finally {
+        this.#heads.delete(roomId);
+        stream.finish(position);
+      }
+      const persisted: PersistedEvent = { eventId, eventNid, streamOrdering: position, roomId, pdu: raw };
+      for (const l of this.#listeners) l({ roomId, events: [persisted] });
     });
   }
 

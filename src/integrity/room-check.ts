@@ -282,6 +282,12 @@ export async function analyzeRoom(db: Executor, _engine: Engine, room: RoomRef):
   const missingEdges: RoomAnalysis['missingEdges'] = [];
   const unknownTargets = new Map<string, string>();
   let lastReplayed: string | undefined;
+  // The create event arrived as an outlier (send_join): the room was joined over federation. A room known only
+  // through an invite over federation holds nothing but outliers (none of their edges resolve) and no state.
+  const inviteOnly = room.currentSnapshotNid === null && data.rows.every((r) => r.outlier === 1);
+  const joinedRemotely = good.some(
+    (g) => g.row.outlier === 1 && g.pdu.type === 'm.room.create' && g.pdu.state_key === '',
+  );
   for (const g of good) {
     const { row, pdu } = g;
     const prev = prevIds(pdu);
@@ -293,7 +299,9 @@ export async function analyzeRoom(db: Executor, _engine: Engine, room: RoomRef):
       edgeRowsToRewrite.push(g);
       add('edge_rows_mismatch', row.event_id, 'stored prev/auth edge rows differ from the event JSON');
     }
-    for (const t of [...prev, ...auth])
+    // In a room joined over federation the history before the join is not here: prev edges may point at events
+    // this server never received (backward extremities). Auth edges must still resolve.
+    for (const t of inviteOnly ? [] : joinedRemotely ? auth : [...prev, ...auth])
       if (!allIds.has(t) && !unknownTargets.has(t)) unknownTargets.set(t, row.event_id);
     if (row.outlier) continue;
     for (const p of prev) referenced.add(p);
@@ -361,6 +369,19 @@ export async function analyzeRoom(db: Executor, _engine: Engine, room: RoomRef):
         `edge to ${t}, an event this server does not have and has not recorded as missing`,
       );
     }
+  }
+
+  if (inviteOnly) {
+    for (const m of data.members) {
+      const g = good.find((x) => x.nid === Number(m.event_nid));
+      if (m.membership !== 'invite' || g?.pdu.type !== 'm.room.member' || g.pdu.state_key !== m.user_id)
+        add(
+          'room_members_mismatch',
+          null,
+          `${m.user_id}: a room known through an invite has a ${m.membership} row`,
+        );
+    }
+    return { room, problems, bad, good, finalState: state, extremities: [], missingEdges, edgeRowsToRewrite };
   }
 
   // Current snapshot, current state, membership, extremities. With several extremities the current state is the

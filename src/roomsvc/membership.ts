@@ -4,13 +4,48 @@ import type { RoomWriter } from '../input/room-writer.js';
 import { lookupIn } from '../input/room-head.js';
 import { inviteLevel, joinRuleOf, membershipOf, userPowerLevel } from '../rooms/auth/power-levels.js';
 import type { JsonObject } from '../rooms/event.js';
+import { serverNameOf } from '../rooms/identifiers.js';
+import type { RoomHead } from '../input/room-head.js';
 import type { Storage } from '../storage/db.js';
 import { memberContent } from './create-room.js';
+import { inviteOverFederation, joinOverFederation, type RemoteJoinDeps } from './remote-join.js';
 
 export interface MembershipDeps {
   storage: Storage;
   writer: RoomWriter;
   serverName: string;
+  /** Joins to rooms this server is not in go over federation through these. */
+  federation?: Pick<RemoteJoinDeps, 'client' | 'keyRing' | 'signingKey'> | undefined;
+}
+
+/** The sender of the user's pending invite to the room, if any (its server can be asked to join through). */
+async function pendingInviteSender(
+  deps: MembershipDeps,
+  roomId: string,
+  userId: string,
+): Promise<string | undefined> {
+  const row = await deps.storage.db
+    .selectFrom('room_members as m')
+    .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
+    .innerJoin('events as e', 'e.event_nid', 'm.event_nid')
+    .select('e.sender')
+    .where('r.room_id', '=', roomId)
+    .where('m.user_id', '=', userId)
+    .where('m.membership', '=', 'invite')
+    .executeTakeFirst();
+  return row?.sender;
+}
+
+/** Whether a user of `serverName` is joined to the room's current state. */
+function serverJoined(head: RoomHead, serverName: string): boolean {
+  for (const e of head.state.values())
+    if (
+      e.pdu.type === 'm.room.member' &&
+      e.pdu.content.membership === 'join' &&
+      e.pdu.state_key?.endsWith(`:${serverName}`)
+    )
+      return true;
+  return false;
 }
 
 /** Resolves a room id or a local alias to a room id. */
@@ -43,7 +78,25 @@ export async function join(
   userId: string,
   reason?: string,
   guest = false,
+  via: readonly string[] = [],
 ): Promise<string> {
+  const known = await deps.writer.head(roomId);
+  if (deps.federation && !guest && (!known || !serverJoined(known, deps.serverName))) {
+    // This server is not in the room: join through the servers named, then the room id's server.
+    const inviter = await pendingInviteSender(deps, roomId, userId);
+    const servers = [
+      ...new Set([...via, serverNameOf(roomId) ?? '', serverNameOf(inviter ?? '') ?? '']),
+    ].filter((s) => s && s !== deps.serverName);
+    if (servers.length) {
+      const fed = {
+        ...deps.federation,
+        storage: deps.storage,
+        writer: deps.writer,
+        serverName: deps.serverName,
+      };
+      return joinOverFederation(fed, roomId, userId, servers, reason ? { reason } : {});
+    }
+  }
   const head = await headOrNotFound(deps, roomId);
   const lookup = lookupIn(head.state);
   if (guest && lookup('m.room.guest_access', '')?.content.guest_access !== 'can_join')
@@ -106,6 +159,17 @@ export async function changeMembership(
 ): Promise<void> {
   await headOrNotFound(deps, roomId);
   const content = await memberContent(deps.storage, target, membership, extra);
+  const server = serverNameOf(target);
+  if (membership === 'invite' && deps.federation && server && server !== deps.serverName) {
+    const fed = {
+      ...deps.federation,
+      storage: deps.storage,
+      writer: deps.writer,
+      serverName: deps.serverName,
+    };
+    await inviteOverFederation(fed, roomId, sender, target, content);
+    return;
+  }
   await deps.writer.send(roomId, { type: 'm.room.member', state_key: target, sender, content });
 }
 

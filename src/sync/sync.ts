@@ -298,6 +298,14 @@ export class SyncService {
     const { reader } = this.deps;
     const ev = (await reader.byNids([m.event_nid])).get(m.event_nid);
     if (!ev) return [];
+    // An invite over federation to a room this server is not in: the inviting server's stripped state.
+    const given = ev.pdu.unsigned?.invite_room_state;
+    if (ev.stateSnapshotNid === null && Array.isArray(given)) {
+      const objects = given.filter(
+        (e): e is JsonObject => typeof e === 'object' && e !== null && !Array.isArray(e),
+      );
+      return [...objects, strippedState(ev)];
+    }
     const before = await stateBefore(reader, ev);
     const wanted = new Map<string, number>();
     for (const [k, nid] of before) {

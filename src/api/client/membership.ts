@@ -13,6 +13,14 @@ const TargetBody = z.looseObject({ user_id: z.string(), reason: z.string().optio
 
 type RoomParams = { Params: { roomId: string } };
 
+/** `server_name` (deprecated) and `via` query parameters, each once or repeated. */
+function viaServers(query: unknown): string[] {
+  const q = (query ?? {}) as Record<string, unknown>;
+  const list = (v: unknown): string[] =>
+    typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x) => typeof x === 'string') : [];
+  return [...list(q.via), ...list(q.server_name)];
+}
+
 function target(userId: string): string {
   if (!isValidUserId(userId)) throw new MatrixError('M_INVALID_PARAM', `Invalid user id: ${userId}`);
   return userId;
@@ -20,7 +28,12 @@ function target(userId: string): string {
 
 export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { storage, writer, auth, config } = deps;
-  const m = { storage, writer, serverName: config.server_name };
+  const m = {
+    storage,
+    writer,
+    serverName: config.server_name,
+    federation: deps.federation && { ...deps.federation, signingKey: deps.signingKey },
+  };
   const guard = { preHandler: auth.requireUser };
   const reason = (b: { reason?: string | undefined }) => (b.reason !== undefined ? { reason: b.reason } : {});
   const limit = (req: FastifyRequest, action: 'joins' | 'invites') =>
@@ -43,7 +56,8 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
       limit(req, 'joins');
       const roomId = await resolveRoom(storage, req.params.roomIdOrAlias);
       const r = requester(req);
-      return { room_id: await join(m, roomId, r.userId, body.reason, r.isGuest) };
+      const via = viaServers(req.query);
+      return { room_id: await join(m, roomId, r.userId, body.reason, r.isGuest, via) };
     },
   );
 

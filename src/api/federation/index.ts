@@ -3,11 +3,15 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { FederationClient } from '../../federation/client.js';
 import type { KeyRing } from '../../federation/keyring.js';
 import type { FederationSender } from '../../federation/sender/sender.js';
+import type { RoomWriter } from '../../input/room-writer.js';
+import type { SigningKey } from '../../keys/signing-key.js';
 import type { Storage } from '../../storage/db.js';
 import { federationAuth } from './auth.js';
+import { federationEventRoutes } from './events.js';
 import { keyRoutes } from './keys.js';
 import { openidFederationRoutes } from './openid.js';
 import { queryRoutes } from './query.js';
+import { federationRoomRoutes } from './rooms.js';
 import { sendRoutes, type SendRoutesDeps } from './send.js';
 import { userKeysRoutes } from './user-keys.js';
 import { federationVersionRoutes } from './version.js';
@@ -17,10 +21,14 @@ export interface FederationDeps {
   storage: Storage;
   keyRing: KeyRing;
   client: FederationClient;
+  /** This server's signing key (countersigning invites). */
+  signingKey: SigningKey;
   /** The outbound queue: a server that sends us a signed request is up, so its queue is retried now. */
   sender?: FederationSender | undefined;
   /** What /send needs beyond the above (typing store, notifier, PDU ingestion); without it /send is not served. */
   inbound?: Omit<SendRoutesDeps, 'authenticate' | 'storage' | 'serverName'> | undefined;
+  /** The room writer: joins, leaves and reads of rooms (without it those routes are not served). */
+  writer?: RoomWriter | undefined;
 }
 
 export function registerFederationRoutes(app: FastifyInstance, deps: FederationDeps): void {
@@ -37,6 +45,11 @@ export function registerFederationRoutes(app: FastifyInstance, deps: FederationD
   federationVersionRoutes(app);
   queryRoutes(app, { serverName: deps.serverName, storage: deps.storage, authenticate });
   openidFederationRoutes(app, deps);
+  if (deps.writer) {
+    const rooms = { serverName: deps.serverName, storage: deps.storage, writer: deps.writer, authenticate };
+    federationRoomRoutes(app, { ...rooms, keyRing: deps.keyRing, signingKey: deps.signingKey });
+    federationEventRoutes(app, rooms);
+  }
   if (deps.inbound) {
     sendRoutes(app, { ...deps.inbound, serverName: deps.serverName, storage: deps.storage, authenticate });
     userKeysRoutes(app, {
