@@ -36,6 +36,8 @@ for (const engine of ENGINES) {
       let server: TestServer;
       let alice: Me;
       let missing: JsonObject[] = [];
+      /** The scripted remote's answers to GET requests, by path (query included). */
+      let gets = new Map<string, unknown>();
       let deps: IngestDeps;
 
       before(async () => {
@@ -54,8 +56,11 @@ for (const engine of ENGINES) {
                 : hs.federation.keyRing.getVerifyKey(s, k, ts),
           },
           client: {
-            get: async () => {
-              throw new Error('no GET expected');
+            get: async (_dest, path, opts) => {
+              const q = opts?.query?.event_id;
+              const key = q === undefined ? path : `${path}?event_id=${String(q)}`;
+              if (!gets.has(key)) throw new Error(`unexpected GET ${key}`);
+              return { status: 200, headers: {}, body: gets.get(key) };
             },
             post: async (_dest, path) => {
               assert.match(path, /get_missing_events/);
@@ -272,6 +277,41 @@ for (const engine of ENGINES) {
         assert.deepEqual(res, { [second.eventId]: {} });
         const ids = await timelineIds(roomId);
         assert.deepEqual(ids.slice(0, 2), [second.eventId, first.eventId]);
+        await doctorClean(roomId);
+      });
+
+      it('fetches the state at an unknown prev event with /state_ids and /event when the gap cannot be filled', async () => {
+        const roomId = await newRoom();
+        await bobJoins(roomId);
+        const head = await server.hs.writer.head(roomId);
+        const stateIds = [...(head?.state.values() ?? [])].map((e) => e.eventId);
+        const first = await remote(
+          roomId,
+          { type: 'm.room.message', content: { body: 'unseen', msgtype: 'm.text' } },
+          {},
+        );
+        const second = await remote(
+          roomId,
+          { type: 'm.room.message', content: { body: 'after a gap', msgtype: 'm.text' } },
+          { prev: [first.eventId], depth: (first.pdu as { depth: number }).depth + 1 },
+        );
+        missing = [];
+        gets = new Map<string, unknown>([
+          [
+            `/_matrix/federation/v1/state_ids/${encodeURIComponent(roomId)}?event_id=${first.eventId}`,
+            { pdu_ids: stateIds, auth_chain_ids: [] },
+          ],
+          [`/_matrix/federation/v1/event/${encodeURIComponent(first.eventId)}`, { pdus: [first.pdu] }],
+        ]);
+        const res = await ingest(second);
+        gets = new Map();
+        assert.deepEqual(res, { [second.eventId]: {} });
+        const firstRow = await getEventRowById(server.hs.storage.db, first.eventId);
+        assert.equal(firstRow?.outlier, 1);
+        assert.equal(firstRow.stream_ordering, null);
+        const ids = await timelineIds(roomId);
+        assert.equal(ids[0], second.eventId);
+        assert.ok(!ids.includes(first.eventId));
         await doctorClean(roomId);
       });
 
