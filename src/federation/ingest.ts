@@ -17,6 +17,7 @@ import { stateKey, type StateMapNids } from '../storage/state.js';
 import type { FederationClient } from './client.js';
 import type { KeyRing } from './keyring.js';
 import { checkReceivedPdu } from './pdu-checks.js';
+import { aclAllows } from './room-access.js';
 
 /** The result of one PDU of a transaction: {} when accepted, `error` when not. */
 export type PduResult = { error?: string };
@@ -73,6 +74,15 @@ export async function ingestRemotePdus(
     if (!room) {
       for (const p of list)
         if (typeof p.event_id === 'string') results[p.event_id] = { error: 'Unknown room' };
+      continue;
+    }
+    // m.room.server_acl: PDUs a denied server sends are dropped (the events it relays for others too).
+    const head = await deps.writer.head(roomId);
+    if (head && !aclAllows(head, origin)) {
+      for (const p of list) {
+        const c = await checkReceivedPdu(deps.keyRing, p, room.version);
+        if (c.eventId) results[c.eventId] = { error: 'Server is banned from this room' };
+      }
       continue;
     }
     list.sort((a, b) => Number(a.depth) - Number(b.depth));

@@ -315,6 +315,27 @@ for (const engine of ENGINES) {
         await doctorClean(roomId);
       });
 
+      it('drops the PDUs of a server m.room.server_acl denies', async () => {
+        const roomId = await newRoom();
+        await bobJoins(roomId);
+        const acl = await alice.put(
+          `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.server_acl/`,
+          {
+            allow: ['*'],
+            deny: [REMOTE],
+            allow_ip_literals: true,
+          },
+        );
+        assert.equal(acl.status, 200);
+        const msg = await remote(roomId, {
+          type: 'm.room.message',
+          content: { body: 'denied', msgtype: 'm.text' },
+        });
+        const res = await ingest(msg);
+        assert.match(String(res[msg.eventId]?.error), /banned/);
+        assert.equal(await getEventRowById(server.hs.storage.db, msg.eventId), undefined);
+      });
+
       it('refuses a bad signature and stores a content hash mismatch redacted', async () => {
         const roomId = await newRoom();
         await bobJoins(roomId);
