@@ -207,31 +207,21 @@ export async function queryKeys(
   const byServer = groupByServer(wanted);
   const local = Object.keys(byServer.get(serverName) ?? {});
   byServer.delete(serverName);
-  const remoteDone = Promise.all(
-    [...byServer].map(async ([server, users]) => {
-      if (!remote) {
-        failures[server] = { status: 503, message: 'Federation is not available' };
-        return;
-      }
-      try {
-        const res = await remote.query(server, users, timeoutMs);
-        for (const [userId, devices] of ownUsersOf(res.device_keys, server)) {
-          if (!(userId in users)) continue;
-          const kept: JsonObject = {};
-          for (const [deviceId, keys] of Object.entries(devices))
-            if (isJsonObject(keys) && keys.user_id === userId && keys.device_id === deviceId)
-              kept[deviceId] = keys;
-          deviceKeys[userId] = kept;
-        }
-        for (const [userId, key] of ownUsersOf(res.master_keys, server))
-          if (userId in users) master[userId] = key;
-        for (const [userId, key] of ownUsersOf(res.self_signing_keys, server))
-          if (userId in users) selfSigning[userId] = key;
-      } catch (err) {
-        failures[server] = failureOf(err);
-      }
-    }),
-  );
+  const remoteDone = askServers(byServer, remote, failures, async (r, server, users) => {
+    const res = await r.query(server, users, timeoutMs);
+    for (const [userId, devices] of ownUsersOf(res.device_keys, server)) {
+      if (!(userId in users)) continue;
+      const kept: JsonObject = {};
+      for (const [deviceId, keys] of Object.entries(devices))
+        if (isJsonObject(keys) && keys.user_id === userId && keys.device_id === deviceId)
+          kept[deviceId] = keys;
+      deviceKeys[userId] = kept;
+    }
+    for (const [userId, key] of ownUsersOf(res.master_keys, server))
+      if (userId in users) master[userId] = key;
+    for (const [userId, key] of ownUsersOf(res.self_signing_keys, server))
+      if (userId in users) selfSigning[userId] = key;
+  });
   for (const userId of local) {
     const sigs = await storedSignatures(db, userId, requester);
     const devices: JsonObject = {};
@@ -262,6 +252,31 @@ export async function queryKeys(
 }
 
 /**
+ * Asks every other server in `byServer` at once; a server that cannot be asked (no federation, an error, the
+ * timeout) is listed in `failures` instead of failing the request.
+ */
+function askServers<T>(
+  byServer: ReadonlyMap<string, T>,
+  remote: RemoteKeys | undefined,
+  failures: JsonObject,
+  ask: (remote: RemoteKeys, server: string, users: T) => Promise<void>,
+): Promise<void[]> {
+  return Promise.all(
+    [...byServer].map(async ([server, users]) => {
+      if (!remote) {
+        failures[server] = { status: 503, message: 'Federation is not available' };
+        return;
+      }
+      try {
+        await ask(remote, server, users);
+      } catch (err) {
+        failures[server] = failureOf(err);
+      }
+    }),
+  );
+}
+
+/**
  * POST /keys/claim: one key per requested device; unknown users and devices are left out, as Synapse does. Other
  * servers' users are claimed over federation; a server that fails is listed in `failures`.
  */
@@ -278,26 +293,15 @@ export async function claimKeys(
   const byServer = groupByServer(wanted);
   const local = byServer.get(serverName) ?? {};
   byServer.delete(serverName);
-  const remoteDone = Promise.all(
-    [...byServer].map(async ([server, users]) => {
-      if (!remote) {
-        failures[server] = { status: 503, message: 'Federation is not available' };
-        return;
-      }
-      try {
-        const res = await remote.claim(server, users, timeoutMs);
-        for (const [userId, devices] of ownUsersOf(res.one_time_keys, server)) {
-          if (!(userId in users)) continue;
-          const kept: Record<string, JsonObject> = {};
-          for (const [deviceId, keys] of Object.entries(devices))
-            if (isJsonObject(keys)) kept[deviceId] = keys;
-          oneTimeKeys[userId] = kept;
-        }
-      } catch (err) {
-        failures[server] = failureOf(err);
-      }
-    }),
-  );
+  const remoteDone = askServers(byServer, remote, failures, async (r, server, users) => {
+    const res = await r.claim(server, users, timeoutMs);
+    for (const [userId, devices] of ownUsersOf(res.one_time_keys, server)) {
+      if (!(userId in users)) continue;
+      const kept: Record<string, JsonObject> = {};
+      for (const [deviceId, keys] of Object.entries(devices)) if (isJsonObject(keys)) kept[deviceId] = keys;
+      oneTimeKeys[userId] = kept;
+    }
+  });
   for (const [userId, devices] of Object.entries(local)) {
     for (const [deviceId, algorithm] of Object.entries(devices)) {
       const key = await claimKey(db, userId, deviceId, algorithm);

@@ -2,6 +2,7 @@
  * The outbound federation queue (fan-out position, per-destination outbox, retry state) and the inbound
  * transaction dedupe. See migration 0013 for the design.
  */
+import { usersSharingRoomWith } from './presence.js';
 import type { Executor } from './users.js';
 
 export interface OutboxRow {
@@ -429,20 +430,10 @@ export async function deviceListChangesIn(
   return rows.map((r) => ({ user_id: r.user_id, stream_pos: Number(r.stream_pos) }));
 }
 
-/** Remote servers with a joined member in any room where `userId` is joined. */
+/** Servers (this one included) with a joined member in any room where `userId` is joined. */
 export async function serversSharingRoomWith(db: Executor, userId: string): Promise<Set<string>> {
-  const rows = await db
-    .selectFrom('room_members as a')
-    .innerJoin('room_members as b', 'b.room_nid', 'a.room_nid')
-    .select('b.user_id')
-    .distinct()
-    .where('a.user_id', '=', userId)
-    .where('a.membership', '=', 'join')
-    .where('b.membership', '=', 'join')
-    .execute();
-  const out = new Set<string>();
-  for (const r of rows) out.add(r.user_id.slice(r.user_id.indexOf(':') + 1));
-  return out;
+  const users = await usersSharingRoomWith(db, userId);
+  return new Set(users.map((u) => u.slice(u.indexOf(':') + 1)));
 }
 
 /** Servers with a joined member in the room now, by room id (none for an unknown room). */
