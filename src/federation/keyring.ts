@@ -94,8 +94,11 @@ export class KeyRing {
     const cached = await getVerifyKey(this.#o.db, serverName, keyId);
     if (usable(cached)) return cached.verify_key;
     const last = this.#lastFetch.get(serverName);
-    if (last !== undefined && this.#now() - last < KEY_FETCH_RETRY_MS && !this.#fetching.has(serverName))
-      return null;
+    if (last !== undefined && this.#now() - last < KEY_FETCH_RETRY_MS && !this.#fetching.has(serverName)) {
+      // A fetch that finished while the cache was being read may have stored the key: read it once more.
+      const again = await getVerifyKey(this.#o.db, serverName, keyId);
+      return usable(again) ? again.verify_key : null;
+    }
     await this.#fetchKeys(serverName, keyId, minValidUntilTs);
     const fetched = await getVerifyKey(this.#o.db, serverName, keyId);
     return usable(fetched) ? fetched.verify_key : null;
