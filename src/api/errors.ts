@@ -41,7 +41,9 @@ export type ErrCode =
   | 'M_UNKNOWN_POS'
   | 'M_DUPLICATE_ANNOTATION'
   | 'M_INVALID_SIGNATURE'
-  | 'M_WRONG_ROOM_KEYS_VERSION';
+  | 'M_WRONG_ROOM_KEYS_VERSION'
+  | 'M_UNABLE_TO_AUTHORISE_JOIN'
+  | 'M_UNABLE_TO_GRANT_JOIN';
 
 const STATUS: Partial<Record<ErrCode, number>> = {
   M_FORBIDDEN: 403,

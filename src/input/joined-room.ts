@@ -104,7 +104,10 @@ export async function writeJoinedRoom(
   return { roomNid, eventNid };
 }
 
-/** An invite to a room this server is not in: see RoomWriter.storeInvite. */
+/**
+ * A membership of a local user in a room this server is not in (an invite received, a knock or a leave sent over
+ * federation): see RoomWriter.storeInvite. The membership is the event's.
+ */
 export async function writeInvite(
   trx: Transaction<Database>,
   inv: { roomId: string; version: RoomVersion; eventId: string; raw: Pdu; position: number },
@@ -135,7 +138,8 @@ export async function writeInvite(
   const nids = await writeOutliers(trx, roomNid, inv.version, [{ eventId: inv.eventId, raw: inv.raw }]);
   const eventNid = nids.get(inv.eventId) as number;
   const userId = inv.raw.state_key as string;
-  const values = { membership: 'invite', event_nid: eventNid, stream_ordering: inv.position, forgotten: 0 };
+  const membership = typeof inv.raw.content.membership === 'string' ? inv.raw.content.membership : 'invite';
+  const values = { membership, event_nid: eventNid, stream_ordering: inv.position, forgotten: 0 };
   await trx
     .insertInto('room_members')
     .values({ room_nid: roomNid, user_id: userId, ...values })

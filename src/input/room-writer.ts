@@ -370,7 +370,8 @@ export class RoomWriter {
   /**
    * An invite of a local user to a room this server is not in (PUT /v2/invite): the room row (without state),
    * the invite as an outlier (its `unsigned.invite_room_state` kept) and the user's invite membership at a new
-   * stream position, in one transaction; then announced so the user's /sync shows it.
+   * stream position, in one transaction; then announced so the user's /sync shows it. A knock or a leave a local
+   * user sent over federation to such a room is stored the same way (the membership is the event's).
    */
   async storeInvite(roomId: string, version: RoomVersion, eventId: string, raw: Pdu): Promise<void> {
     await this.#queue.run(roomId, async () => {

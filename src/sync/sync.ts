@@ -298,8 +298,8 @@ export class SyncService {
     const { reader } = this.deps;
     const ev = (await reader.byNids([m.event_nid])).get(m.event_nid);
     if (!ev) return [];
-    // An invite over federation to a room this server is not in: the inviting server's stripped state.
-    const given = ev.pdu.unsigned?.invite_room_state;
+    // An invite (knock) over federation to a room this server is not in: the resident server's stripped state.
+    const given = ev.pdu.unsigned?.invite_room_state ?? ev.pdu.unsigned?.knock_room_state;
     if (ev.stateSnapshotNid === null && Array.isArray(given)) {
       const objects = given.filter(
         (e): e is JsonObject => typeof e === 'object' && e !== null && !Array.isArray(e),
