@@ -120,6 +120,34 @@ export interface MediaThumbnailsTable {
   created_ts: number;
 }
 
+/** A cached copy of another server's media, keyed by (media_origin, media_id); its file is named by filesystem_id. */
+export interface RemoteMediaCacheTable {
+  media_origin: string;
+  media_id: string;
+  media_type: string;
+  media_length: number;
+  upload_name: string | null;
+  created_ts: number;
+  last_access_ts: number;
+  filesystem_id: string;
+  sha256: string;
+  /** 1 when fetched while authenticated media was enforced: the legacy unauthenticated endpoints refuse it. */
+  authenticated: number;
+}
+
+/** A thumbnail made locally from a cached remote media file. */
+export interface RemoteMediaThumbnailsTable {
+  media_origin: string;
+  media_id: string;
+  width: number;
+  height: number;
+  method: string;
+  animated: number;
+  content_type: string;
+  length: number;
+  created_ts: number;
+}
+
 export interface SchemaVersionTable {
   version: number;
   name: string;
@@ -507,6 +535,8 @@ export interface Database {
   users: UsersTable;
   media: MediaTable;
   media_thumbnails: MediaThumbnailsTable;
+  remote_media_cache: RemoteMediaCacheTable;
+  remote_media_thumbnails: RemoteMediaThumbnailsTable;
   devices: DevicesTable;
   access_tokens: AccessTokensTable;
   refresh_tokens: RefreshTokensTable;

@@ -13,6 +13,7 @@ import { m0012 } from './0012_federation_keys.js';
 import { m0013 } from './0013_federation_queue.js';
 import { m0014 } from './0014_federation_events.js';
 import { m0015 } from './0015_federation_send_on_behalf.js';
+import { m0016 } from './0016_remote_media_cache.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -32,4 +33,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0013,
   m0014,
   m0015,
+  m0016,
 ];
