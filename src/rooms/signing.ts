@@ -21,9 +21,21 @@ export function generateSigningSeed(): Buffer {
   return randomBytes(32);
 }
 
+/** Key objects by seed: building one costs more than the signature itself (the server signs every event). */
+const keyObjects = new WeakMap<Uint8Array, { bytes: string; key: KeyObject }>();
+
 export function privateKeyFromSeed(seed: Uint8Array): KeyObject {
   if (seed.length !== 32) throw new Error(`ed25519 seed must be 32 bytes, got ${seed.length}`);
-  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  const bytes = Buffer.from(seed).toString('base64');
+  const cached = keyObjects.get(seed);
+  if (cached?.bytes === bytes) return cached.key;
+  const key = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  keyObjects.set(seed, { bytes, key });
+  return key;
 }
 
 /** The raw 32-byte public key for a seed. */

@@ -41,6 +41,9 @@ import { loadSnapshot, splitStateKey } from '../../storage/state.js';
 /** Events read per fan-out step (each step is one transaction). */
 const STEP_EVENTS = 500;
 const SNAPSHOT_CACHE = 256;
+/** Steps that queue nothing persist their position at most this often (positions / milliseconds). */
+const PERSIST_EVERY_POSITIONS = 1000;
+const PERSIST_EVERY_MS = 5000;
 
 export interface FanoutDeps {
   storage: Storage;
@@ -63,6 +66,11 @@ export class Fanout {
   #servers = new Map<number, Set<string>>();
   /** Highest outbox row id already announced through onQueued. */
   #announced = 0;
+  /** How far this process has fanned out (ahead of the stored position while the steps found nothing to queue). */
+  #position: number | undefined;
+  /** The position last written to federation_sender_position by this process. */
+  #persisted: number | undefined;
+  #persistedAt = 0;
 
   constructor(deps: FanoutDeps) {
     this.#deps = deps;
@@ -71,7 +79,13 @@ export class Fanout {
   /** Starts from the stored position (the current one on the very first start) and follows the stream. */
   async start(): Promise<void> {
     const { db, stream } = this.#deps.storage;
-    if ((await getSenderPosition(db)) === undefined) await setSenderPosition(db, stream.current);
+    let stored = await getSenderPosition(db);
+    if (stored === undefined) {
+      stored = stream.current;
+      await setSenderPosition(db, stored);
+    }
+    this.#position = this.#persisted = stored;
+    this.#persistedAt = Date.now();
     this.#unsubscribe = stream.onAdvance(() => this.poke());
     this.poke();
   }
@@ -87,6 +101,20 @@ export class Fanout {
     });
   }
 
+  /** The stream position fanned out so far (the stored one may lag behind while nothing was queued). */
+  get position(): number | undefined {
+    return this.#position;
+  }
+
+  /** Fans out again from an earlier position (rows queued again are sent again). */
+  async replayFrom(position: number): Promise<void> {
+    await this.idle();
+    await setSenderPosition(this.#deps.storage.db, position);
+    this.#position = this.#persisted = position;
+    this.#persistedAt = Date.now();
+    this.poke();
+  }
+
   /** Resolves when no pass is running (tests, shutdown). */
   async idle(): Promise<void> {
     while (this.#running) await this.#running;
@@ -95,6 +123,10 @@ export class Fanout {
   async close(): Promise<void> {
     this.#unsubscribe?.();
     await this.idle();
+    // Spares the next start a replay of steps that queued nothing.
+    await this.#persistPosition().catch((err: unknown) => {
+      this.#deps.log.warn({ err }, 'federation fan-out position not saved at shutdown');
+    });
   }
 
   async #loop(): Promise<void> {
@@ -114,7 +146,7 @@ export class Fanout {
   /** Fans out one step; true when more is waiting. */
   async #step(): Promise<boolean> {
     const { db, stream } = this.#deps.storage;
-    const from = (await getSenderPosition(db)) ?? stream.current;
+    const from = this.#position ?? (await getSenderPosition(db)) ?? stream.current;
     let to = stream.current;
     if (to <= from) return false;
     const events = await eventsInRange(db, from, to, STEP_EVENTS + 1);
@@ -148,13 +180,48 @@ export class Fanout {
     rows.push(...(await this.#receiptRows(from, to)));
     rows.push(...(await this.#deviceListRows(from, to)));
     if (this.#deps.presenceEnabled) rows.push(...(await this.#presenceRows(from, to)));
+    if (rows.length === 0) {
+      // Nothing to queue: no transaction (and no fsync) on the event path. A crash replays these steps from the
+      // stored position, and they queue nothing again (the state before an event never changes).
+      this.#position = to;
+      if (
+        to - (this.#persisted ?? to) >= PERSIST_EVERY_POSITIONS ||
+        Date.now() - this.#persistedAt >= PERSIST_EVERY_MS
+      )
+        await this.#persistPosition();
+      return more;
+    }
     await db.transaction().execute(async (trx) => {
-      // Another pass (another process) may have moved the position: never fan out the same range twice.
-      if ((await getSenderPosition(trx)) !== from) return;
+      // Another process may have moved the position: never fan out the same range twice.
+      const stored = await getSenderPosition(trx);
+      if (stored !== undefined && stored !== (this.#persisted ?? from)) {
+        this.#deps.log.warn(
+          { stored, expected: this.#persisted },
+          'federation fan-out position moved elsewhere',
+        );
+        this.#position = this.#persisted = stored;
+        return;
+      }
       await insertOutboxRows(trx, rows, Date.now());
       await setSenderPosition(trx, to);
+      this.#position = this.#persisted = to;
+      this.#persistedAt = Date.now();
     });
     return more;
+  }
+
+  /** Writes the in-memory position when it is ahead of the stored one (nothing queued in between). */
+  async #persistPosition(): Promise<void> {
+    const position = this.#position;
+    if (position === undefined || position === this.#persisted) return;
+    const expected = this.#persisted;
+    await this.#deps.storage.db.transaction().execute(async (trx) => {
+      const stored = await getSenderPosition(trx);
+      if (stored !== undefined && stored !== expected) return;
+      await setSenderPosition(trx, position);
+    });
+    this.#persisted = position;
+    this.#persistedAt = Date.now();
   }
 
   /**
