@@ -10,7 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { generateSigningSeed } from '../../src/rooms/signing.js';
 import type { JsonObject } from '../../src/rooms/event.js';
 import { ENGINES } from '../helpers/engines.js';
-import { HostileScene } from '../helpers/hostile-scene.js';
+import { HostileServer } from '../helpers/hostile-server.js';
+import { HostileScene, until } from '../helpers/hostile-scene.js';
 
 for (const engine of ENGINES) {
   describe(`${engine}: a hostile server's PDUs`, () => {
@@ -106,6 +107,162 @@ for (const engine of ENGINES) {
       assert.equal(seen.messages.filter((id) => id === ev.eventId).length, 1);
       assert.equal(seen.sync.filter((id) => id === ev.eventId).length, 1);
       await unharmed();
+    });
+
+    it('soft-fails an event its auth events and the state before it allow but the current state does not', async () => {
+      // Mallory's message is built over a head where mallory is joined; alice bans mallory before it arrives.
+      const late = await s.message('after my ban', { sender: s.mallory });
+      const ban = await s.alice.post(`/_matrix/client/v3/rooms/${s.r}/ban`, { user_id: s.mallory });
+      assert.equal(ban.status, 200);
+      await until('the ban on A', async () =>
+        (await s.currentState()).get(`m.room.member|${s.mallory}`) ? true : undefined,
+      );
+      stateBefore = await s.currentState();
+      const res = await s.send([late.pdu]);
+      assert.equal(res.status, 200);
+      assert.match(String(res.pdus[late.eventId]?.error), /current state/);
+      const row = await s.row(late.eventId);
+      assert.equal(row?.soft_failed, 1);
+      assert.equal(row.stream_ordering, null);
+      const head = await s.a.hs.writer.head(s.roomId);
+      assert.ok(
+        !head?.extremities.some((e) => e.eventId === late.eventId),
+        'a soft-failed event is no extremity',
+      );
+      await s.invisible(late.eventId);
+      await unharmed();
+    });
+
+    it('drops events with a depth beyond 2^63-1, oversize events and events of another room version', async () => {
+      const deep = await s.message('deep', { depth: 2 ** 63 });
+      const big = await s.message('x'.repeat(70_000));
+      const legacy = s.hostile.build(
+        {
+          type: 'm.room.message',
+          content: { msgtype: 'm.text', body: 'v1 format' },
+          sender: s.eve,
+          room_id: s.roomId,
+          event_id: `$legacy:${s.hostile.serverName}`,
+          prev_events: (deep.pdu.prev_events as string[]).slice(),
+          auth_events: (deep.pdu.auth_events as string[]).slice(),
+          depth: 1000,
+          origin_server_ts: Date.now(),
+        },
+        '1',
+      );
+      const res = await s.send([deep.pdu, big.pdu, legacy.pdu]);
+      assert.equal(res.status, 200);
+      assert.match(String(res.pdus[deep.eventId]?.error), /depth/);
+      assert.match(String(res.pdus[big.eventId]?.error), /bytes/);
+      const others = Object.entries(res.pdus).filter(([id]) => id !== deep.eventId && id !== big.eventId);
+      assert.equal(others.length, 1);
+      assert.match(String(others[0]?.[1].error), /prev_events/);
+      for (const id of [deep.eventId, big.eventId, legacy.eventId, others[0]?.[0] ?? ''])
+        assert.equal(await s.row(id), undefined);
+      await unharmed();
+    });
+
+    it('answers a transaction of non-object PDUs and PDUs without a room with the good PDU accepted', async () => {
+      const good = await s.message('among garbage');
+      const res = await s.send([
+        1,
+        'x',
+        null,
+        [],
+        {},
+        { room_id: 42 },
+        { room_id: '!nope:x', type: 'm' },
+        good.pdu,
+      ]);
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.pdus[good.eventId], {});
+      assert.ok((await s.seenByAlice()).messages.includes(good.eventId));
+      await unharmed();
+    });
+
+    it("does not let an event claiming another room's id into that room", async () => {
+      const other = await s.alice.post('/_matrix/client/v3/createRoom', {
+        preset: 'public_chat',
+        room_version: '12',
+      });
+      assert.equal(other.status, 200);
+      const otherId = other.body.room_id as string;
+      const stray = await s.message('wrong room');
+      const rebuilt = s.hostile.build(
+        {
+          type: 'm.room.message',
+          content: { msgtype: 'm.text', body: 'wrong room' },
+          sender: s.eve,
+          room_id: otherId,
+          prev_events: stray.pdu.prev_events as string[],
+          auth_events: stray.pdu.auth_events as string[],
+          depth: stray.pdu.depth as number,
+          origin_server_ts: Date.now(),
+        },
+        '12',
+      );
+      const res = await s.send([rebuilt.pdu]);
+      assert.equal(res.status, 200);
+      assert.equal(typeof res.pdus[rebuilt.eventId]?.error, 'string');
+      const msgs = await s.alice.get(
+        `/_matrix/client/v3/rooms/${encodeURIComponent(otherId)}/messages?dir=b&limit=50`,
+      );
+      assert.ok(!(msgs.body.chunk as { event_id: string }[]).some((e) => e.event_id === rebuilt.eventId));
+      const members = await s.alice.get(
+        `/_matrix/client/v3/rooms/${encodeURIComponent(otherId)}/joined_members`,
+      );
+      assert.deepEqual(Object.keys(members.body.joined as object), [s.alice.userId]);
+      await s.invisible(rebuilt.eventId);
+      await unharmed();
+    });
+
+    it('refuses more than 50 PDUs or 100 EDUs, a body of garbage JSON and a body that is not an object', async () => {
+      const many = [];
+      for (let i = 0; i < 51; i++) many.push((await s.message(`flood ${i}`)).pdu);
+      const tooMany = await s.send(many);
+      assert.equal(tooMany.status, 400);
+      assert.equal(tooMany.body.errcode, 'M_BAD_JSON');
+      const edus = Array.from({ length: 101 }, () => ({ edu_type: 'm.typing', content: {} }));
+      const tooManyEdus = await s.send([], edus);
+      assert.equal(tooManyEdus.status, 400);
+      const first = HostileServer.eventIdOf(many[0] as JsonObject, '12') ?? '';
+      assert.equal(await s.row(first), undefined);
+      for (const raw of ['{"pdus": [', '\u0000\u0001garbage', '[]', '"pdus"', '{"pdus": "x"}']) {
+        const res = await s.hostile.request(s.a.serverName, 'PUT', '/_matrix/federation/v1/send/garbage', {
+          raw,
+          ...(raw.startsWith('{"pdus": "') || raw === '[]' || raw === '"pdus"'
+            ? { body: JSON.parse(raw) as unknown }
+            : {}),
+        });
+        assert.ok(res.status >= 400 && res.status < 500, `${raw}: ${res.status}`);
+        assert.equal(
+          typeof (res.body as { errcode?: unknown }).errcode,
+          'string',
+          `${raw}: ${JSON.stringify(res.body)}`,
+        );
+      }
+      await unharmed();
+    });
+
+    it("drops the PDUs of a server the room's m.room.server_acl denies", async () => {
+      const set = (deny: string[]) =>
+        s.alice.put(`/_matrix/client/v3/rooms/${s.r}/state/m.room.server_acl/`, {
+          allow: ['*'],
+          deny,
+          allow_ip_literals: true,
+        });
+      assert.equal((await set(['localhost'])).status, 200);
+      stateBefore = await s.currentState();
+      const ev = await s.message('denied');
+      const res = await s.send([ev.pdu]);
+      assert.equal(res.status, 200);
+      assert.match(String(res.pdus[ev.eventId]?.error), /banned/);
+      assert.equal(await s.row(ev.eventId), undefined);
+      await unharmed();
+      assert.equal((await set([])).status, 200);
+      stateBefore = await s.currentState();
+      const allowed = await s.message('allowed again');
+      assert.deepEqual((await s.send([allowed.pdu])).pdus[allowed.eventId], {});
     });
 
     it('leaves the database clean for the doctor', async () => {

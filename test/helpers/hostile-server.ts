@@ -1,6 +1,6 @@
 /**
  * A scripted hostile federation peer for the hostile-server tests: an HTTPS server with its own ed25519 key and its
- * own server name (127.0.0.1:<port>) that speaks the federation API. It serves its key document (which a test may
+ * own server name (localhost:<port>) that speaks the federation API. It serves its key document (which a test may
  * replace with a lying one), records the transactions other servers send it, and answers get_missing_events,
  * /state_ids, /event and /event_auth with whatever the test scripts (garbage, lies, silence). It signs its own
  * requests with the X-Matrix header, so it can send any body (garbage included) to a real Hearth, and it builds and
@@ -63,8 +63,12 @@ export class HostileServer {
   readonly requests: string[] = [];
   readonly #hanging = new Set<ServerResponse>();
 
+  /**
+   * `localhost:<port>`: a host name, not an IP literal like the Hearths' names, so that an m.room.server_acl can
+   * deny it alone (ACLs match the name without its port). It resolves to the loopback address it listens on.
+   */
   get serverName(): string {
-    return `127.0.0.1:${this.port}`;
+    return `localhost:${this.port}`;
   }
 
   get signer(): Signer {
@@ -119,7 +123,7 @@ export class HostileServer {
     if (path === '/_matrix/key/v2/server')
       return this.script.keys?.() ?? { status: 200, body: this.keyDocument() };
     let p: string[] | undefined;
-    if ((p = m(/^\/_matrix\/federation\/v1\/send\/([^/]+)$/))) {
+    if (m(/^\/_matrix\/federation\/v1\/send\/([^/]+)$/)) {
       const txn = json();
       const pdus = (Array.isArray(txn.pdus) ? txn.pdus : []) as JsonObject[];
       this.received.push({ origin: String(txn.origin), pdus, edus: (txn.edus ?? []) as JsonObject[] });
