@@ -31,6 +31,7 @@ import { Notifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync.js';
 import { TypingStore } from './sync/typing.js';
 import { createLogger, moduleLogger } from './log.js';
+import { RemoteMediaCache } from './media/remote-media.js';
 import { MediaService } from './media/service.js';
 import { healthRoutes, Instrumentation, Metrics, metricsRoutes } from './metrics/index.js';
 import { recordDamage } from './storage/damage.js';
@@ -218,6 +219,13 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     }),
     typing,
     media,
+    remoteMedia: new RemoteMediaCache({
+      storage,
+      config,
+      log: logFor('media'),
+      client: federation.client,
+      store: media.store,
+    }),
     remoteKeys: remoteKeys(federation.client),
     remoteQueries: remoteQueries(federation.client),
     federation: { client: federation.client, keyRing: federation.keyRing },
@@ -230,6 +238,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     ...federation,
     writer,
     signingKey,
+    media,
     inbound: {
       typing,
       notifier,

@@ -11,6 +11,7 @@ import type { Authenticator } from './auth.js';
 import type { RateLimiter } from './ratelimit.js';
 import type { Uia } from './uia.js';
 import type { MediaService } from '../media/service.js';
+import type { RemoteMediaCache } from '../media/remote-media.js';
 import type { RemoteKeys } from '../e2ee/keys.js';
 import type { RemoteQueries } from '../federation/remote-queries.js';
 import type { FederationClient } from '../federation/client.js';
@@ -29,6 +30,8 @@ export interface ApiDeps {
   typing: TypingStore;
   sync: SyncService;
   media: MediaService;
+  /** Other servers' media, fetched over federation and cached (client download and thumbnail endpoints). */
+  remoteMedia?: RemoteMediaCache | undefined;
   /** Other servers' device and one-time keys over federation (client /keys/query and /keys/claim). */
   remoteKeys?: RemoteKeys | undefined;
   /** Other servers' profiles and room aliases over federation (client profile and directory endpoints). */

@@ -47,6 +47,18 @@ export class FederationDeniedError extends FederationError {
   }
 }
 
+/** The answer's body is larger than the request's maxBytes. */
+export class ResponseTooLargeError extends FederationError {
+  constructor(
+    message: string,
+    status: number | undefined,
+    readonly limit: number,
+  ) {
+    super(message, status);
+    this.name = 'ResponseTooLargeError';
+  }
+}
+
 /** Every address of the destination is refused by ip_range_blacklist. */
 export class BlockedAddressError extends FederationError {
   readonly code = 'ERR_HEARTH_BLOCKED_ADDRESS';
@@ -79,6 +91,13 @@ export interface RequestOptions {
   signed?: boolean;
   /** Largest response body accepted, in bytes. */
   maxBytes?: number;
+}
+
+/** An answer as bytes, whatever its status (media downloads). */
+export interface RawFederationResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
 }
 
 export interface FederationResponse {
@@ -136,11 +155,7 @@ interface RawRequest {
   maxBytes: number;
 }
 
-interface RawResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-}
+type RawResponse = RawFederationResponse;
 
 export class FederationClient {
   readonly serverName: string;
@@ -177,11 +192,73 @@ export class FederationClient {
     path: string,
     opts: RequestOptions = {},
   ): Promise<FederationResponse> {
+    const res = await this.#exchange(destination, method, path, opts);
+    let body: unknown;
+    try {
+      body = res.body.length ? JSON.parse(res.body.toString('utf8')) : undefined;
+    } catch {
+      throw new FederationError(
+        `${destination} answered ${method} ${path} with a body that is not JSON`,
+        res.status,
+      );
+    }
+    if (res.status < 200 || res.status >= 300)
+      throw new FederationError(
+        `${destination} answered ${method} ${path} with ${res.status}`,
+        res.status,
+        body,
+      );
+    return { status: res.status, headers: res.headers, body };
+  }
+
+  /**
+   * A GET to another server whose answer is returned as bytes, whatever its status (media downloads); rejects only
+   * when there is no answer, or with ResponseTooLargeError past `maxBytes`.
+   */
+  getRaw(destination: string, path: string, opts: RequestOptions = {}): Promise<RawFederationResponse> {
+    return this.#exchange(destination, 'GET', path, opts, '*/*');
+  }
+
+  /**
+   * An unsigned GET of an https URL that is not a federation endpoint (the `Location` of a media part), following up
+   * to 5 redirects, through the same address checks. The answer is returned as bytes, whatever its status.
+   */
+  async getUrl(url: string, maxBytes: number): Promise<RawFederationResponse> {
+    let current = new URL(url);
+    for (let hops = 0; ; hops++) {
+      if (current.protocol !== 'https:') throw new FederationError(`refusing a ${current.protocol} URL`);
+      const host = current.hostname.replace(/^\[(.*)\]$/, '$1');
+      const res = await this.#send({
+        target: { host, port: current.port ? Number(current.port) : 443 },
+        tlsName: host,
+        hostHeader: current.host,
+        method: 'GET',
+        path: current.pathname + current.search,
+        headers: { 'user-agent': `Hearth/${HEARTH_VERSION}`, accept: '*/*' },
+        maxBytes,
+      });
+      if (res.status >= 300 && res.status < 400 && res.headers.location) {
+        if (hops >= WELL_KNOWN_MAX_REDIRECTS) throw new FederationError('too many redirects');
+        current = new URL(res.headers.location, current);
+        continue;
+      }
+      return res;
+    }
+  }
+
+  /** Signs (unless opts.signed is false), resolves and sends a request; the answer as bytes. */
+  async #exchange(
+    destination: string,
+    method: string,
+    path: string,
+    opts: RequestOptions,
+    accept = 'application/json',
+  ): Promise<RawResponse> {
     if (!this.allowsServer(destination)) throw new FederationDeniedError(destination);
     const uri = path + queryString(opts.query);
     const headers: Record<string, string> = {
       'user-agent': `Hearth/${HEARTH_VERSION}`,
-      accept: 'application/json',
+      accept,
     };
     let payload: Buffer | undefined;
     if (opts.body !== undefined) {
@@ -199,7 +276,7 @@ export class FederationClient {
     const resolved = await this.resolver.resolve(destination).catch((err: Error) => {
       throw new FederationError(`cannot resolve ${destination}: ${err.message}`);
     });
-    const res = await this.#tryTargets(resolved, (target) =>
+    return this.#tryTargets(resolved, (target) =>
       this.#send({
         target,
         tlsName: resolved.tlsName,
@@ -211,22 +288,6 @@ export class FederationClient {
         maxBytes: opts.maxBytes ?? DEFAULT_MAX_BYTES,
       }),
     );
-    let body: unknown;
-    try {
-      body = res.body.length ? JSON.parse(res.body.toString('utf8')) : undefined;
-    } catch {
-      throw new FederationError(
-        `${destination} answered ${method} ${path} with a body that is not JSON`,
-        res.status,
-      );
-    }
-    if (res.status < 200 || res.status >= 300)
-      throw new FederationError(
-        `${destination} answered ${method} ${path} with ${res.status}`,
-        res.status,
-        body,
-      );
-    return { status: res.status, headers: res.headers, body };
   }
 
   get(destination: string, path: string, opts?: RequestOptions): Promise<FederationResponse> {
@@ -362,9 +423,10 @@ export class FederationClient {
           if (size > req.maxBytes) {
             res.destroy();
             reject(
-              new FederationError(
+              new ResponseTooLargeError(
                 `response from ${req.hostHeader} exceeds ${req.maxBytes} bytes`,
                 res.statusCode,
+                req.maxBytes,
               ),
             );
             return;

@@ -46,7 +46,7 @@ export const MEDIA_ID = /^[A-Za-z0-9_-]{1,255}$/;
 /** A server name: host name or IP literal, optional port. */
 export const SERVER_NAME = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
 /** Largest thumbnail side made on demand; larger requests are clamped. */
-const MAX_THUMBNAIL_SIDE = 2048;
+export const MAX_THUMBNAIL_SIDE = 2048;
 /** last_access_ts is written at most this often per media (Synapse batches these updates too). */
 const ACCESS_UPDATE_INTERVAL_MS = 10 * 60_000;
 

@@ -8,13 +8,17 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { mediaHeaders, parseRange } from '../../media/headers.js';
+import type { RemoteMediaCache } from '../../media/remote-media.js';
 import { MEDIA_ID, SERVER_NAME, type MediaService, type ServedFile } from '../../media/service.js';
+import type { RemoteMediaRow } from '../../storage/remote-media.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError, invalidParam, notFound, unrecognized } from '../errors.js';
 import { parseParams, parseQuery } from '../validate.js';
 
-export type MediaDeps = Pick<ApiDeps, 'config' | 'auth' | 'rateLimiter'> & { media: MediaService };
+export type MediaDeps = Pick<ApiDeps, 'config' | 'auth' | 'rateLimiter' | 'remoteMedia'> & {
+  media: MediaService;
+};
 
 /** Synapse's default and largest wait for the content of an async upload. */
 const DEFAULT_TIMEOUT_MS = 20_000;
@@ -33,14 +37,20 @@ const Int = z
   .transform(Number);
 const Bool = z.enum(['true', 'false']).transform((v) => v === 'true');
 
-const DownloadQuery = z.looseObject({ timeout_ms: Int.optional() });
-const ThumbnailQuery = z.looseObject({
+export const DownloadQuery = z.looseObject({ timeout_ms: Int.optional(), allow_remote: Bool.optional() });
+/** The thumbnail parameters (also of the federation thumbnail endpoint). */
+export const ThumbnailQuery = z.looseObject({
   width: Int,
   height: Int,
   method: z.enum(['crop', 'scale']).default('scale'),
   animated: Bool.optional(),
   timeout_ms: Int.optional(),
+  allow_remote: Bool.optional(),
 });
+/** timeout_ms as asked, Synapse's default when absent, at most MAX_TIMEOUT_MS. */
+export const mediaTimeout = (ms: number | undefined): number =>
+  Math.min(ms ?? DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS);
+
 const UploadQuery = z.looseObject({ filename: z.string().max(MAX_FILENAME_LENGTH).optional() });
 
 /** Fastify hands an upload route the request stream itself (see uploadRoutes). */
@@ -89,39 +99,63 @@ export function mediaRoutes(app: FastifyInstance, deps: MediaDeps): void {
   const { config, auth, media } = deps;
   const guard = { preHandler: auth.requireUser };
 
-  /** The local media id named in the path: 400 for malformed ids, 404 for other servers (no federation yet). */
-  function mediaId(params: unknown): { mediaId: string; fileName: string | undefined } {
+  /** The media named in the path: 400 for malformed server names and ids. */
+  function target(params: unknown): { serverName: string; mediaId: string; fileName: string | undefined } {
     const p = parseParams(MediaParams, params);
     if (!SERVER_NAME.test(p.serverName)) throw invalidParam('Invalid server name');
     if (!MEDIA_ID.test(p.mediaId)) throw invalidParam('Invalid media ID');
-    if (p.serverName !== config.server_name) throw notFound('Not found');
-    return { mediaId: p.mediaId, fileName: p.fileName };
+    return { serverName: p.serverName, mediaId: p.mediaId, fileName: p.fileName };
   }
 
-  const timeout = (ms: number | undefined): number => Math.min(ms ?? DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS);
+  /**
+   * The cached copy of another server's media, fetched over federation the first time unless allow_remote=false.
+   * The legacy endpoints, while authenticated media is enforced, serve only copies cached before it was (Synapse).
+   */
+  async function remoteRow(
+    t: { serverName: string; mediaId: string },
+    q: { allow_remote?: boolean | undefined; timeout_ms?: number | undefined },
+    legacy: boolean,
+  ): Promise<{ remote: RemoteMediaCache; row: RemoteMediaRow }> {
+    const remote = deps.remoteMedia;
+    if (!remote || q.allow_remote === false) throw notFound('Not found');
+    const frozen = legacy && config.enable_authenticated_media;
+    const row = await remote.get(t.serverName, t.mediaId, {
+      timeoutMs: mediaTimeout(q.timeout_ms),
+      fetch: !frozen,
+    });
+    if (legacy && row.authenticated) throw notFound('Not found');
+    return { remote, row };
+  }
 
   const download = (legacy: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
-    const { mediaId: id, fileName } = mediaId(req.params);
+    const t = target(req.params);
+    const { mediaId: id, fileName } = t;
     const q = parseQuery(DownloadQuery, req.query);
-    const row = await media.lookup(id, timeout(q.timeout_ms));
+    if (t.serverName !== config.server_name) {
+      const { remote, row } = await remoteRow(t, q, legacy);
+      const path = remote.contentPath(row.filesystem_id);
+      const file = { path, contentType: row.media_type, length: row.media_length };
+      return sendFile(req, reply, file, fileName ?? row.upload_name);
+    }
+    const row = await media.lookup(id, mediaTimeout(q.timeout_ms));
     if (legacy && row.authenticated) throw notFound('Not found');
     const file = { path: media.store.contentPath(id), contentType: row.media_type, length: row.media_length };
     return sendFile(req, reply, file, fileName ?? row.upload_name);
   };
 
   const thumbnail = (legacy: boolean) => async (req: FastifyRequest, reply: FastifyReply) => {
-    const { mediaId: id } = mediaId(req.params);
+    const t = target(req.params);
+    const id = t.mediaId;
     const q = parseQuery(ThumbnailQuery, req.query);
     if (q.width === 0 || q.height === 0) throw invalidParam('width and height must be positive');
-    const row = await media.lookup(id, timeout(q.timeout_ms));
+    const size = { width: q.width, height: q.height, method: q.method, animated: q.animated ?? false };
+    if (t.serverName !== config.server_name) {
+      const { remote, row } = await remoteRow(t, q, legacy);
+      return sendFile(req, reply, await remote.thumbnail(row, size), null);
+    }
+    const row = await media.lookup(id, mediaTimeout(q.timeout_ms));
     if (legacy && row.authenticated) throw notFound('Not found');
-    const file = await media.thumbnail(row, {
-      width: q.width,
-      height: q.height,
-      method: q.method,
-      animated: q.animated ?? false,
-    });
-    return sendFile(req, reply, file, null);
+    return sendFile(req, reply, await media.thumbnail(row, size), null);
   };
 
   const mediaConfig = async () => ({ 'm.upload.size': config.max_upload_size });

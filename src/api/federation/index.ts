@@ -5,14 +5,18 @@ import type { KeyRing } from '../../federation/keyring.js';
 import type { FederationSender } from '../../federation/sender/sender.js';
 import type { RoomWriter } from '../../input/room-writer.js';
 import type { SigningKey } from '../../keys/signing-key.js';
+import type { MediaService } from '../../media/service.js';
 import type { Storage } from '../../storage/db.js';
 import { federationAuth } from './auth.js';
 import { federationEventRoutes } from './events.js';
 import { keyRoutes } from './keys.js';
+import { federationMediaRoutes } from './media.js';
 import { openidFederationRoutes } from './openid.js';
 import { queryRoutes } from './query.js';
 import { federationRoomRoutes } from './rooms.js';
+import { federationKnockRoutes } from './rooms-knock.js';
 import { sendRoutes, type SendRoutesDeps } from './send.js';
+import { thirdPartyInviteRoutes } from './third-party-invite.js';
 import { userKeysRoutes } from './user-keys.js';
 import { federationVersionRoutes } from './version.js';
 
@@ -29,6 +33,8 @@ export interface FederationDeps {
   inbound?: Omit<SendRoutesDeps, 'authenticate' | 'storage' | 'serverName'> | undefined;
   /** The room writer: joins, leaves and reads of rooms (without it those routes are not served). */
   writer?: RoomWriter | undefined;
+  /** The media repository: local media for other servers (without it the media routes are not served). */
+  media?: MediaService | undefined;
 }
 
 export function registerFederationRoutes(app: FastifyInstance, deps: FederationDeps): void {
@@ -45,9 +51,12 @@ export function registerFederationRoutes(app: FastifyInstance, deps: FederationD
   federationVersionRoutes(app);
   queryRoutes(app, { serverName: deps.serverName, storage: deps.storage, authenticate });
   openidFederationRoutes(app, deps);
+  thirdPartyInviteRoutes(app, { authenticate });
+  if (deps.media) federationMediaRoutes(app, { media: deps.media, authenticate });
   if (deps.writer) {
     const rooms = { serverName: deps.serverName, storage: deps.storage, writer: deps.writer, authenticate };
     federationRoomRoutes(app, { ...rooms, keyRing: deps.keyRing, signingKey: deps.signingKey });
+    federationKnockRoutes(app, { ...rooms, keyRing: deps.keyRing, signingKey: deps.signingKey });
     federationEventRoutes(app, rooms);
   }
   if (deps.inbound) {
