@@ -98,6 +98,7 @@ function startFederation(
   storage: Storage,
   signingKey: SigningKey,
   log: Logger,
+  damage: DamageReporter,
 ): Homeserver['federation'] {
   const ca = config.federation_custom_ca_list?.map((p) =>
     readFileOrFail(p, 'federation_custom_ca_list file').toString('utf8'),
@@ -134,6 +135,7 @@ function startFederation(
     client,
     log,
     presenceEnabled: config.presence.enabled,
+    damage,
   });
   return { client, keyRing, sender };
 }
@@ -195,7 +197,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     instrument.integrity();
     instrument.toDeviceQueue(storage);
   }
-  const federation = startFederation(config, storage, signingKey, logFor('federation'));
+  const federation = startFederation(config, storage, signingKey, logFor('federation'), damage);
   instrument?.federationSender(federation.sender);
   const deps = {
     config,

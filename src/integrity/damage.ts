@@ -9,7 +9,8 @@ export type DamageKind =
   | 'event_missing'
   | 'state_snapshot_missing'
   | 'state_entry_dangling'
-  | 'membership_mismatch';
+  | 'membership_mismatch'
+  | 'outbox_row_unparsable';
 
 export interface DamageRecord {
   kind: DamageKind;

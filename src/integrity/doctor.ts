@@ -15,6 +15,7 @@ import {
 } from './global-check.js';
 import { countByKind, integrityCounters, type Problem } from './problems.js';
 import { analyzeRoom, type RoomRef } from './room-check.js';
+import { outboxProblems } from './queue-check.js';
 import { repairRoom } from './room-repair.js';
 
 export interface DoctorOptions {
@@ -116,7 +117,8 @@ async function pass(
   const txn = await storage.db.transaction().execute(async (trx) => {
     const found = await danglingTxnIds(trx, repair ? trx : undefined);
     const devices = await danglingDeviceRows(tables, trx, repair ? trx : undefined);
-    return [...found, ...devices];
+    const outbox = await outboxProblems(trx, repair ? trx : undefined);
+    return [...found, ...devices, ...outbox];
   });
   problems.push(...txn);
   if (repair) rowsQuarantined += txn.length;

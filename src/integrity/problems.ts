@@ -21,6 +21,7 @@ export type ProblemKind =
   | 'room_members_mismatch'
   | 'txn_id_dangling'
   | 'device_row_dangling'
+  | 'outbox_row_invalid'
   | 'damage_report'
   | 'cache_mismatch'
   | 'media_file_orphan'

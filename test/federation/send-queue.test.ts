@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { runDoctor } from '../../src/integrity/doctor.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import { ScriptedRemote } from '../helpers/scripted-remote.js';
@@ -262,6 +263,87 @@ for (const engine of ENGINES) {
       await until('c1, c2', () => remote.bodies().length >= 2);
       await a.hs.federation.sender.idle();
       assert.deepEqual(remote.bodies(), ['c1', 'c2']);
+    });
+
+    it('skips and reports unreadable queued rows, and the doctor quarantines them', async () => {
+      await a.hs.federation.sender.idle();
+      remote.txns = [];
+      remote.mode = 'fail';
+      await send('before-damage');
+      await until('a failure', async () => (await retryOf(remote.serverName)) > 0);
+      const db = a.hs.storage.db;
+      const room = await db
+        .selectFrom('rooms')
+        .select('room_nid')
+        .where('room_id', '=', roomId)
+        .executeTakeFirstOrThrow();
+      await db
+        .insertInto('federation_outbox')
+        .values([
+          {
+            destination: remote.serverName,
+            event_nid: null,
+            room_nid: room.room_nid,
+            edu_type: 'm.receipt',
+            edu_content: '{"not json',
+            created_ts: Date.now(),
+          },
+          {
+            destination: remote.serverName,
+            event_nid: 987_654_321,
+            room_nid: room.room_nid,
+            edu_type: null,
+            edu_content: null,
+            created_ts: Date.now(),
+          },
+        ])
+        .execute();
+      const found = await runDoctor(a.hs.storage, {
+        exclusive: (id, fn) => a.hs.writer.runExclusive(id, fn),
+      });
+      const invalid = found.problems.filter((p) => p.kind === 'outbox_row_invalid');
+      assert.equal(invalid.length, 2, JSON.stringify(found.problems));
+      assert.match(invalid.map((p) => p.detail).join('\n'), /unreadable m\.receipt content/);
+      assert.match(invalid.map((p) => p.detail).join('\n'), /event 987654321, which does not exist/);
+      // The sender meets them first: they are skipped (and reported), the good event still goes.
+      await send('after-damage');
+      remote.mode = 'ok';
+      a.hs.federation.sender.remoteIsUp(remote.serverName);
+      await until('both messages', () => remote.bodies().length >= 2);
+      await a.hs.federation.sender.idle();
+      assert.deepEqual(remote.bodies(), ['before-damage', 'after-damage']);
+      assert.equal((await a.hs.federation.sender.queueDepths()).get(remote.serverName), undefined);
+      await until('the damage report', async () => {
+        const damaged = await db.selectFrom('damage_reports').select('kind').execute();
+        return damaged.some((d) => d.kind === 'outbox_row_unparsable');
+      });
+      // Rows the sender has not met are the doctor's: repaired into quarantine, then a clean second pass.
+      await db
+        .insertInto('federation_outbox')
+        .values({
+          destination: 'unreachable.example',
+          event_nid: null,
+          room_nid: null,
+          edu_type: 'm.presence',
+          edu_content: '[]',
+          created_ts: Date.now(),
+        })
+        .execute();
+      const repaired = await runDoctor(a.hs.storage, {
+        repair: true,
+        exclusive: (id, fn) => a.hs.writer.runExclusive(id, fn),
+      });
+      assert.ok(repaired.problems.some((p) => p.kind === 'outbox_row_invalid'));
+      assert.deepEqual(
+        repaired.remaining.filter((p) => p.kind === 'outbox_row_invalid'),
+        [],
+      );
+      const kept = await db
+        .selectFrom('quarantined_rows')
+        .select('table_name')
+        .where('table_name', '=', 'federation_outbox')
+        .execute();
+      assert.equal(kept.length, 1);
     });
 
     it('catches up after a long outage with the newest event of each room', async () => {

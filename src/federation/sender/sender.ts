@@ -25,7 +25,20 @@ import {
 } from '../../storage/federation-queue.js';
 import type { FederationClient } from '../client.js';
 import { DEFAULT_BACKOFF, nextRetryInterval, type BackoffPolicy } from './backoff.js';
+import type { DamageReporter } from '../../integrity/damage.js';
 import { Fanout } from './fanout.js';
+
+/** A stored JSON object, or undefined when the text is not one. */
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export const MAX_PDUS_PER_TXN = 50;
 export const MAX_EDUS_PER_TXN = 100;
@@ -48,6 +61,8 @@ export interface FederationSenderOptions {
   /** Queued PDUs above which a destination back from an outage gets only the newest event per room. */
   catchUpThreshold?: number;
   now?: () => number;
+  /** Where an unreadable queued row is reported (it is skipped, never sent, never retried forever). */
+  damage?: Pick<DamageReporter, 'report'> | undefined;
 }
 
 interface Destination {
@@ -258,20 +273,39 @@ export class FederationSender {
       db,
       batch.pdus.map((r) => r.event_nid as number),
     );
-    const byNid = new Map(events.map((e) => [Number(e.event_nid), e.json]));
+    const byNid = new Map(events.map((e) => [Number(e.event_nid), e]));
     const pdus: unknown[] = [];
     for (const r of batch.pdus) {
-      const json = byNid.get(r.event_nid as number);
-      // An event removed since (quarantine) is not sent.
-      if (json !== undefined) pdus.push(JSON.parse(json) as unknown);
+      const ev = byNid.get(r.event_nid as number);
+      // An event removed since (quarantine) is not sent; an unreadable one is reported and skipped.
+      const pdu = ev === undefined ? undefined : parseObject(ev.json);
+      if (pdu) pdus.push(pdu);
+      else if (ev)
+        this.#opts.damage?.report({
+          kind: 'event_json_unparsable',
+          eventId: ev.event_id,
+          detail: `queued for ${destination} but its JSON does not parse; not sent`,
+        });
     }
-    const edus: Edu[] = [
-      ...batch.edus.map((r) => ({
-        edu_type: r.edu_type as string,
-        content: JSON.parse(r.edu_content as string) as Record<string, unknown>,
-      })),
-      ...ephemeral,
-    ];
+    const edus: Edu[] = [];
+    for (const r of batch.edus) {
+      const content = r.edu_content === null ? undefined : parseObject(r.edu_content);
+      if (content && r.edu_type) edus.push({ edu_type: r.edu_type, content });
+      else
+        this.#opts.damage?.report({
+          kind: 'outbox_row_unparsable',
+          detail: `federation_outbox row ${r.id} (${r.edu_type ?? 'no type'}) for ${destination} is unreadable; not sent`,
+        });
+    }
+    edus.push(...ephemeral);
+    if (pdus.length === 0 && edus.length === 0) {
+      // Every row was unreadable (and reported): nothing to send.
+      await deleteOutboxRows(
+        db,
+        [...batch.pdus, ...batch.edus].map((r) => r.id),
+      );
+      return 'sent';
+    }
     const txnId = `${this.#txnPrefix}-${++this.#txnCounter}`;
     const body = { origin: this.#opts.serverName, origin_server_ts: this.#now(), pdus, edus };
     try {
