@@ -34,13 +34,13 @@ export interface IngestDeps {
 const MISSING_EVENTS_LIMIT = 20;
 const enc = encodeURIComponent;
 
-interface RoomInfo {
+export interface RoomInfo {
   roomId: string;
   roomNid: number;
   version: RoomVersion;
 }
 
-async function roomInfo(storage: Storage, roomId: string): Promise<RoomInfo | undefined> {
+export async function roomInfo(storage: Storage, roomId: string): Promise<RoomInfo | undefined> {
   const row = await storage.db
     .selectFrom('rooms')
     .select(['room_nid', 'room_version', 'current_snapshot_nid'])
@@ -169,8 +169,9 @@ async function fetchMissingPrevs(
   const events = (res?.body as { events?: unknown } | undefined)?.events;
   if (!Array.isArray(events)) return;
   const checked: { eventId: string; raw: Pdu }[] = [];
-  for (const e of events) {
-    if (typeof e !== 'object' || e === null) continue;
+  // No more than the events asked for: a huge answer must not make this server check and store thousands.
+  const asked = events.filter((e): e is object => typeof e === 'object' && e !== null).slice(0, MISSING_EVENTS_LIMIT);
+  for (const e of asked) {
     const c = await checkReceivedPdu(deps.keyRing, e as JsonObject, room.version);
     if (c.ok && c.eventId !== eventId) checked.push({ eventId: c.eventId, raw: c.raw });
   }
@@ -269,7 +270,7 @@ export async function storeCheckedOutliers(
 }
 
 /** /event_auth for an event: its auth chain, stored as outliers. */
-async function fetchAuthChain(
+export async function fetchAuthChain(
   deps: IngestDeps,
   origin: string,
   room: RoomInfo,
@@ -294,7 +295,7 @@ async function fetchAuthChain(
  * The state after `prevId` from `origin`: /state_ids at it (the state before it), the events this server lacks (and
  * the prev event itself) fetched with /event and stored as outliers, plus the prev event when it is a state event.
  */
-async function fetchStateAfter(
+export async function fetchStateAfter(
   deps: IngestDeps,
   origin: string,
   room: RoomInfo,

@@ -655,7 +655,7 @@ export class RoomWriter {
 }
 
 /** Relations, redaction targets (unless `applyRedaction` is false) and the search index, written with the event. */
-async function writeSideTables(
+export async function writeSideTables(
   trx: Transaction<Database>,
   engine: Engine,
   p: Prepared,

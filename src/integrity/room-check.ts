@@ -282,11 +282,15 @@ export async function analyzeRoom(db: Executor, _engine: Engine, room: RoomRef):
   const missingEdges: RoomAnalysis['missingEdges'] = [];
   const unknownTargets = new Map<string, string>();
   let lastReplayed: string | undefined;
-  // The create event arrived as an outlier (send_join): the room was joined over federation. A room known only
-  // through an invite over federation holds nothing but outliers (none of their edges resolve) and no state.
+  // The create event arrived as an outlier (send_join), or was backfilled later (a negative position): the room was
+  // joined over federation. A room known only through an invite over federation holds nothing but outliers (none
+  // of their edges resolve) and no state.
   const inviteOnly = room.currentSnapshotNid === null && data.rows.every((r) => r.outlier === 1);
   const joinedRemotely = good.some(
-    (g) => g.row.outlier === 1 && g.pdu.type === 'm.room.create' && g.pdu.state_key === '',
+    (g) =>
+      (g.row.outlier === 1 || Number(g.row.stream_ordering) < 0) &&
+      g.pdu.type === 'm.room.create' &&
+      g.pdu.state_key === '',
   );
   for (const g of good) {
     const { row, pdu } = g;

@@ -21,6 +21,7 @@ import {
   type Position,
   type RoomRow,
 } from './room-queries.js';
+import { TIMELINE_START } from './tokens.js';
 import { filterVisible, historyVisibilityOf, membershipIn, type VisibilityDeps } from './visibility.js';
 
 export interface ReadDeps {
@@ -180,7 +181,7 @@ export async function paginateWith(
   const head = readHead(deps, access);
   const backwards = req.dir === 'b';
   let cursor = backwards ? Math.min(req.from, head) : req.from;
-  const bound = backwards ? (req.to ?? 0) : Math.min(req.to ?? head, head);
+  const bound = backwards ? (req.to ?? TIMELINE_START) : Math.min(req.to ?? head, head);
   const out: LoadedEvent[] = [];
   let scanned = 0;
   for (;;) {

@@ -77,8 +77,9 @@ export class SyncService {
     let typingSince: number | null = null;
     if (req.since !== undefined) {
       const parsed = parseStreamToken(req.since, 'since');
-      // A token from the future (another database, a restore) is treated as "now": never a 500.
-      since = Math.min(parsed.pos, storage.stream.current);
+      // A token from the future (another database, a restore) is treated as "now": never a 500. A negative one (a
+      // room pagination token into backfilled history) as the start: history is never synced as new.
+      since = Math.max(0, Math.min(parsed.pos, storage.stream.current));
       const t = parsed.extra[0];
       // Typing serials restart with the process: an unknown one means "send the current typing state".
       typingSince = t !== undefined && t <= this.deps.typing.serial ? t : null;

@@ -15,7 +15,9 @@ import {
   type ReadDeps,
   type RoomAccess,
 } from '../../read/room-pagination.js';
-import { formatStreamToken, parseStreamToken } from '../../read/tokens.js';
+import { formatStreamToken, parseStreamToken, TIMELINE_START } from '../../read/tokens.js';
+import { paginateBackfilling } from '../../read/backfill-page.js';
+import { Backfiller } from '../../federation/backfill.js';
 import { filterVisible } from '../../read/visibility.js';
 import type { RoomEventFilter } from '../../sync/filter.js';
 import { isValidEventId } from '../../rooms/identifiers.js';
@@ -94,6 +96,17 @@ function checkEventId(eventId: string): void {
 
 export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const guard = { preHandler: deps.auth.requireUser };
+  const fed = deps.federation;
+  const backfiller = fed
+    ? new Backfiller({
+        storage: deps.storage,
+        writer: deps.writer,
+        serverName: deps.config.server_name,
+        keyRing: fed.keyRing,
+        client: fed.client,
+      })
+    : undefined;
+  const backfill = backfiller && ((roomId: string, limit: number) => backfiller.backfill(roomId, limit));
 
   /** GET /_matrix/client/v3/rooms/{roomId}/messages */
   app.get('/_matrix/client/v3/rooms/:roomId/messages', guard, async (req) => {
@@ -104,8 +117,9 @@ export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const from = q.from === undefined ? undefined : parseStreamToken(q.from, 'from').pos;
     const to = q.to === undefined ? undefined : parseStreamToken(q.to, 'to').pos;
     const access = await roomAccess(deps, roomId, r.userId);
-    const start = from ?? (q.dir === 'b' ? readHead(deps, access) : 0);
-    const page = await paginateRoom(deps, access, { dir: q.dir, from: start, to, limit: q.limit, filter });
+    const start = from ?? (q.dir === 'b' ? readHead(deps, access) : TIMELINE_START);
+    const wanted = { dir: q.dir, from: start, to, limit: q.limit, filter };
+    const page = await paginateBackfilling(deps, access, wanted, backfill);
     const newest = q.dir === 'b' ? page.events[0] : page.events[page.events.length - 1];
     const state = filter?.lazy_load_members && newest ? await lazyMembers(deps, newest, page.events) : [];
     return {

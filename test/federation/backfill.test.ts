@@ -1,0 +1,244 @@
+/**
+ * Backfill for a late joiner: a user of B joins a room of A that has 60 messages and a few state changes; paginating
+ * /messages backwards on B past the join fetches the history from A with /backfill, page after page, in order and
+ * without duplicates, with the state each event had (/context), without touching B's current state or showing the
+ * history as new in /sync, and both doctors stay clean. With history_visibility "joined" B's user sees nothing from
+ * before the join; with A down, pagination answers cleanly with what B has.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { runDoctor } from '../../src/integrity/doctor.js';
+import { ENGINES } from '../helpers/engines.js';
+import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
+import type { Client } from '../helpers/server.js';
+
+type Me = Client & { userId: string };
+interface Ev {
+  event_id: string;
+  type: string;
+  sender: string;
+  state_key?: string;
+  content: { body?: string; topic?: string; name?: string; membership?: string; history_visibility?: string };
+}
+
+async function doctorClean(s: FederatedServer, roomId: string): Promise<void> {
+  const report = await runDoctor(s.hs.storage, {
+    roomId,
+    exclusive: (id, fn) => s.hs.writer.runExclusive(id, fn),
+  });
+  assert.deepEqual(report.problems, []);
+}
+
+async function send(c: Me, roomId: string, txn: string, type: string, content: object, stateKey?: string) {
+  const r = encodeURIComponent(roomId);
+  const res =
+    stateKey === undefined
+      ? await c.put(`/_matrix/client/v3/rooms/${r}/send/${type}/${txn}`, content)
+      : await c.put(`/_matrix/client/v3/rooms/${r}/state/${type}/${stateKey}`, content);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.event_id as string;
+}
+
+async function createWithMessages(alice: Me, n: number, extra: object = {}): Promise<string> {
+  const created = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat', ...extra });
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  const roomId = created.body.room_id as string;
+  for (let i = 1; i <= n; i++)
+    await send(alice, roomId, `m${i}`, 'm.room.message', { msgtype: 'm.text', body: `m${i}` });
+  return roomId;
+}
+
+async function join(bob: Me, a: FederatedServer, roomId: string): Promise<void> {
+  const r = encodeURIComponent(roomId);
+  const joined = await bob.post(
+    `/_matrix/client/v3/join/${r}?server_name=${encodeURIComponent(a.serverName)}`,
+  );
+  assert.equal(joined.status, 200, JSON.stringify(joined.body));
+}
+
+/** Every page of /messages backwards from the newest event, until `end` is absent (at most `pages`). */
+async function paginateAll(
+  c: Me,
+  roomId: string,
+  limit: number,
+  pages = 12,
+): Promise<{ events: Ev[]; count: number }> {
+  const r = encodeURIComponent(roomId);
+  const events: Ev[] = [];
+  let from: string | undefined;
+  for (let i = 0; i < pages; i++) {
+    const q = `dir=b&limit=${limit}${from ? `&from=${encodeURIComponent(from)}` : ''}`;
+    const res = await c.get(`/_matrix/client/v3/rooms/${r}/messages?${q}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const chunk = res.body.chunk as Ev[];
+    assert.ok(chunk.length <= limit);
+    events.push(...chunk);
+    from = res.body.end as string | undefined;
+    if (from === undefined) return { events, count: i + 1 };
+  }
+  throw new Error('pagination did not end');
+}
+
+const bodies = (events: readonly Ev[]) =>
+  events.filter((e) => e.type === 'm.room.message').map((e) => e.content.body as string);
+
+for (const engine of ENGINES) {
+  describe(`${engine}: backfill for a late joiner`, () => {
+    let a: FederatedServer;
+    let b: FederatedServer;
+    let alice: Me;
+    let bob: Me;
+
+    before(async () => {
+      a = await startFederatedServer(engine);
+      b = await startFederatedServer(engine);
+      alice = await a.user('alice');
+      bob = await b.user('bob');
+    });
+    after(async () => {
+      await Promise.allSettled([a.close(), b.close()]);
+    });
+
+    let downRoom = '';
+
+    it('pages through 60 older messages from A, in order, with the state they had', async () => {
+      const created = await alice.post('/_matrix/client/v3/createRoom', {
+        preset: 'public_chat',
+        name: 'first name',
+        topic: 'topic one',
+      });
+      const roomId = created.body.room_id as string;
+      const r = encodeURIComponent(roomId);
+      const ids = new Map<string, string>();
+      for (let i = 1; i <= 60; i++) {
+        ids.set(
+          `m${i}`,
+          await send(alice, roomId, `m${i}`, 'm.room.message', { msgtype: 'm.text', body: `m${i}` }),
+        );
+        if (i === 30) await send(alice, roomId, '', 'm.room.topic', { topic: 'topic two' }, '');
+        if (i === 45) await send(alice, roomId, '', 'm.room.name', { name: 'second name' }, '');
+      }
+      // Created now so that its history is on A before A goes down (last test).
+      downRoom = await createWithMessages(alice, 25);
+
+      await join(bob, a, roomId);
+      const initial = await bob.get('/_matrix/client/v3/sync?timeout=0');
+      const since = initial.body.next_batch as string;
+      const stateBefore = await bob.get(`/_matrix/client/v3/rooms/${r}/state`);
+      const membersBefore = await b.hs.storage.db
+        .selectFrom('room_members')
+        .selectAll()
+        .orderBy('user_id')
+        .execute();
+
+      const { events, count } = await paginateAll(bob, roomId, 20);
+      assert.ok(count >= 4, `pages: ${count}`);
+      const expected = Array.from({ length: 60 }, (_, i) => `m${60 - i}`);
+      assert.deepEqual(bodies(events), expected);
+      const seen = events.map((e) => e.event_id);
+      assert.equal(new Set(seen).size, seen.length, 'no event twice');
+      // The whole history down to the create event, state changes included, in graph order.
+      assert.equal(events[events.length - 1]?.type, 'm.room.create');
+      const topics = events.filter((e) => e.type === 'm.room.topic').map((e) => e.content.topic);
+      assert.deepEqual(topics, ['topic two', 'topic one']);
+
+      // /context on backfilled events gives the state as it was then.
+      const ctx = async (id: string) => {
+        const res = await bob.get(`/_matrix/client/v3/rooms/${r}/context/${encodeURIComponent(id)}?limit=2`);
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        const state = res.body.state as Ev[];
+        return {
+          topic: state.find((e) => e.type === 'm.room.topic')?.content.topic,
+          name: state.find((e) => e.type === 'm.room.name')?.content.name,
+        };
+      };
+      assert.deepEqual(await ctx(ids.get('m20') as string), { topic: 'topic one', name: 'first name' });
+      assert.deepEqual(await ctx(ids.get('m40') as string), { topic: 'topic two', name: 'first name' });
+      assert.deepEqual(await ctx(ids.get('m50') as string), { topic: 'topic two', name: 'second name' });
+
+      // Backfilled events sit below every live position, older ones lower.
+      const rows = await b.hs.storage.db
+        .selectFrom('events')
+        .select(['event_id', 'stream_ordering', 'depth'])
+        .where('event_id', 'in', [...ids.values()])
+        .orderBy('depth')
+        .execute();
+      assert.equal(rows.length, 60);
+      const positions = rows.map((x) => Number(x.stream_ordering));
+      assert.ok(positions.every((p) => p < 0));
+      assert.deepEqual(
+        [...positions].sort((x, y) => x - y),
+        positions,
+      );
+
+      // Nothing of it is new to /sync, and B's current state and memberships are as before.
+      const inc = await bob.get(`/_matrix/client/v3/sync?timeout=0&since=${encodeURIComponent(since)}`);
+      assert.equal(inc.status, 200);
+      const joinedRooms = (
+        inc.body.rooms as { join?: Record<string, { timeline: { events: Ev[] } }> } | undefined
+      )?.join;
+      const newEvents = joinedRooms?.[roomId]?.timeline.events ?? [];
+      assert.deepEqual(newEvents, []);
+      const stateAfter = await bob.get(`/_matrix/client/v3/rooms/${r}/state`);
+      const stateIds = (x: unknown) =>
+        (x as Ev[]).map((e) => `${e.type}/${e.state_key}=${e.event_id}`).sort();
+      assert.deepEqual(stateIds(stateAfter.body), stateIds(stateBefore.body));
+      const membersAfter = await b.hs.storage.db
+        .selectFrom('room_members')
+        .selectAll()
+        .orderBy('user_id')
+        .execute();
+      assert.deepEqual(
+        membersAfter.map((m) => [m.user_id, m.membership, Number(m.event_nid)]),
+        membersBefore.map((m) => [m.user_id, m.membership, Number(m.event_nid)]),
+      );
+
+      // Live traffic still flows after backfill, and is new to /sync.
+      const live = await send(alice, roomId, 'live', 'm.room.message', { msgtype: 'm.text', body: 'live' });
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const s = await bob.get(`/_matrix/client/v3/sync?timeout=1000&since=${encodeURIComponent(since)}`);
+        const tl = (s.body.rooms as { join?: Record<string, { timeline: { events: Ev[] } }> } | undefined)
+          ?.join?.[roomId]?.timeline.events;
+        if (tl?.some((e) => e.event_id === live)) {
+          assert.deepEqual(bodies(tl), ['live']);
+          break;
+        }
+        assert.ok(Date.now() < deadline, 'the live message reaches B');
+      }
+      await doctorClean(b, roomId);
+      await doctorClean(a, roomId);
+    });
+
+    it('shows nothing from before the join when history_visibility is "joined"', async () => {
+      const roomId = await createWithMessages(alice, 25, {
+        initial_state: [
+          { type: 'm.room.history_visibility', state_key: '', content: { history_visibility: 'joined' } },
+        ],
+      });
+      await join(bob, a, roomId);
+      const { events } = await paginateAll(bob, roomId, 10);
+      assert.deepEqual(bodies(events), []);
+      assert.ok(events.some((e) => e.type === 'm.room.member' && e.state_key === bob.userId));
+      // Before the switch to "joined" the history was shared: the room's first state events, never a message.
+      const hv = events.findIndex((e) => e.type === 'm.room.history_visibility');
+      assert.equal(events[hv]?.content.history_visibility, 'joined');
+      assert.ok(events.slice(0, hv).every((e) => e.sender === bob.userId));
+      assert.equal(events.filter((e) => e.sender === alice.userId).length, events.length - hv);
+      await doctorClean(b, roomId);
+    });
+
+    it('answers with what it has when A is down', async () => {
+      await join(bob, a, downRoom);
+      await a.close();
+      const r = encodeURIComponent(downRoom);
+      const res = await bob.get(`/_matrix/client/v3/rooms/${r}/messages?dir=b&limit=20`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const chunk = res.body.chunk as Ev[];
+      assert.ok(chunk.some((e) => e.type === 'm.room.member' && e.state_key === bob.userId));
+      assert.deepEqual(bodies(chunk), []);
+      assert.equal(res.body.end, undefined);
+      await doctorClean(b, downRoom);
+    });
+  });
+}
