@@ -4,7 +4,8 @@
  * registered for cleanup, so a run (or Ctrl-C) leaves no server, database, cluster or temp directory behind.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -12,6 +13,7 @@ import pg from 'pg';
 import { createAccount } from '../src/accounts/register.js';
 import { validateConfig } from '../src/config/load.js';
 import { startHomeserver, type Homeserver } from '../src/homeserver.js';
+import { generateSelfSignedCertificate } from '../src/keys/tls-certificate.js';
 import { createLogger } from '../src/log.js';
 import type { Engine } from '../src/storage/dialect.js';
 
@@ -96,12 +98,12 @@ export async function postgresAdminUrl(): Promise<string> {
   return cluster.url;
 }
 
-interface BenchDatabase {
+export interface BenchDatabase {
   config: { engine: Engine; path?: string; url?: string; max_connections: number };
   drop(): Promise<void>;
 }
 
-async function freshDatabase(engine: Engine, pgAdminUrl: string | undefined): Promise<BenchDatabase> {
+export async function freshDatabase(engine: Engine, pgAdminUrl: string | undefined): Promise<BenchDatabase> {
   if (engine === 'sqlite') {
     const dir = mkdtempSync(join(tmpdir(), 'hearth-bench-db-'));
     return {
@@ -214,15 +216,22 @@ export interface BenchServer {
  * logging silent (HEARTH_BENCH_LOG overrides the level). For PostgreSQL, `pgAdminUrl` is the server to create the
  * database on (see postgresAdminUrl).
  */
-export async function startBenchServer(engine: Engine, pgAdminUrl?: string): Promise<BenchServer> {
+export async function startBenchServer(
+  engine: Engine,
+  pgAdminUrl?: string,
+  opts: { federation?: boolean } = {},
+): Promise<BenchServer> {
   const db = await freshDatabase(engine, pgAdminUrl);
   const dropDb = onCleanup(() => db.drop());
   const dataDir = mkdtempSync(join(tmpdir(), 'hearth-bench-data-'));
   const removeData = onCleanup(() => rmSync(dataDir, { recursive: true, force: true }));
+  const federation = opts.federation ? await federationConfig(dataDir) : undefined;
+  const serverName = federation?.server_name ?? SERVER_NAME;
   const config = validateConfig(
     {
-      server_name: SERVER_NAME,
-      listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }],
+      server_name: serverName,
+      ...federation,
+      listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }, ...(federation?.listeners ?? [])],
       database: db.config,
       signing_key_path: join(dataDir, 'signing.key'),
       media_store_path: join(dataDir, 'media'),
@@ -243,7 +252,7 @@ export async function startBenchServer(engine: Engine, pgAdminUrl?: string): Pro
     url,
     client: (token) => new BenchClient(url, token),
     async user(localpart) {
-      await createAccount(hs.storage.db, { localpart, serverName: SERVER_NAME, password });
+      await createAccount(hs.storage.db, { localpart, serverName, password });
       const c = new BenchClient(url);
       const res = await c.post('/_matrix/client/v3/login', {
         type: 'm.login.password',
@@ -274,6 +283,48 @@ export async function startBenchServer(engine: Engine, pgAdminUrl?: string): Pro
   return server;
 }
 
+/** A port free right now on 127.0.0.1 (a federating server's name must name its port before it starts). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const addr = srv.address();
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  if (!addr || typeof addr !== 'object') throw new Error('no free port');
+  return addr.port;
+}
+
+/**
+ * The config of a server federating on loopback: named `127.0.0.1:<port>` (an IP literal with its port, so other
+ * servers connect straight to it), a TLS federation listener with a fresh self-signed certificate, certificate checks
+ * off and loopback whitelisted. Servers of the same run find each other without DNS or well-known.
+ */
+export async function federationConfig(dataDir: string): Promise<{
+  server_name: string;
+  listeners: { port: number; bind_addresses: string[]; tls: boolean; resources: { names: string[] }[] }[];
+  tls_certificate_path: string;
+  tls_private_key_path: string;
+  federation_verify_certificates: boolean;
+  ip_range_whitelist: string[];
+}> {
+  const port = await freePort();
+  const cert = join(dataDir, 'tls.crt');
+  const key = join(dataDir, 'tls.key');
+  const { certPem, keyPem } = generateSelfSignedCertificate({
+    commonName: 'localhost',
+    altNames: ['localhost', '127.0.0.1'],
+  });
+  writeFileSync(cert, certPem);
+  writeFileSync(key, keyPem, { mode: 0o600 });
+  return {
+    server_name: `127.0.0.1:${port}`,
+    listeners: [{ port, bind_addresses: ['127.0.0.1'], tls: true, resources: [{ names: ['federation'] }] }],
+    tls_certificate_path: cert,
+    tls_private_key_path: key,
+    federation_verify_certificates: false,
+    ip_range_whitelist: ['127.0.0.1/32'],
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Scenarios
 
@@ -281,6 +332,8 @@ export async function startBenchServer(engine: Engine, pgAdminUrl?: string): Pro
 export interface BenchContext {
   engine: Engine;
   server: BenchServer;
+  /** The PostgreSQL admin URL of the run (engine postgres), for scenarios that start more servers. */
+  pgAdminUrl?: string | undefined;
   /** Progress lines (to stderr, so stdout stays the results table). */
   log(message: string): void;
 }
@@ -289,6 +342,8 @@ export interface BenchContext {
 export interface Scenario {
   name: string;
   description: string;
+  /** The runner starts `ctx.server` with a TLS federation listener (see federationConfig). */
+  federation?: boolean;
   /** Runs the scenario against `ctx.server`; returns result rows (figures are reported, never asserted). */
   run(ctx: BenchContext): Promise<ResultRow[]>;
 }

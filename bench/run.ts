@@ -21,10 +21,15 @@ import syncLatency from './sync-latency.js';
 import initialSync from './initial-sync.js';
 import incrementalSync from './incremental-sync.js';
 import media from './media.js';
+import federationSend from './federation-send.js';
+import federationJoin from './federation-join.js';
 
 /** Scenario name → module. Add a scenario by writing bench/<name>.ts and adding it here. */
 const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
-  [send, syncLatency, initialSync, incrementalSync, media].map((s) => [s.name, s]),
+  [send, syncLatency, initialSync, incrementalSync, media, federationSend, federationJoin].map((s) => [
+    s.name,
+    s,
+  ]),
 );
 
 const USAGE = `usage: npm run bench [-- scenario...] [--engine sqlite|postgres|both]
@@ -93,11 +98,12 @@ async function main(args: Args): Promise<void> {
     }
     for (const scenario of args.scenarios) {
       log(`[${engine}] ${scenario.name}: starting a fresh server`);
-      const server = await startBenchServer(engine, pgUrl);
+      const server = await startBenchServer(engine, pgUrl, { federation: scenario.federation ?? false });
       try {
         const rows = await scenario.run({
           engine,
           server,
+          pgAdminUrl: pgUrl,
           log: (m) => log(`[${engine}] ${scenario.name}: ${m}`),
         });
         results.get(scenario.name)?.push(...rows.map((r) => ({ engine, ...r })));

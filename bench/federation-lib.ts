@@ -1,0 +1,113 @@
+/**
+ * Shared pieces of the federation benchmarks: a second Hearth in a child process (bench/child-server.ts) that
+ * federates with the runner's server on loopback, its peak RSS from /proc, and logging in to it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import {
+  BenchClient,
+  federationConfig,
+  freshDatabase,
+  onCleanup,
+  type BenchUser,
+  type Engine,
+} from './lib.js';
+
+export interface ChildServer {
+  url: string;
+  serverName: string;
+  pid: number;
+  /** Logs in one of the accounts created at start. */
+  login(localpart: string): Promise<BenchUser>;
+  /** Peak resident set size of the process so far (VmHWM), in MiB. */
+  peakRssMiB(): number;
+  rssMiB(): number;
+  stop(): Promise<void>;
+}
+
+function procStatusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+/** Starts a federating Hearth of `engine` in its own process with the accounts `localparts`. */
+export async function startChildServer(
+  engine: Engine,
+  pgAdminUrl: string | undefined,
+  localparts: readonly string[],
+): Promise<ChildServer> {
+  const db = await freshDatabase(engine, pgAdminUrl);
+  const dropDb = onCleanup(() => db.drop());
+  const dataDir = mkdtempSync(join(tmpdir(), 'hearth-bench-child-'));
+  const removeData = onCleanup(() => rmSync(dataDir, { recursive: true, force: true }));
+  const federation = await federationConfig(dataDir);
+  const configPath = join(dataDir, 'config.json');
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      ...federation,
+      listeners: [{ port: 0, bind_addresses: ['127.0.0.1'] }, ...federation.listeners],
+      database: db.config,
+      signing_key_path: join(dataDir, 'signing.key'),
+      media_store_path: join(dataDir, 'media'),
+      log_level: process.env.HEARTH_BENCH_LOG ?? 'silent',
+      rate_limiting: { enabled: false },
+      shutdown_grace_ms: 2000,
+    }),
+  );
+  const script = new URL('./child-server.ts', import.meta.url).pathname;
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', script, configPath, ...localparts],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stopChild = onCleanup(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  });
+  const urls = await new Promise<string[]>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    lines.once('line', (line) => {
+      try {
+        resolve((JSON.parse(line) as { urls: string[] }).urls);
+      } catch (err) {
+        reject(err as Error);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`child server exited with ${code} before it was ready`)));
+  });
+  const url = urls[0] as string;
+  const pid = child.pid as number;
+  return {
+    url,
+    serverName: federation.server_name,
+    pid,
+    async login(localpart) {
+      const c = new BenchClient(url);
+      const res = await c.post('/_matrix/client/v3/login', {
+        type: 'm.login.password',
+        identifier: { type: 'm.id.user', user: localpart },
+        password: 'bench password',
+      });
+      c.token = res.access_token as string;
+      return Object.assign(c, { userId: res.user_id as string, deviceId: res.device_id as string });
+    },
+    peakRssMiB: () => procStatusMiB(pid, 'VmHWM'),
+    rssMiB: () => procStatusMiB(pid, 'VmRSS'),
+    async stop() {
+      await stopChild();
+      await dropDb();
+      await removeData();
+    },
+  };
+}
