@@ -2,13 +2,16 @@
 import { MatrixError } from '../api/errors.js';
 import type { RoomWriter } from '../input/room-writer.js';
 import { lookupIn } from '../input/room-head.js';
-import { inviteLevel, joinRuleOf, membershipOf, userPowerLevel } from '../rooms/auth/power-levels.js';
+import { membershipOf } from '../rooms/auth/power-levels.js';
 import type { JsonObject } from '../rooms/event.js';
 import { serverNameOf } from '../rooms/identifiers.js';
 import type { RoomHead } from '../input/room-head.js';
 import type { Storage } from '../storage/db.js';
 import { memberContent } from './create-room.js';
 import { inviteOverFederation, joinOverFederation, type RemoteJoinDeps } from './remote-join.js';
+import { knockOverFederation } from './remote-knock.js';
+import { leaveOverFederation, pendingRemoteMembership } from './remote-leave.js';
+import { authoriseRestrictedJoin, needsAuthoriser } from './restricted-join.js';
 
 export interface MembershipDeps {
   storage: Storage;
@@ -46,6 +49,11 @@ function serverJoined(head: RoomHead, serverName: string): boolean {
     )
       return true;
   return false;
+}
+
+function federated(deps: MembershipDeps): RemoteJoinDeps | undefined {
+  if (!deps.federation) return undefined;
+  return { ...deps.federation, storage: deps.storage, writer: deps.writer, serverName: deps.serverName };
 }
 
 /** Resolves a room id or a local alias to a room id. */
@@ -87,15 +95,9 @@ export async function join(
     const servers = [
       ...new Set([...via, serverNameOf(roomId) ?? '', serverNameOf(inviter ?? '') ?? '']),
     ].filter((s) => s && s !== deps.serverName);
-    if (servers.length) {
-      const fed = {
-        ...deps.federation,
-        storage: deps.storage,
-        writer: deps.writer,
-        serverName: deps.serverName,
-      };
+    const fed = federated(deps);
+    if (fed && servers.length)
       return joinOverFederation(fed, roomId, userId, servers, reason ? { reason } : {});
-    }
   }
   const head = await headOrNotFound(deps, roomId);
   const lookup = lookupIn(head.state);
@@ -103,50 +105,42 @@ export async function join(
     throw new MatrixError('M_GUEST_ACCESS_FORBIDDEN', 'Guest access is not allowed in this room');
   const extra: JsonObject = reason ? { reason } : {};
   if (guest) extra.kind = 'guest';
-  const rule = joinRuleOf(lookup);
-  const current = membershipOf(userId, lookup);
-  if ((rule === 'restricted' || rule === 'knock_restricted') && current !== 'invite' && current !== 'join') {
-    extra.join_authorised_via_users_server = await restrictedJoinAuthoriser(deps, head, userId);
+  if (needsAuthoriser(head, userId)) {
+    const outcome = await authoriseRestrictedJoin(deps, head, userId);
+    if (!outcome.ok)
+      throw new MatrixError(
+        'M_FORBIDDEN',
+        outcome.errcode === 'M_UNABLE_TO_AUTHORISE_JOIN'
+          ? 'You are not a member of any room that grants access to this room'
+          : outcome.reason,
+      );
+    extra.join_authorised_via_users_server = outcome.authoriser;
   }
   const content = await memberContent(deps.storage, userId, 'join', extra);
   await deps.writer.send(roomId, { type: 'm.room.member', state_key: userId, sender: userId, content });
   return roomId;
 }
 
-/** A local joined user who may invite, when `userId` is joined to one of the rooms the join rule allows. */
-async function restrictedJoinAuthoriser(
+/**
+ * Knocks on the room for `userId`: through this server's writer when it is in the room, else over federation
+ * through the servers named, then the room id's server.
+ */
+export async function knock(
   deps: MembershipDeps,
-  head: Awaited<ReturnType<typeof headOrNotFound>>,
+  roomId: string,
   userId: string,
-): Promise<string> {
-  const lookup = lookupIn(head.state);
-  const rules = lookup('m.room.join_rules', '')?.content;
-  const allow = Array.isArray(rules?.allow) ? (rules.allow as unknown[]) : [];
-  const allowedRooms = allow
-    .filter(
-      (a): a is JsonObject =>
-        typeof a === 'object' && a !== null && (a as JsonObject).type === 'm.room_membership',
-    )
-    .map((a) => a.room_id)
-    .filter((r): r is string => typeof r === 'string');
-  let inAllowed = false;
-  for (const r of allowedRooms) {
-    const h = await deps.writer.head(r);
-    if (h && membershipOf(userId, lookupIn(h.state)) === 'join') inAllowed = true;
+  extra: JsonObject = {},
+  via: readonly string[] = [],
+): Promise<void> {
+  const known = await deps.writer.head(roomId);
+  const fed = federated(deps);
+  if (fed && (!known || !serverJoined(known, deps.serverName))) {
+    const servers = [...new Set([...via, serverNameOf(roomId) ?? ''])].filter(
+      (s) => s && s !== deps.serverName,
+    );
+    if (servers.length) return knockOverFederation(fed, roomId, userId, servers, extra);
   }
-  if (!inAllowed)
-    throw new MatrixError('M_FORBIDDEN', 'You are not a member of any room that grants access to this room');
-  const needed = inviteLevel(lookup);
-  for (const entry of head.state.values()) {
-    const pdu = entry.pdu;
-    if (pdu.type !== 'm.room.member' || pdu.content.membership !== 'join' || !pdu.state_key) continue;
-    if (!pdu.state_key.endsWith(`:${deps.serverName}`)) continue;
-    if (userPowerLevel(pdu.state_key, lookup, head.version) >= needed) return pdu.state_key;
-  }
-  throw new MatrixError(
-    'M_FORBIDDEN',
-    'No user on this server can authorise your join to this restricted room',
-  );
+  await changeMembership(deps, roomId, userId, userId, 'knock', extra);
 }
 
 export async function changeMembership(
@@ -157,16 +151,20 @@ export async function changeMembership(
   membership: 'invite' | 'leave' | 'ban' | 'knock',
   extra: JsonObject = {},
 ): Promise<void> {
+  const fed = federated(deps);
+  // Rejecting an invite (rescinding a knock) known only from federation: through a resident server.
+  if (fed && membership === 'leave' && sender === target) {
+    const known = await deps.writer.head(roomId);
+    if (
+      (!known || !serverJoined(known, deps.serverName)) &&
+      (await pendingRemoteMembership(fed, roomId, target))
+    )
+      return leaveOverFederation(fed, roomId, target, extra);
+  }
   await headOrNotFound(deps, roomId);
   const content = await memberContent(deps.storage, target, membership, extra);
   const server = serverNameOf(target);
-  if (membership === 'invite' && deps.federation && server && server !== deps.serverName) {
-    const fed = {
-      ...deps.federation,
-      storage: deps.storage,
-      writer: deps.writer,
-      serverName: deps.serverName,
-    };
+  if (membership === 'invite' && fed && server && server !== deps.serverName) {
     await inviteOverFederation(fed, roomId, sender, target, content);
     return;
   }

@@ -4,98 +4,22 @@
  * (every state and auth chain event: format, signatures, hash, its own auth events; the join event against the
  * returned state) and persisted by the room writer in one transaction (joined-room.ts).
  */
-import { randomBytes } from 'node:crypto';
 import { MatrixError } from '../api/errors.js';
-import { FederationError, type FederationClient } from '../federation/client.js';
+import { FederationError } from '../federation/client.js';
 import { checkOutlierBatch } from '../federation/ingest.js';
-import type { KeyRing } from '../federation/keyring.js';
 import { checkReceivedPdu } from '../federation/pdu-checks.js';
-import type { RoomWriter } from '../input/room-writer.js';
 import { forRules } from '../input/state-at.js';
-import type { SigningKey } from '../keys/signing-key.js';
 import { checkEventAuth } from '../rooms/auth/check.js';
-import { buildEvent } from '../rooms/build.js';
 import type { JsonObject, Pdu } from '../rooms/event.js';
 import { serverNameOf } from '../rooms/identifiers.js';
-import { findRoomVersion, ROOM_VERSIONS, type RoomVersion } from '../rooms/room-versions.js';
-import type { Storage } from '../storage/db.js';
+import type { RoomVersion } from '../rooms/room-versions.js';
 import { stateKey } from '../storage/state.js';
 import { memberContent } from './create-room.js';
+import { handshake, type Checked, type RemoteJoinDeps } from './remote-membership.js';
 
-export interface RemoteJoinDeps {
-  storage: Storage;
-  writer: RoomWriter;
-  serverName: string;
-  signingKey: SigningKey;
-  client: Pick<FederationClient, 'get' | 'put'>;
-  keyRing: Pick<KeyRing, 'getVerifyKey'>;
-}
+export type { RemoteJoinDeps } from './remote-membership.js';
 
 const enc = encodeURIComponent;
-
-interface Checked {
-  eventId: string;
-  raw: Pdu;
-}
-
-/** `[id, {sha256}]` references (room versions 1 and 2) or ids, as ids plus their reference hashes. */
-function references(refs: unknown): { ids: string[]; hashes: Map<string, string> } {
-  const ids: string[] = [];
-  const hashes = new Map<string, string>();
-  for (const r of Array.isArray(refs) ? refs : []) {
-    if (typeof r === 'string') ids.push(r);
-    else if (Array.isArray(r) && typeof r[0] === 'string') {
-      ids.push(r[0]);
-      const h = (r[1] as { sha256?: unknown } | undefined)?.sha256;
-      if (typeof h === 'string') hashes.set(r[0], h);
-    }
-  }
-  return { ids, hashes };
-}
-
-/** The join event built from a make_join template: our content, a fresh timestamp, hashed and signed. */
-function buildJoin(
-  deps: RemoteJoinDeps,
-  version: RoomVersion,
-  roomId: string,
-  userId: string,
-  template: JsonObject,
-  content: JsonObject,
-): Checked {
-  if (template.type !== 'm.room.member' || template.state_key !== userId || template.sender !== userId)
-    throw new MatrixError('M_UNKNOWN', 'The resident server answered make_join with another event', {}, 502);
-  const prev = references(template.prev_events);
-  const auth = references(template.auth_events);
-  const tc = (template.content ?? {}) as JsonObject;
-  const via = tc.join_authorised_via_users_server;
-  const legacy = version.eventIdFormat === 'v1';
-  const built = buildEvent(
-    {
-      type: 'm.room.member',
-      state_key: userId,
-      sender: userId,
-      room_id: roomId,
-      content: { ...content, ...(typeof via === 'string' ? { join_authorised_via_users_server: via } : {}) },
-      prev_events: prev.ids,
-      auth_events: auth.ids,
-      depth: typeof template.depth === 'number' ? template.depth : 1,
-      origin_server_ts: Date.now(),
-      ...(legacy
-        ? {
-            event_id: `$${randomBytes(18).toString('base64url')}:${deps.serverName}`,
-            reference_hashes: new Map([...prev.hashes, ...auth.hashes]),
-          }
-        : {}),
-    },
-    {
-      roomVersion: version,
-      serverName: deps.serverName,
-      keyId: deps.signingKey.keyId,
-      seed: deps.signingKey.seed,
-    },
-  );
-  return { eventId: built.eventId, raw: built.pdu };
-}
 
 async function checkAll(deps: RemoteJoinDeps, list: unknown, version: RoomVersion): Promise<Checked[]> {
   const out: Checked[] = [];
@@ -107,7 +31,10 @@ async function checkAll(deps: RemoteJoinDeps, list: unknown, version: RoomVersio
   return out;
 }
 
-/** Joins `userId` to `roomId` through the first of `servers` that answers; returns the room id. */
+/**
+ * Joins `userId` to `roomId` through the first of `servers` that answers (a restricted room's template names the
+ * resident user authorising the join; a server that cannot authorise or grant it is skipped); returns the room id.
+ */
 export async function joinOverFederation(
   deps: RemoteJoinDeps,
   roomId: string,
@@ -115,40 +42,10 @@ export async function joinOverFederation(
   servers: readonly string[],
   extra: JsonObject = {},
 ): Promise<string> {
-  const versions = [...ROOM_VERSIONS.keys()];
-  let lastError: unknown;
-  for (const server of servers) {
-    let made;
-    try {
-      made = await deps.client.get(server, `/_matrix/federation/v1/make_join/${enc(roomId)}/${enc(userId)}`, {
-        query: { ver: versions },
-      });
-    } catch (err) {
-      lastError = err;
-      if (err instanceof FederationError && err.status !== undefined && err.status < 500) break;
-      continue;
-    }
-    const body = made.body as { room_version?: unknown; event?: unknown };
-    const version = typeof body.room_version === 'string' ? findRoomVersion(body.room_version) : undefined;
-    if (!version || typeof body.event !== 'object' || body.event === null)
-      throw new MatrixError('M_UNKNOWN', `${server} answered make_join without a usable template`, {}, 502);
-    const content = await memberContent(deps.storage, userId, 'join', extra);
-    const join = buildJoin(deps, version, roomId, userId, body.event as JsonObject, content);
-    const sent = await deps.client.put(
-      server,
-      `/_matrix/federation/v2/send_join/${enc(roomId)}/${enc(join.eventId)}`,
-      join.raw,
-    );
-    await persistJoin(deps, roomId, version, join, sent.body, server);
-    return roomId;
-  }
-  if (lastError instanceof FederationError && lastError.status !== undefined) {
-    const errcode = lastError.errcode;
-    const message = (lastError.body as { error?: unknown } | undefined)?.error;
-    if (errcode === 'M_FORBIDDEN' || errcode === 'M_NOT_FOUND' || errcode === 'M_INCOMPATIBLE_ROOM_VERSION')
-      throw new MatrixError(errcode, typeof message === 'string' ? message : `Cannot join ${roomId}`);
-  }
-  throw new MatrixError('M_UNKNOWN', `No server could be reached to join ${roomId}`, {}, 502);
+  const content = await memberContent(deps.storage, userId, 'join', extra);
+  const done = await handshake(deps, 'join', roomId, userId, servers, content);
+  await persistJoin(deps, roomId, done.version, done.event, done.answer, done.server);
+  return roomId;
 }
 
 /** Checks the send_join answer and hands the room to the writer. */

@@ -2,7 +2,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { isValidUserId } from '../../rooms/identifiers.js';
-import { changeMembership, join, kick, resolveRoom, unban } from '../../roomsvc/membership.js';
+import { resolveAlias } from '../../roomsvc/directory.js';
+import { changeMembership, join, kick, knock, resolveRoom, unban } from '../../roomsvc/membership.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError } from '../errors.js';
@@ -34,6 +35,20 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
     serverName: config.server_name,
     federation: deps.federation && { ...deps.federation, signingKey: deps.signingKey },
   };
+  const directory = {
+    storage,
+    writer,
+    serverName: config.server_name,
+    remoteAlias:
+      deps.remoteQueries && ((server: string, alias: string) => deps.remoteQueries!.directory(server, alias)),
+  };
+  /** A room id, or an alias resolved (another server's over federation) with the servers to join through. */
+  const joinTarget = async (roomIdOrAlias: string): Promise<{ roomId: string; servers: string[] }> => {
+    if (!roomIdOrAlias.startsWith('#'))
+      return { roomId: await resolveRoom(storage, roomIdOrAlias), servers: [] };
+    const found = await resolveAlias(directory, roomIdOrAlias);
+    return { roomId: found.room_id, servers: found.servers };
+  };
   const guard = { preHandler: auth.requireUser };
   const reason = (b: { reason?: string | undefined }) => (b.reason !== undefined ? { reason: b.reason } : {});
   const limit = (req: FastifyRequest, action: 'joins' | 'invites') =>
@@ -54,9 +69,9 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
     async (req) => {
       const body = parseBody(ReasonBody, req.body);
       limit(req, 'joins');
-      const roomId = await resolveRoom(storage, req.params.roomIdOrAlias);
+      const { roomId, servers } = await joinTarget(req.params.roomIdOrAlias);
       const r = requester(req);
-      const via = viaServers(req.query);
+      const via = [...viaServers(req.query), ...servers];
       return { room_id: await join(m, roomId, r.userId, body.reason, r.isGuest, via) };
     },
   );
@@ -69,7 +84,7 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
       const body = parseBody(ReasonBody, req.body);
       const roomId = await resolveRoom(storage, req.params.roomIdOrAlias);
       const me = requester(req).userId;
-      await changeMembership(m, roomId, me, me, 'knock', reason(body));
+      await knock(m, roomId, me, reason(body), viaServers(req.query));
       return { room_id: roomId };
     },
   );
