@@ -170,7 +170,9 @@ async function fetchMissingPrevs(
   if (!Array.isArray(events)) return;
   const checked: { eventId: string; raw: Pdu }[] = [];
   // No more than the events asked for: a huge answer must not make this server check and store thousands.
-  const asked = events.filter((e): e is object => typeof e === 'object' && e !== null).slice(0, MISSING_EVENTS_LIMIT);
+  const asked = events
+    .filter((e): e is object => typeof e === 'object' && e !== null)
+    .slice(0, MISSING_EVENTS_LIMIT);
   for (const e of asked) {
     const c = await checkReceivedPdu(deps.keyRing, e as JsonObject, room.version);
     if (c.ok && c.eventId !== eventId) checked.push({ eventId: c.eventId, raw: c.raw });

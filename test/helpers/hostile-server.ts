@@ -102,8 +102,21 @@ export class HostileServer {
     await new Promise<void>((resolve) => this.server.listen(this.port, '127.0.0.1', resolve));
   }
 
-  async stop(): Promise<void> {
+  /** Drops the connections of the requests held by a `hang` answer; returns how many there were. */
+  releaseHanging(): number {
+    const n = this.#hanging.size;
     for (const res of this.#hanging) res.destroy();
+    this.#hanging.clear();
+    return n;
+  }
+
+  /** How many requests a `hang` answer holds right now. */
+  get hanging(): number {
+    return this.#hanging.size;
+  }
+
+  async stop(): Promise<void> {
+    this.releaseHanging();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
