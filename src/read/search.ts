@@ -318,7 +318,7 @@ async function eventContext(
   const after = await load('after', opts.afterLimit);
   const positions = [pos, ...[...before, ...after].map((e) => e.streamOrdering ?? pos)];
   const ctx: SearchContext = {
-    start: formatStreamToken(Math.max(0, Math.min(...positions) - 1)),
+    start: formatStreamToken(Math.min(...positions) - 1),
     end: formatStreamToken(Math.max(...positions)),
     events_before: await format(deps, before),
     events_after: await format(deps, after),

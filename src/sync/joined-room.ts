@@ -70,7 +70,7 @@ export async function roomTimelineSection(
     timeline: {
       events: formatted,
       limited: tl.limited,
-      prev_batch: formatStreamToken(Math.max(0, prevPos)),
+      prev_batch: formatStreamToken(prevPos),
     },
     // With `timeline.limit: 0` new events show only as `limited`: the room is not empty then.
     empty: timelineEvents.length === 0 && stateEvents.length === 0 && !full && !(limit === 0 && tl.limited),

@@ -250,7 +250,7 @@ async function roomSnapshot(
   return {
     messages: {
       chunk: await formatEvents(deps, events, viewer),
-      start: formatStreamToken(Math.max(0, start)),
+      start: formatStreamToken(start),
       end: formatStreamToken(head),
     },
     state: await formatEvents(deps, state, viewer),

@@ -206,6 +206,19 @@ for (const engine of ENGINES) {
         }
         assert.ok(Date.now() < deadline, 'the live message reaches B');
       }
+      // An initial sync reaching into the history gives a prev_batch (a negative position) that continues below it.
+      const filter = encodeURIComponent(JSON.stringify({ room: { timeline: { limit: 5 } } }));
+      const fresh = await bob.get(`/_matrix/client/v3/sync?timeout=0&filter=${filter}`);
+      const timeline = (
+        fresh.body.rooms as { join: Record<string, { timeline: { events: Ev[]; prev_batch: string } }> }
+      ).join[roomId]?.timeline;
+      assert.deepEqual(bodies(timeline?.events ?? []), ['m58', 'm59', 'm60', 'live']);
+      assert.match(timeline?.prev_batch ?? '', /^s-\d+$/);
+      const older = await bob.get(
+        `/_matrix/client/v3/rooms/${r}/messages?dir=b&limit=3&from=${encodeURIComponent(timeline?.prev_batch ?? '')}`,
+      );
+      assert.equal(older.status, 200, JSON.stringify(older.body));
+      assert.deepEqual(bodies(older.body.chunk as Ev[]), ['m57', 'm56', 'm55']);
       await doctorClean(b, roomId);
       await doctorClean(a, roomId);
     });
