@@ -64,7 +64,7 @@ export async function doctorCommand(opts: DoctorCliOptions): Promise<void> {
         ...(opts.room !== undefined ? { roomId: opts.room } : {}),
         progressEvery: opts.progressEvery ?? 100,
         onProgress: (line) => console.error(line),
-        extraChecks: (repair) => mediaProblems(media, repair),
+        extraChecks: (repair) => mediaProblems(media, repair, { storage, log: createLogger('silent') }),
       });
     } catch (err) {
       if (err instanceof UnknownRoomError) throw new CliError(err.message);

@@ -119,7 +119,7 @@ export class RemoteMediaFetcher {
     if (!unknownEndpoint(res)) throw errorFor(res);
     const legacy = await client.getRaw(
       origin,
-      `/_matrix/media/v3/download/${encodeURIComponent(origin)}/${encodeURIComponent(mediaId)}`,
+      `/_matrix/media/v3/download/${encodeURI(origin)}/${encodeURIComponent(mediaId)}`,
       { query: { allow_remote: 'false', timeout_ms: timeoutMs }, maxBytes },
     );
     if (legacy.status !== 200) throw errorFor(legacy);

@@ -66,6 +66,79 @@ function keyOf(row: RemoteMediaRow): RemoteMediaKey {
   return { origin: row.media_origin, mediaId: row.media_id };
 }
 
+/** What the cache's files and the doctor's check need (no federation). */
+export interface RemoteMediaFilesDeps {
+  storage: Storage;
+  store: MediaStore;
+  log: Pick<Logger, 'warn'>;
+}
+type FilesDeps = RemoteMediaFilesDeps;
+
+export function remoteContentPath(store: MediaStore, filesystemId: string): string {
+  return join(store.root, 'remote_content', ...shard(filesystemId));
+}
+
+function remoteThumbnailDir(store: MediaStore, filesystemId: string): string {
+  return join(store.root, 'remote_thumbnails', ...shard(filesystemId));
+}
+
+async function removeFiles(deps: FilesDeps, filesystemId: string): Promise<void> {
+  try {
+    await rm(remoteContentPath(deps.store, filesystemId), { force: true });
+    await rm(remoteThumbnailDir(deps.store, filesystemId), { force: true, recursive: true });
+  } catch (err) {
+    deps.log.warn({ err, filesystem_id: filesystemId }, 'could not remove cached remote media files');
+  }
+}
+
+/** Deletes the rows, then the files (a crash in between leaves orphan files, never a row without its file). */
+async function drop(deps: FilesDeps, row: RemoteMediaRow): Promise<void> {
+  await deps.storage.db.transaction().execute((trx) => deleteRemoteMedia(trx, keyOf(row)));
+  await removeFiles(deps, row.filesystem_id);
+}
+
+/** Filesystem ids that have a file under remote_content. */
+async function contentFileIds(store: MediaStore): Promise<string[]> {
+  const base = join(store.root, 'remote_content');
+  const list = async (p: string): Promise<string[]> => {
+    try {
+      return await readdir(p);
+    } catch {
+      return [];
+    }
+  };
+  const out: string[] = [];
+  for (const a of await list(base)) {
+    for (const b of await list(join(base, a))) {
+      for (const rest of await list(join(base, a, b))) out.push(a + b + (rest === '_' ? '' : rest));
+    }
+  }
+  return out;
+}
+
+/**
+ * Compares cache rows and files (for the doctor; needs no federation). With `repair`, removes orphan files and drops
+ * rows whose file is missing (the media is fetched again on its next request).
+ */
+export async function checkRemoteMediaIntegrity(
+  deps: FilesDeps,
+  repair = false,
+): Promise<RemoteMediaIntegrity> {
+  const rows = await allRemoteMedia(deps.storage.db);
+  const byFile = new Set(rows.map((r) => r.filesystem_id));
+  const orphanFiles = (await contentFileIds(deps.store)).filter((id) => !byFile.has(id));
+  const missing: RemoteMediaRow[] = [];
+  for (const r of rows) {
+    if ((await deps.store.size(remoteContentPath(deps.store, r.filesystem_id))) !== r.media_length)
+      missing.push(r);
+  }
+  if (repair) {
+    for (const id of orphanFiles) await removeFiles(deps, id);
+    for (const r of missing) await drop(deps, r);
+  }
+  return { orphanFiles, missingFiles: missing.map((r) => `${r.media_origin}/${r.media_id}`) };
+}
+
 export class RemoteMediaCache {
   readonly #fetcher: RemoteMediaFetcher;
   #fetching = new Map<string, Promise<RemoteMediaRow>>();
@@ -85,16 +158,12 @@ export class RemoteMediaCache {
   }
 
   contentPath(filesystemId: string): string {
-    return join(this.deps.store.root, 'remote_content', ...shard(filesystemId));
-  }
-
-  thumbnailDir(filesystemId: string): string {
-    return join(this.deps.store.root, 'remote_thumbnails', ...shard(filesystemId));
+    return remoteContentPath(this.deps.store, filesystemId);
   }
 
   thumbnailPath(filesystemId: string, key: ThumbnailKey): string {
     const name = `${key.width}-${key.height}-${key.method}${key.animated ? '-animated' : ''}`;
-    return join(this.thumbnailDir(filesystemId), name);
+    return join(remoteThumbnailDir(this.deps.store, filesystemId), name);
   }
 
   /**
@@ -148,20 +217,8 @@ export class RemoteMediaCache {
     return rows.length;
   }
 
-  /** Compares cache rows and files (for the doctor). With `repair`, removes orphan files and rows without files. */
-  async checkIntegrity(repair = false): Promise<RemoteMediaIntegrity> {
-    const rows = await allRemoteMedia(this.#db);
-    const byFile = new Set(rows.map((r) => r.filesystem_id));
-    const orphanFiles = (await this.#contentFileIds()).filter((id) => !byFile.has(id));
-    const missing: RemoteMediaRow[] = [];
-    for (const r of rows) {
-      if ((await this.deps.store.size(this.contentPath(r.filesystem_id))) !== r.media_length) missing.push(r);
-    }
-    if (repair) {
-      for (const id of orphanFiles) await this.#removeFiles(id);
-      for (const r of missing) await this.#drop(r);
-    }
-    return { orphanFiles, missingFiles: missing.map((r) => `${r.media_origin}/${r.media_id}`) };
+  checkIntegrity(repair = false): Promise<RemoteMediaIntegrity> {
+    return checkRemoteMediaIntegrity(this.deps, repair);
   }
 
   async #cached(key: RemoteMediaKey): Promise<RemoteMediaRow | undefined> {
@@ -272,19 +329,12 @@ export class RemoteMediaCache {
     return (await getRemoteThumbnail(this.#db, thumbKey)) ?? out;
   }
 
-  /** Deletes the rows, then the files (a crash in between leaves orphan files, never a row without its file). */
-  async #drop(row: RemoteMediaRow): Promise<void> {
-    await this.#db.transaction().execute((trx) => deleteRemoteMedia(trx, keyOf(row)));
-    await this.#removeFiles(row.filesystem_id);
+  #drop(row: RemoteMediaRow): Promise<void> {
+    return drop(this.deps, row);
   }
 
-  async #removeFiles(filesystemId: string): Promise<void> {
-    try {
-      await rm(this.contentPath(filesystemId), { force: true });
-      await rm(this.thumbnailDir(filesystemId), { force: true, recursive: true });
-    } catch (err) {
-      this.deps.log.warn({ err, filesystem_id: filesystemId }, 'could not remove cached remote media files');
-    }
+  #removeFiles(filesystemId: string): Promise<void> {
+    return removeFiles(this.deps, filesystemId);
   }
 
   #touch(key: RemoteMediaKey): void {
@@ -296,24 +346,5 @@ export class RemoteMediaCache {
     touchRemoteMedia(this.#db, key, now).catch((err: unknown) =>
       this.deps.log.warn({ err }, 'could not record access to cached remote media'),
     );
-  }
-
-  /** Filesystem ids that have a file under remote_content. */
-  async #contentFileIds(): Promise<string[]> {
-    const base = join(this.deps.store.root, 'remote_content');
-    const list = async (p: string): Promise<string[]> => {
-      try {
-        return await readdir(p);
-      } catch {
-        return [];
-      }
-    };
-    const out: string[] = [];
-    for (const a of await list(base)) {
-      for (const b of await list(join(base, a))) {
-        for (const rest of await list(join(base, a, b))) out.push(a + b + (rest === '_' ? '' : rest));
-      }
-    }
-    return out;
   }
 }

@@ -35,7 +35,7 @@ export function doctorAdminRoutes(
         reader.snapshots.clear();
       },
       sampleCaches: () => sampleCaches({ storage, reader, writer }),
-      extraChecks: (repair) => mediaProblems(deps.media, repair),
+      extraChecks: (repair) => mediaProblems(deps.media, repair, { storage, log: req.log }),
     });
     running = run;
     try {
