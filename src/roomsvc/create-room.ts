@@ -5,6 +5,7 @@
 import { MatrixError } from '../api/errors.js';
 import type { NewEvent, RoomWriter } from '../input/room-writer.js';
 import type { JsonObject } from '../rooms/event.js';
+import { serverNameOf } from '../rooms/identifiers.js';
 import { findRoomVersion } from '../rooms/room-versions.js';
 import type { Storage } from '../storage/db.js';
 import { getUser } from '../storage/users.js';
@@ -74,10 +75,18 @@ function defaultPowerLevels(req: CreateRoomRequest, creatorsPrivileged: boolean,
   };
 }
 
-export async function createRoom(
-  deps: { storage: Storage; writer: RoomWriter; serverName: string },
-  req: CreateRoomRequest,
-): Promise<string> {
+export interface CreateRoomDeps {
+  storage: Storage;
+  writer: RoomWriter;
+  serverName: string;
+  /**
+   * Invites a user of another server over federation once the room exists (their server must receive the invite;
+   * an invite written into the initial events would stay on this server). Without it every invite is local.
+   */
+  inviteRemote?: ((roomId: string, userId: string, extra: JsonObject) => Promise<void>) | undefined;
+}
+
+export async function createRoom(deps: CreateRoomDeps, req: CreateRoomRequest): Promise<string> {
   const version = findRoomVersion(req.roomVersion);
   if (!version) {
     throw new MatrixError('M_UNSUPPORTED_ROOM_VERSION', `Room version ${req.roomVersion} is not supported`);
@@ -96,8 +105,11 @@ export async function createRoom(
   else delete creationContent.creator;
 
   const creatorJoin = await memberContent(deps.storage, req.creator, 'join');
+  const inviteExtra: JsonObject = req.isDirect ? { is_direct: true } : {};
+  const remote = (u: string) => deps.inviteRemote !== undefined && serverNameOf(u) !== deps.serverName;
+  const localInvites = req.invite.filter((u) => !remote(u));
   const inviteContents = await Promise.all(
-    req.invite.map((u) => memberContent(deps.storage, u, 'invite', req.isDirect ? { is_direct: true } : {})),
+    localInvites.map((u) => memberContent(deps.storage, u, 'invite', inviteExtra)),
   );
 
   const { roomId } = await deps.writer.createRoom(version.id, req.creator, creationContent, () => {
@@ -123,8 +135,10 @@ export async function createRoom(
     if (req.topic !== undefined) {
       state('m.room.topic', { topic: req.topic, 'm.topic': [{ mimetype: 'text/plain', body: req.topic }] });
     }
-    for (const [i, u] of req.invite.entries()) state('m.room.member', inviteContents[i] as JsonObject, u);
+    for (const [i, u] of localInvites.entries()) state('m.room.member', inviteContents[i] as JsonObject, u);
     return evs;
   });
+  // As Synapse does, a remote invite that fails fails the request (the room exists by then).
+  for (const u of req.invite.filter(remote)) await deps.inviteRemote?.(roomId, u, inviteExtra);
   return roomId;
 }

@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import * as RustSdkCryptoJs from '@matrix-org/matrix-sdk-crypto-wasm';
 import * as sdk from 'matrix-js-sdk';
 import { ENGINES } from '../helpers/engines.js';
 import { startTestServer, type Client, type Json, type TestServer } from '../helpers/server.js';
-import { createJsClient, startJsClient, stopAllJsClients, waitForRoom, type HearthUser } from './js-sdk.js';
+import { cryptoClient, decryptedBody, eventually, unrefLongTimers } from './js-sdk-crypto.js';
+import { stopAllJsClients, waitForRoom, type HearthUser } from './js-sdk.js';
 
 const PASSWORD = 'correct horse battery staple';
 const WAIT_MS = 20_000;
@@ -51,47 +51,6 @@ async function login(server: TestServer, localpart: string): Promise<HearthUser>
   };
 }
 
-/** A started client with Rust crypto (in-memory store) whose requests are counted. */
-async function cryptoClient(user: HearthUser, traffic: Traffic, label: string): Promise<sdk.MatrixClient> {
-  const client = createJsClient(user);
-  (client.http.opts as { fetchFn?: typeof fetch }).fetchFn = traffic.fetchFor(label);
-  await client.initRustCrypto({ useIndexedDB: false });
-  // initRustCrypto turns the crypto library's tracing on at debug level, to the console: errors are enough here.
-  new RustSdkCryptoJs.Tracing(RustSdkCryptoJs.LoggerLevel.Error).turnOn();
-  await startJsClient(client, { pollTimeout: 2_000, disablePresence: true });
-  return client;
-}
-
-/** Polls `check` until it returns a value (decryption happens asynchronously, outside the sync events). */
-async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** The decrypted body of the event once the client has it; fails on a decryption failure (UTD). */
-function decryptedBody(client: sdk.MatrixClient, roomId: string, eventId: string): Promise<string> {
-  return eventually(`${client.getDeviceId() ?? '?'} to decrypt ${eventId}`, () => {
-    const ev = client.getRoom(roomId)?.findEventById(eventId);
-    if (!ev || ev.isBeingDecrypted() || ev.shouldAttemptDecryption()) return undefined;
-    if (ev.isDecryptionFailure())
-      throw new Error(`UTD on ${client.getDeviceId() ?? '?'}: ${ev.decryptionFailureReason}`);
-    if (ev.getWireType() !== 'm.room.encrypted') throw new Error('event was not encrypted');
-    const body = (ev.getContent() as { body?: unknown }).body;
-    return typeof body === 'string' ? body : undefined;
-  });
-}
-
 async function send(client: sdk.MatrixClient, roomId: string, body: string): Promise<string> {
   return (await client.sendTextMessage(roomId, body)).event_id;
 }
@@ -99,24 +58,6 @@ async function send(client: sdk.MatrixClient, roomId: string, body: string): Pro
 function sessionIdOf(client: sdk.MatrixClient, roomId: string, eventId: string): string {
   const ev = client.getRoom(roomId)?.findEventById(eventId);
   return (ev?.getWireContent() as { session_id?: string }).session_id ?? '';
-}
-
-/**
- * The sdk leaves long timers behind a stopped client (a 5-minute wait for each encrypted event's decryption, the
- * 6-hour capabilities refresh), which would keep the test process alive. While these tests run, timers of a minute
- * or more are unref'd: they still fire if the process is alive, but do not hold it.
- */
-function unrefLongTimers(): () => void {
-  const original = globalThis.setTimeout;
-  const patched = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
-    const t = original(fn, ms, ...args);
-    if ((ms ?? 0) >= 60_000) t.unref();
-    return t;
-  }) as typeof setTimeout;
-  globalThis.setTimeout = Object.assign(patched, original);
-  return () => {
-    globalThis.setTimeout = original;
-  };
 }
 
 const uiaPassword = (localpart: string) => ({
@@ -149,10 +90,10 @@ for (const engine of ENGINES) {
       try {
         const a = await server.user('alice', { password: PASSWORD });
         const b = await server.user('bob', { password: PASSWORD });
-        const alice = await cryptoClient({ ...a, baseUrl: server.url }, traffic, 'alice1');
-        const bob = await cryptoClient({ ...b, baseUrl: server.url }, traffic, 'bob1');
+        const alice = await cryptoClient({ ...a, baseUrl: server.url }, traffic.fetchFor('alice1'));
+        const bob = await cryptoClient({ ...b, baseUrl: server.url }, traffic.fetchFor('bob1'));
         const bob2User = await login(server, 'bob');
-        const bob2 = await cryptoClient(bob2User, traffic, 'bob2');
+        const bob2 = await cryptoClient(bob2User, traffic.fetchFor('bob2'));
 
         // 1. A DM with m.room.encryption; Bob joins.
         const { room_id: roomId } = await alice.createRoom({
@@ -185,7 +126,7 @@ for (const engine of ENGINES) {
         mark('3 bob->alice');
         // 4. Alice's second device decrypts what Bob sends afterwards, as does her first.
         const alice2User = await login(server, 'alice');
-        const alice2 = await cryptoClient(alice2User, traffic, 'alice2');
+        const alice2 = await cryptoClient(alice2User, traffic.fetchFor('alice2'));
         await eventually('alice2 to know the room', () => (alice2.getRoom(roomId) ? true : undefined));
         await eventually("Bob to learn of Alice's new device", async () => {
           const devices = await bob.getCrypto()?.getUserDeviceInfo([a.userId]);
@@ -255,7 +196,7 @@ for (const engine of ENGINES) {
         assert.ok(backupKey);
 
         const alice3User = await login(server, 'alice');
-        const alice3 = await cryptoClient(alice3User, traffic, 'alice3');
+        const alice3 = await cryptoClient(alice3User, traffic.fetchFor('alice3'));
         await eventually('alice3 to know the room', () => (alice3.getRoom(roomId) ? true : undefined));
         const crypto3 = alice3.getCrypto();
         assert.ok(crypto3);

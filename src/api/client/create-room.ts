@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { isValidUserId, parseRoomAlias } from '../../rooms/identifiers.js';
 import { checkContent } from '../../roomsvc/content.js';
 import { createRoom } from '../../roomsvc/create-room.js';
+import { changeMembership } from '../../roomsvc/membership.js';
 import { isUniqueViolation } from '../../storage/dialect.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
@@ -33,6 +34,12 @@ const CreateRoomBody = z.looseObject({
 
 export function createRoomRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { config, storage, writer, auth } = deps;
+  const membershipDeps = {
+    storage,
+    writer,
+    serverName: config.server_name,
+    federation: deps.federation && { ...deps.federation, signingKey: deps.signingKey },
+  };
 
   /** POST /_matrix/client/v3/createRoom */
   app.post('/_matrix/client/v3/createRoom', { preHandler: auth.requireUser }, async (req) => {
@@ -63,7 +70,15 @@ export function createRoomRoutes(app: FastifyInstance, deps: ApiDeps): void {
       content: checkContent(s.content, `initial_state[${i}].content`),
     }));
     const roomId = await createRoom(
-      { storage, writer, serverName: config.server_name },
+      {
+        storage,
+        writer,
+        serverName: config.server_name,
+        inviteRemote:
+          deps.federation &&
+          ((roomId, userId, extra) =>
+            changeMembership(membershipDeps, roomId, r.userId, userId, 'invite', extra)),
+      },
       {
         creator: r.userId,
         visibility: body.visibility,
