@@ -21,6 +21,16 @@ interface Ev {
   content: { body?: string; topic?: string; name?: string; membership?: string; history_visibility?: string };
 }
 
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function doctorClean(s: FederatedServer, roomId: string): Promise<void> {
   const report = await runDoctor(s.hs.storage, {
     roomId,
@@ -86,20 +96,25 @@ for (const engine of ENGINES) {
   describe(`${engine}: backfill for a late joiner`, () => {
     let a: FederatedServer;
     let b: FederatedServer;
+    let c: FederatedServer;
+    let carol: Me;
     let alice: Me;
     let bob: Me;
 
     before(async () => {
       a = await startFederatedServer(engine);
+      c = await startFederatedServer(engine);
+      carol = await c.user('carol');
       b = await startFederatedServer(engine);
       alice = await a.user('alice');
       bob = await b.user('bob');
     });
     after(async () => {
-      await Promise.allSettled([a.close(), b.close()]);
+      await Promise.allSettled([a.close(), b.close(), c.close()]);
     });
 
-    let downRoom = '';
+    let aloneRoom = '';
+    let sharedRoom = '';
 
     it('pages through 60 older messages from A, in order, with the state they had', async () => {
       const created = await alice.post('/_matrix/client/v3/createRoom', {
@@ -119,7 +134,18 @@ for (const engine of ENGINES) {
         if (i === 45) await send(alice, roomId, '', 'm.room.name', { name: 'second name' }, '');
       }
       // Created now so that its history is on A before A goes down (last test).
-      downRoom = await createWithMessages(alice, 25);
+      aloneRoom = await createWithMessages(alice, 10);
+      // A room whose history C has too (carol joined before its messages).
+      sharedRoom = await createWithMessages(alice, 0);
+      await join(carol, a, sharedRoom);
+      for (let i = 1; i <= 25; i++)
+        await send(alice, sharedRoom, `s${i}`, 'm.room.message', { msgtype: 'm.text', body: `s${i}` });
+      await until('the messages on C', async () => {
+        const res = await carol.get(
+          `/_matrix/client/v3/rooms/${encodeURIComponent(sharedRoom)}/messages?dir=b&limit=1`,
+        );
+        return bodies((res.body.chunk as Ev[] | undefined) ?? []).includes('s25') ? true : undefined;
+      });
 
       await join(bob, a, roomId);
       const initial = await bob.get('/_matrix/client/v3/sync?timeout=0');
@@ -241,17 +267,33 @@ for (const engine of ENGINES) {
       await doctorClean(b, roomId);
     });
 
-    it('answers with what it has when A is down', async () => {
-      await join(bob, a, downRoom);
+    it("asks the next server when the creator's server is down, and answers with what it has when none answers", async () => {
+      await join(bob, a, aloneRoom);
+      await join(bob, a, sharedRoom);
+      await until('bob joined on C', async () => {
+        const m = await carol.get(
+          `/_matrix/client/v3/rooms/${encodeURIComponent(sharedRoom)}/joined_members`,
+        );
+        return bob.userId in ((m.body.joined as object | undefined) ?? {}) ? true : undefined;
+      });
       await a.close();
-      const r = encodeURIComponent(downRoom);
-      const res = await bob.get(`/_matrix/client/v3/rooms/${r}/messages?dir=b&limit=20`);
+
+      // Only A had the history of this room: a clean answer with what B has, and no token to go on.
+      const res = await bob.get(
+        `/_matrix/client/v3/rooms/${encodeURIComponent(aloneRoom)}/messages?dir=b&limit=20`,
+      );
       assert.equal(res.status, 200, JSON.stringify(res.body));
       const chunk = res.body.chunk as Ev[];
       assert.ok(chunk.some((e) => e.type === 'm.room.member' && e.state_key === bob.userId));
       assert.deepEqual(bodies(chunk), []);
       assert.equal(res.body.end, undefined);
-      await doctorClean(b, downRoom);
+      await doctorClean(b, aloneRoom);
+
+      // A (the creator's server, asked first) fails: C answers.
+      const { events } = await paginateAll(bob, sharedRoom, 20);
+      const expected = Array.from({ length: 25 }, (_, i) => `s${25 - i}`);
+      assert.deepEqual(bodies(events), expected);
+      await doctorClean(b, sharedRoom);
     });
   });
 }
