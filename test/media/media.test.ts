@@ -142,7 +142,10 @@ for (const engine of ENGINES) {
       const unknown = await alice.get(`${V1}/download/test.local/abcdefghijklmnopqrstuvwx`);
       assert.equal(unknown.status, 404);
       assert.equal(unknown.body.errcode, 'M_NOT_FOUND');
-      const remote = await alice.get(`${V1}/download/other.example/abcdefghijklmnopqrstuvwx`);
+      // Other servers' media is fetched over federation (test/federation/media.test.ts), unless allow_remote=false.
+      const remote = await alice.get(
+        `${V1}/download/other.example/abcdefghijklmnopqrstuvwx?allow_remote=false`,
+      );
       assert.equal(remote.status, 404);
       const badId = await alice.get(`${V1}/download/test.local/bad.id%21`);
       assert.equal(badId.status, 400);
