@@ -12,7 +12,7 @@ import { listAccountDataSince } from '../storage/account-data.js';
 import { loadPushRules, PUSH_RULES_TYPE } from '../push/rules-store.js';
 import { eventAllowed, roomAllowed, type SyncContext } from './context.js';
 import type { Filter } from './filter.js';
-import { strippedState } from './format.js';
+import { formatEvents, strippedState } from './format.js';
 import { roomTimelineSection } from './joined-room.js';
 import { presenceEventsFor, receiptEventsForRooms, typingEvent } from './ephemeral.js';
 import type { Notifier } from './notifier.js';
@@ -196,6 +196,21 @@ export class SyncService {
       } else if ((m.membership === 'leave' || m.membership === 'ban') && m.forgotten === 0) {
         const wanted = since === null ? req.filter.room?.include_leave === true : m.stream_ordering > since;
         if (!wanted) continue;
+        // A leave sent over federation from a room this server is not in (a rejected invite, a rescinded knock) is
+        // an outlier outside any timeline: it is the room's whole timeline.
+        const own = (await reader.byNids([m.event_nid])).get(m.event_nid);
+        if (own && own.stateSnapshotNid === null) {
+          const fmt = { format: req.filter.event_format ?? 'client', eventFields: req.filter.event_fields };
+          const events = await formatEvents({ storage, reader }, [own], { ...fmt, omitRoomId: true });
+          const timeline = { events, limited: false, prev_batch: formatStreamToken(m.stream_ordering) };
+          const state = { events: [] };
+          leave[m.room_id] = {
+            timeline,
+            ...(req.useStateAfter ? { state_after: state } : { state }),
+            account_data: { events: accountData.rooms.get(m.room_id) ?? [] },
+          };
+          continue;
+        }
         // The user always sees their own leave: history visibility would hide a rejected invite's.
         const withOwnLeave = async (events: LoadedEvent[]) => {
           const seen = new Set((await visible(events)).map((e) => e.nid));

@@ -221,7 +221,14 @@ for (const engine of ENGINES) {
         assert.equal(await membershipOn(alice, roomId, bob.userId), 'leave');
       }
       const { rooms } = await syncRooms(bob, next);
-      for (const roomId of [knockRoom, inviteRoom]) assert.ok(rooms.leave?.[roomId], JSON.stringify(rooms));
+      for (const roomId of [knockRoom, inviteRoom]) {
+        // The leave event is the room's timeline.
+        const events = (rooms.leave?.[roomId] as { timeline?: { events: JsonObject[] } } | undefined)
+          ?.timeline?.events;
+        assert.equal(events?.length, 1, JSON.stringify(rooms));
+        assert.equal(events[0]?.state_key, bob.userId);
+        assert.deepEqual(events[0]?.content, { membership: 'leave', reason: 'no thanks' });
+      }
       assert.equal(rooms.invite?.[inviteRoom], undefined);
       assert.equal(rooms.knock?.[knockRoom], undefined);
       const full = await syncRooms(bob);
@@ -282,6 +289,48 @@ for (const engine of ENGINES) {
         (fromA.body.event as { content: JsonObject }).content.join_authorised_via_users_server,
         alice.userId,
       );
+
+      // A local user of A outside the space is refused too; one in it joins, authorised by Alice.
+      const ann = (await a.user('ann')) as Me;
+      const annRefused = await ann.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {});
+      assert.equal(annRefused.status, 403, JSON.stringify(annRefused.body));
+      assert.equal((await ann.post(`/_matrix/client/v3/rooms/${enc(space)}/join`, {})).status, 200);
+      const annJoined = await ann.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {});
+      assert.equal(annJoined.status, 200, JSON.stringify(annJoined.body));
+      const annMember = await alice.get(
+        `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(ann.userId)}`,
+      );
+      assert.equal(annMember.body.join_authorised_via_users_server, alice.userId);
+
+      // A room restricted to a room A is not in: A cannot tell whether Bob may join.
+      const carolRoom = await carol.post('/_matrix/client/v3/createRoom', { room_version: VERSION });
+      assert.equal(carolRoom.status, 200);
+      const elsewhere = await create({
+        preset: 'private_chat',
+        initial_state: [
+          {
+            type: 'm.room.join_rules',
+            state_key: '',
+            content: {
+              join_rule: 'restricted',
+              allow: [{ type: 'm.room_membership', room_id: carolRoom.body.room_id as string }],
+            },
+          },
+        ],
+      });
+      const unable = await fed(
+        b,
+        a,
+        'GET',
+        `/_matrix/federation/v1/make_join/${enc(elsewhere)}/${enc(bob.userId)}`,
+        {
+          query: { ver: [VERSION] },
+        },
+      );
+      assert.equal(unable.status, 400, JSON.stringify(unable.body));
+      assert.equal(unable.body.errcode, 'M_UNABLE_TO_AUTHORISE_JOIN');
+      const unableJoin = await join(bob, elsewhere, [a]);
+      assert.equal(unableJoin.status, 403, JSON.stringify(unableJoin.body));
 
       // B tries C first, moves on to A, and is in.
       const joined = await join(bob, roomId, [c, a]);

@@ -52,18 +52,19 @@ export function federationRoomRoutes(app: FastifyInstance, deps: RoomRoutesDeps)
     return { join_authorised_via_users_server: outcome.authoriser };
   };
 
-  /** A join this server authorised (its user in `join_authorised_via_users_server`) is checked again and signed. */
+  /**
+   * A join naming one of our users in `join_authorised_via_users_server` needs our signature: when the join rule
+   * still requires an authoriser, the allow conditions and that user's power are checked again first (the
+   * authorization rules check the rest).
+   */
   const countersign = async (head: RoomHead, event: JsonObject): Promise<JsonObject> => {
-    const content = event.content as JsonObject;
-    const via = content.join_authorised_via_users_server;
-    if (
-      typeof via !== 'string' ||
-      serverNameOf(via) !== deps.serverName ||
-      !needsAuthoriser(head, String(event.sender))
-    )
+    const via = (event.content as JsonObject).join_authorised_via_users_server;
+    if (!head.version.restrictedJoins || typeof via !== 'string' || serverNameOf(via) !== deps.serverName)
       return event;
-    const outcome = await authoriseRestrictedJoin(deps, head, String(event.sender), via);
-    if (!outcome.ok) throw new MatrixError(outcome.errcode, outcome.reason);
+    if (needsAuthoriser(head, String(event.sender))) {
+      const outcome = await authoriseRestrictedJoin(deps, head, String(event.sender), via);
+      if (!outcome.ok) throw new MatrixError(outcome.errcode, outcome.reason);
+    }
     return signEvent(event, head.version, deps.serverName, deps.signingKey.keyId, deps.signingKey.seed);
   };
 
