@@ -15,6 +15,7 @@ import { FederationClient } from './federation/client.js';
 import { ingestRemotePdus } from './federation/ingest.js';
 import { AddressPolicy } from './federation/ip-ranges.js';
 import { KeyRing } from './federation/keyring.js';
+import { aclAllows } from './federation/room-access.js';
 import type { JsonObject } from './rooms/event.js';
 import { remoteKeys } from './federation/remote-keys.js';
 import { remoteQueries } from './federation/remote-queries.js';
@@ -246,6 +247,10 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       notifier,
       log: logFor('federation'),
       presenceEnabled: config.presence.enabled,
+      aclAllows: async (roomId: string, origin: string) => {
+        const head = await writer.head(roomId);
+        return !head || aclAllows(head, origin);
+      },
       ingestPdus: (origin: string, pdus: JsonObject[]) =>
         ingestRemotePdus(
           {

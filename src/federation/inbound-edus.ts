@@ -5,6 +5,7 @@
  *
  * - m.typing: into the typing store (60 s, Synapse's federation typing timeout) when the user is joined to the room.
  * - m.receipt: m.read receipts of the origin's joined users on events this server has in that room.
+ *   Both are ignored for a room whose m.room.server_acl denies the origin (server-server API "Server ACLs").
  * - m.direct_to_device: delivered to local devices at one stream position; `message_id` is recorded per sender so a
  *   resent EDU is not delivered twice.
  * - m.presence (when presence is enabled): the origin's users' presence, stored like local presence and shown to
@@ -41,6 +42,8 @@ export interface InboundEduDeps {
   typing: TypingStore;
   notifier: Notifier;
   log: Logger;
+  /** Whether the room's m.room.server_acl allows `origin` (true for a room this server does not know). */
+  aclAllows(roomId: string, origin: string): Promise<boolean>;
   /** presence.enabled: m.presence EDUs are ignored otherwise. */
   presenceEnabled?: boolean | undefined;
 }
@@ -89,7 +92,7 @@ export async function handleEdus(
 async function typing(deps: InboundEduDeps, origin: string, c: Record<string, unknown>): Promise<void> {
   const { room_id: roomId, user_id: userId, typing: isTyping } = c;
   if (typeof roomId !== 'string' || typeof userId !== 'string' || typeof isTyping !== 'boolean') return;
-  if (serverOf(userId) !== origin) return;
+  if (serverOf(userId) !== origin || !(await deps.aclAllows(roomId, origin))) return;
   const m = await roomMembership(deps.storage.db, roomId, userId);
   if (m?.membership !== 'join') return;
   deps.typing.set(roomId, userId, isTyping, FEDERATION_TYPING_TIMEOUT_MS);
@@ -99,7 +102,7 @@ async function receipts(deps: InboundEduDeps, origin: string, c: Record<string, 
   const { db, stream } = deps.storage;
   const woken = new Set<string>();
   for (const [roomId, byType] of Object.entries(c)) {
-    if (!isJsonObject(byType)) continue;
+    if (!isJsonObject(byType) || !(await deps.aclAllows(roomId, origin))) continue;
     const read = byType['m.read'];
     if (!isJsonObject(read)) continue;
     for (const [userId, receipt] of Object.entries(read)) {

@@ -254,15 +254,38 @@ for (const engine of ENGINES) {
       assert.equal((await set(['localhost'])).status, 200);
       stateBefore = await s.currentState();
       const ev = await s.message('denied');
-      const res = await s.send([ev.pdu]);
+      const last = (await s.seenByAlice()).messages[0] as string;
+      // Its typing notifications and receipts for the room are ignored too.
+      const typing = { edu_type: 'm.typing', content: { room_id: s.roomId, user_id: s.eve, typing: true } };
+      const receipt = {
+        edu_type: 'm.receipt',
+        content: { [s.roomId]: { 'm.read': { [s.eve]: { event_ids: [last], data: { ts: 1 } } } } },
+      };
+      const res = await s.send([ev.pdu], [typing, receipt]);
       assert.equal(res.status, 200);
       assert.match(String(res.pdus[ev.eventId]?.error), /banned/);
       assert.equal(await s.row(ev.eventId), undefined);
+      const ephemeral = async () => {
+        const sync = await s.alice.get('/_matrix/client/v3/sync?timeout=0');
+        const room = (sync.body.rooms as { join: Record<string, { ephemeral: { events: JsonObject[] } }> })
+          .join[s.roomId];
+        return JSON.stringify(room?.ephemeral.events ?? []);
+      };
+      assert.ok(!(await ephemeral()).includes(s.eve), 'typing or receipt of a denied server');
+      const asked = await s.hostile.request(
+        s.a.serverName,
+        'GET',
+        `/_matrix/federation/v1/state_ids/${s.r}?event_id=${encodeURIComponent(last)}`,
+      );
+      assert.equal(asked.status, 403);
+      assert.equal((asked.body as { errcode?: string }).errcode, 'M_FORBIDDEN');
       await unharmed();
       assert.equal((await set([])).status, 200);
       stateBefore = await s.currentState();
       const allowed = await s.message('allowed again');
-      assert.deepEqual((await s.send([allowed.pdu])).pdus[allowed.eventId], {});
+      const again = await s.send([allowed.pdu], [typing]);
+      assert.deepEqual(again.pdus[allowed.eventId], {});
+      assert.ok((await ephemeral()).includes(s.eve), 'typing once allowed again');
     });
 
     it('leaves the database clean for the doctor', async () => {
