@@ -21,7 +21,7 @@ import type { FederationClient } from './client.js';
 import { fetchAuthChain, fetchStateAfter, roomInfo, type IngestDeps, type RoomInfo } from './ingest.js';
 import type { KeyRing } from './keyring.js';
 import { checkReceivedPdu } from './pdu-checks.js';
-import { serversInRoom } from './room-access.js';
+import { aclAllows, serversInRoom } from './room-access.js';
 
 export interface BackfillDeps {
   storage: Storage;
@@ -29,7 +29,7 @@ export interface BackfillDeps {
   serverName: string;
   keyRing: Pick<KeyRing, 'getVerifyKey'>;
   client: Pick<FederationClient, 'get' | 'post'>;
-  log?: Logger | undefined;
+  log?: Pick<Logger, 'info' | 'warn'> | undefined;
 }
 
 /** What one backfill did. */
@@ -64,7 +64,10 @@ export class Backfiller {
     return p;
   }
 
-  /** Servers to ask: the creator's server first, then the others with a joined member; never this one. */
+  /**
+   * Servers to ask: the creator's server first, then the others with a joined member; never this one, nor one the
+   * room's m.room.server_acl denies.
+   */
   async #servers(roomId: string): Promise<string[]> {
     const head = await this.deps.writer.head(roomId);
     if (!head) return [];
@@ -75,7 +78,7 @@ export class Backfiller {
       ...(first && joined.has(first) ? [first] : []),
       ...[...joined].filter((s) => s !== first),
     ];
-    return ordered.filter((s) => s !== this.deps.serverName);
+    return ordered.filter((s) => s !== this.deps.serverName && aclAllows(head, s));
   }
 
   async #run(roomId: string, limit: number): Promise<BackfillOutcome> {
@@ -138,7 +141,7 @@ export class Backfiller {
     events: readonly { eventId: string; raw: Pdu }[],
   ): Promise<BackfillResult> {
     const { storage, writer } = this.deps;
-    const ingest: IngestDeps = { ...this.deps, client: this.deps.client };
+    const ingest: IngestDeps = { storage, writer, keyRing: this.deps.keyRing, client: this.deps.client };
     const ids = new Set(events.map((e) => e.eventId));
     const pdus = events.map((e) => ({ eventId: e.eventId, pdu: forRules(e.raw, room.version) }));
 

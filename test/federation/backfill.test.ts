@@ -232,6 +232,16 @@ for (const engine of ENGINES) {
         }
         assert.ok(Date.now() < deadline, 'the live message reaches B');
       }
+      // Push: the live message notifies bob (a one-to-one room); no backfilled message ever did.
+      const notified = await until('the live notification', async () => {
+        const n = await bob.get('/_matrix/client/v3/notifications');
+        const list = (n.body.notifications as { event: Ev }[] | undefined) ?? [];
+        return list.some((x) => x.event.event_id === live) ? list : undefined;
+      });
+      assert.deepEqual(
+        notified.map((x) => x.event.content.body),
+        ['live'],
+      );
       // An initial sync reaching into the history gives a prev_batch (a negative position) that continues below it.
       const filter = encodeURIComponent(JSON.stringify({ room: { timeline: { limit: 5 } } }));
       const fresh = await bob.get(`/_matrix/client/v3/sync?timeout=0&filter=${filter}`);

@@ -104,6 +104,7 @@ export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
         serverName: deps.config.server_name,
         keyRing: fed.keyRing,
         client: fed.client,
+        log: app.log,
       })
     : undefined;
   const backfill = backfiller && ((roomId: string, limit: number) => backfiller.backfill(roomId, limit));
