@@ -376,13 +376,20 @@ export async function analyzeRoom(db: Executor, _engine: Engine, room: RoomRef):
   }
 
   if (inviteOnly) {
+    // Only memberships of local users known from federation: an invite received, a knock or a leave sent (a
+    // rejected invite, a rescinded knock), each row naming that user's member event with that membership.
     for (const m of data.members) {
       const g = good.find((x) => x.nid === Number(m.event_nid));
-      if (m.membership !== 'invite' || g?.pdu.type !== 'm.room.member' || g.pdu.state_key !== m.user_id)
+      if (
+        !['invite', 'knock', 'leave'].includes(m.membership) ||
+        g?.pdu.type !== 'm.room.member' ||
+        g.pdu.state_key !== m.user_id ||
+        g.pdu.content.membership !== m.membership
+      )
         add(
           'room_members_mismatch',
           null,
-          `${m.user_id}: a room known through an invite has a ${m.membership} row`,
+          `${m.user_id}: a room known through an invite or a knock has a ${m.membership} row`,
         );
     }
     return { room, problems, bad, good, finalState: state, extremities: [], missingEdges, edgeRowsToRewrite };

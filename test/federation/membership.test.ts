@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { FederationError } from '../../src/federation/client.js';
+import { runDoctor } from '../../src/integrity/doctor.js';
 import type { JsonObject } from '../../src/rooms/event.js';
 import { findRoomVersion } from '../../src/rooms/room-versions.js';
 import { buildFromTemplate } from '../../src/roomsvc/remote-membership.js';
@@ -76,6 +77,14 @@ function unsigned(base: string, method: string, path: string, body: unknown): Pr
 async function membershipOn(c: Me, roomId: string, userId: string): Promise<string | undefined> {
   const res = await c.get(`/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(userId)}`);
   return res.status === 200 ? (res.body.membership as string) : undefined;
+}
+
+async function doctorClean(s: FederatedServer, roomId: string): Promise<void> {
+  const report = await runDoctor(s.hs.storage, {
+    roomId,
+    exclusive: (id, fn) => s.hs.writer.runExclusive(id, fn),
+  });
+  assert.deepEqual(report.problems, []);
 }
 
 type SyncRooms = Partial<Record<'join' | 'invite' | 'knock' | 'leave', Record<string, JsonObject>>>;
@@ -150,6 +159,7 @@ for (const engine of ENGINES) {
         user_id: bob.userId,
       });
       assert.equal(invited.status, 200, JSON.stringify(invited.body));
+      await doctorClean(b, roomId);
       const afterInvite = await syncRooms(bob, next);
       assert.ok(afterInvite.rooms.invite?.[roomId], JSON.stringify(afterInvite.rooms));
       assert.equal(afterInvite.rooms.knock?.[roomId], undefined);
@@ -231,6 +241,7 @@ for (const engine of ENGINES) {
       }
       assert.equal(rooms.invite?.[inviteRoom], undefined);
       assert.equal(rooms.knock?.[knockRoom], undefined);
+      for (const roomId of [knockRoom, inviteRoom]) await doctorClean(b, roomId);
       const full = await syncRooms(bob);
       assert.equal(full.rooms.invite?.[inviteRoom], undefined);
       assert.equal(full.rooms.knock?.[knockRoom], undefined);
