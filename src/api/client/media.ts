@@ -7,6 +7,7 @@ import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { parseServerName } from '../../federation/server-name.js';
 import { mediaHeaders, parseRange } from '../../media/headers.js';
 import type { RemoteMediaCache } from '../../media/remote-media.js';
 import { MEDIA_ID, SERVER_NAME, type MediaService, type ServedFile } from '../../media/service.js';
@@ -102,7 +103,12 @@ export function mediaRoutes(app: FastifyInstance, deps: MediaDeps): void {
   /** The media named in the path: 400 for malformed server names and ids. */
   function target(params: unknown): { serverName: string; mediaId: string; fileName: string | undefined } {
     const p = parseParams(MediaParams, params);
-    if (!SERVER_NAME.test(p.serverName)) throw invalidParam('Invalid server name');
+    if (
+      !SERVER_NAME.test(p.serverName) ||
+      !parseServerName(p.serverName) ||
+      /^\.|\.\.|\.(:|$)/.test(p.serverName)
+    )
+      throw invalidParam('Invalid server name');
     if (!MEDIA_ID.test(p.mediaId)) throw invalidParam('Invalid media ID');
     return { serverName: p.serverName, mediaId: p.mediaId, fileName: p.fileName };
   }
