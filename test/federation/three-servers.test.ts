@@ -91,6 +91,16 @@ for (const engine of ENGINES) {
       assert.equal(created.status, 200, JSON.stringify(created.body));
       roomId = created.body.room_id as string;
       alias = `#town:${a.serverName}`;
+      // C's client asks C, which asks A.
+      const resolved = await carol.get(`/_matrix/client/v3/directory/room/${enc(alias)}`);
+      assert.equal(resolved.status, 200, JSON.stringify(resolved.body));
+      assert.equal(resolved.body.room_id, roomId);
+      assert.deepEqual(resolved.body.servers, [a.serverName]);
+      const unknown = await carol.get(`/_matrix/client/v3/directory/room/${enc(`#nowhere:${a.serverName}`)}`);
+      assert.equal(unknown.status, 404);
+      const noJoin = await carol.post(`/_matrix/client/v3/join/${enc(`#nowhere:${a.serverName}`)}`);
+      assert.equal(noJoin.status, 404);
+      assert.equal(noJoin.body.errcode, 'M_NOT_FOUND');
       for (const u of [bob, carol]) {
         const joined = await u.post(`/_matrix/client/v3/join/${enc(alias)}`);
         assert.equal(joined.status, 200, `${u.userId}: ${JSON.stringify(joined.body)}`);
@@ -211,7 +221,7 @@ for (const engine of ENGINES) {
       }
     });
 
-    it('A and B send concurrently; the three servers converge', async () => {
+    it('A and B send concurrently; the three servers converge', async (t) => {
       const marker = await sendText(carol, roomId, 'before the storm');
       for (const v of views) await v.sees(roomId, [marker], 'the marker');
       const burst = (u: FedUser, tag: string) =>
@@ -240,6 +250,23 @@ for (const engine of ENGINES) {
       assert.equal(agreed.events.length, sent.length + 1);
       const topic = await stateContent(alice, roomId, 'm.room.topic');
       assert.match(String(topic?.topic), /^concurrent [AB]$/);
+
+      // The room forked: on each server some event is the prev event of two of the concurrent events (both
+      // servers built on it), and wherever the branches met the event after them merged them.
+      for (const s of [a, b]) {
+        const edges = await s.hs.storage.db
+          .selectFrom('event_edges as g')
+          .innerJoin('events as e', 'e.event_nid', 'g.event_nid')
+          .select(['e.event_id', 'g.prev_event_id'])
+          .where('e.event_id', 'in', sent)
+          .execute();
+        const children = new Map<string, number>();
+        for (const g of edges) children.set(g.prev_event_id, (children.get(g.prev_event_id) ?? 0) + 1);
+        const forks = [...children.values()].filter((n) => n > 1).length;
+        const merges = edges.length - new Set(edges.map((g) => g.event_id)).size;
+        t.diagnostic(`${s === a ? 'A' : 'B'}: ${forks} fork points, ${merges} extra prev edges (merges)`);
+        assert.ok(forks > 0, 'the concurrent sends forked the room');
+      }
 
       const last = await sendText(carol, roomId, 'after the storm');
       for (const s of [a, b, c])
