@@ -444,6 +444,27 @@ for (const engine of ENGINES) {
       assert.equal(origin.requests.length, 1);
     });
 
+    it('purge_media_cache drops cached copies: the next request fetches again', async () => {
+      const admin = await b.user('purger', { admin: true });
+      const seconds = await admin.post(
+        `/_synapse/admin/v1/purge_media_cache?before_ts=${Math.floor(Date.now() / 1000)}`,
+      );
+      assert.equal(seconds.status, 400);
+      assert.equal(seconds.body.errcode, 'M_INVALID_PARAM');
+      assert.equal(
+        (await bob.post(`/_synapse/admin/v1/purge_media_cache?before_ts=${Date.now()}`)).status,
+        403,
+      );
+      const purged = await admin.post(`/_synapse/admin/v1/purge_media_cache?before_ts=${Date.now() + 1000}`);
+      assert.equal(purged.status, 200);
+      assert.ok(Number(purged.body.deleted) >= 2, JSON.stringify(purged.body));
+      await assertNotCached('Shared1');
+      origin.requests = [];
+      const again = await download('Shared1');
+      assert.equal(again.bytes.toString(), 'once');
+      assert.equal(origin.requests.length, 1);
+    });
+
     it('a server outside federation_domain_whitelist is 403 M_FORBIDDEN without a request', async () => {
       const closed = await startFederatedServer(engine, { federation_domain_whitelist: ['friend.example'] });
       try {

@@ -7,7 +7,7 @@ import type { ApiDeps } from '../context.js';
 import { MatrixError, invalidParam, notFound } from '../errors.js';
 import { parseParams, parseQuery } from '../validate.js';
 
-export type MediaAdminDeps = Pick<ApiDeps, 'config' | 'auth'> & { media: MediaService };
+export type MediaAdminDeps = Pick<ApiDeps, 'config' | 'auth' | 'remoteMedia'> & { media: MediaService };
 
 const MediaParams = z.object({ serverName: z.string(), mediaId: z.string() });
 const DeleteQuery = z.looseObject({
@@ -17,6 +17,10 @@ const DeleteQuery = z.looseObject({
     .enum(['true', 'false'])
     .transform((v) => v === 'true')
     .default(true),
+});
+
+const PurgeQuery = z.looseObject({
+  before_ts: z.string().regex(/^\d+$/, 'must be a timestamp in milliseconds').transform(Number),
 });
 
 export function mediaAdminRoutes(app: FastifyInstance, deps: MediaAdminDeps): void {
@@ -82,4 +86,16 @@ export function mediaAdminRoutes(app: FastifyInstance, deps: MediaAdminDeps): vo
   };
   app.post('/_synapse/admin/v1/media/delete', guard, deleteByAge);
   app.post('/_synapse/admin/v1/media/:serverName/delete', guard, deleteByAge);
+
+  /** POST /_synapse/admin/v1/purge_media_cache?before_ts=...: drops cached copies of remote media not used since. */
+  app.post('/_synapse/admin/v1/purge_media_cache', guard, async (req) => {
+    const q = parseQuery(PurgeQuery, req.query);
+    // As Synapse: before_ts under 30,000,000,000 is a timestamp in seconds by mistake (Dec 1970 in milliseconds).
+    if (q.before_ts < 30_000_000_000)
+      throw new MatrixError(
+        'M_INVALID_PARAM',
+        'Query parameter before_ts you provided is from the year 1970. Double check that you are providing a timestamp in milliseconds.',
+      );
+    return { deleted: deps.remoteMedia ? await deps.remoteMedia.purge(q.before_ts) : 0 };
+  });
 }
