@@ -273,6 +273,8 @@ for (const engine of ENGINES) {
       assert.equal(body.user_id, bob.userId);
       assert.ok(body.stream_id > 0);
       assert.equal(body.devices.find((d) => d.device_id === bob.deviceId)?.keys?.device_id, bob.deviceId);
+      // `keys` is required: devices without uploaded keys are not listed (Synapse reads `keys` of every device).
+      assert.ok(body.devices.every((d) => d.keys !== undefined));
       const other = await a.hs.federation.client
         .get(b.serverName, `/_matrix/federation/v1/user/devices/${encodeURIComponent(alice.userId)}`)
         .catch((err: unknown) => err);

@@ -64,16 +64,18 @@ export function userKeysRoutes(app: FastifyInstance, deps: UserKeysDeps): void {
       self_signing_keys: Record<string, JsonObject>;
     };
     const deviceKeys = keys.device_keys[userId] ?? {};
-    const devices = (await listDevices(db, userId)).map((d) => {
+    // `keys` is required for every listed device (Synapse reads it unguarded): as Synapse, a device that has not
+    // uploaded keys is not listed.
+    const devices = (await listDevices(db, userId)).flatMap((d) => {
       const k = deviceKeys[d.device_id];
-      const withoutUnsigned = k
-        ? Object.fromEntries(Object.entries(k).filter(([f]) => f !== 'unsigned'))
-        : undefined;
-      return {
-        device_id: d.device_id,
-        ...(withoutUnsigned ? { keys: withoutUnsigned } : {}),
-        ...(d.display_name !== null ? { device_display_name: d.display_name } : {}),
-      };
+      if (!k) return [];
+      return [
+        {
+          device_id: d.device_id,
+          keys: Object.fromEntries(Object.entries(k).filter(([f]) => f !== 'unsigned')),
+          ...(d.display_name !== null ? { device_display_name: d.display_name } : {}),
+        },
+      ];
     });
     const master = keys.master_keys[userId];
     const selfSigning = keys.self_signing_keys[userId];
