@@ -7,6 +7,8 @@ export interface MembershipWithEvent {
   eventId: string;
   /** The event's stored JSON (the caller parses it; a damaged row is skipped there). */
   json: string;
+  /** The room's version (as stored with the room row). */
+  roomVersion: string;
   /** Whether the event has no state (an outlier: an invite received or a knock sent over federation). */
   outlier: boolean;
 }
@@ -20,7 +22,7 @@ export async function membershipWithEvent(
     .selectFrom('room_members as m')
     .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
     .innerJoin('events as e', 'e.event_nid', 'm.event_nid')
-    .select(['m.membership', 'e.event_id', 'e.json', 'e.state_snapshot_nid'])
+    .select(['m.membership', 'e.event_id', 'e.json', 'e.state_snapshot_nid', 'r.room_version'])
     .where('r.room_id', '=', roomId)
     .where('m.user_id', '=', userId)
     .executeTakeFirst();
@@ -29,6 +31,7 @@ export async function membershipWithEvent(
     membership: row.membership,
     eventId: row.event_id,
     json: row.json,
+    roomVersion: row.room_version,
     outlier: row.state_snapshot_nid === null,
   };
 }

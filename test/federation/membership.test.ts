@@ -3,7 +3,8 @@
  * knocks (make_knock/send_knock, the knock in B's /sync, accepted by an invite and followed by a join, refused in a
  * room that does not allow knocking), restricted joins (authorised by A's user, refused for a user outside the
  * space, C's M_UNABLE_TO_GRANT_JOIN skipped for A), rejecting an invite and rescinding a knock through make_leave/
- * send_leave, the v1 send_join/send_leave answers, and the third-party invite endpoints' Matrix errors.
+ * send_leave (or here only when no resident server answers), the v1 send_join/send_leave answers, and the
+ * third-party invite endpoints' Matrix errors.
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
@@ -443,6 +444,26 @@ for (const engine of ENGINES) {
       });
       assert.equal(onbind.status, 400);
       assert.equal(onbind.body.errcode, 'M_UNRECOGNIZED');
+    });
+
+    // Last: it stops A.
+    it('rejects an invite here only when no resident server answers', async () => {
+      const roomId = await create({ preset: 'private_chat' });
+      const invited = await alice.post(`/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
+        user_id: bob.userId,
+      });
+      assert.equal(invited.status, 200, JSON.stringify(invited.body));
+      const { rooms: before, next } = await syncRooms(bob);
+      assert.ok(before.invite?.[roomId]);
+      await a.stop();
+      const left = await bob.post(`/_matrix/client/v3/rooms/${enc(roomId)}/leave`, {});
+      assert.equal(left.status, 200, JSON.stringify(left.body));
+      const { rooms } = await syncRooms(bob, next);
+      const events = (rooms.leave?.[roomId] as { timeline?: { events: JsonObject[] } } | undefined)?.timeline
+        ?.events;
+      assert.equal(events?.length, 1, JSON.stringify(rooms));
+      assert.equal((await syncRooms(bob)).rooms.invite?.[roomId], undefined);
+      await doctorClean(b, roomId);
     });
   });
 }
