@@ -32,6 +32,11 @@ export interface IngestDeps {
 }
 
 const MISSING_EVENTS_LIMIT = 20;
+/**
+ * The most prev events of one event whose state is fetched with /state_ids (two requests or more each): an event
+ * citing hundreds of unknown prev events must not make this server send hundreds of requests.
+ */
+const MAX_PREV_STATE_FETCHES = 10;
 const enc = encodeURIComponent;
 
 export interface RoomInfo {
@@ -134,6 +139,8 @@ async function ingestOne(
         await fetchMissingPrevs(deps, origin, room, eventId, fetchBudget - 1);
         continue;
       }
+      if (err.eventIds.length > MAX_PREV_STATE_FETCHES)
+        return `Too many unknown prev events (${err.eventIds.length}) to fetch the state at each`;
       prevStates ??= new Map();
       for (const prev of err.eventIds) {
         if (prevStates.has(prev)) continue;

@@ -185,6 +185,27 @@ for (const engine of ENGINES) {
       await unharmed();
     });
 
+    it('does not fetch the state at hundreds of unknown prev events of one event', async () => {
+      const head = await s.a.hs.writer.head(s.roomId);
+      const stateIds = [...(head?.state.values() ?? [])].map((e) => e.eventId);
+      const prevs: string[] = [];
+      for (let i = 0; i < 300; i++) prevs.push((await s.message(`unseen ${i}`)).eventId);
+      const ev = await s.message('many parents', { prev: prevs, depth: 10_000 });
+      s.hostile.script = {
+        stateIds: () => ({ status: 200, body: { pdu_ids: stateIds, auth_chain_ids: [] } }),
+      };
+      const before = s.hostile.requests.length;
+      const started = Date.now();
+      const res = await s.send([ev.pdu]);
+      assert.equal(res.status, 200);
+      assert.match(String(res.pdus[ev.eventId]?.error), /Too many unknown prev events/);
+      const asked = s.hostile.requests.length - before;
+      assert.ok(asked <= 50, `A made ${asked} requests for one event`);
+      assert.ok(Date.now() - started < 20_000);
+      stateBefore = await s.currentState();
+      await unharmed();
+    });
+
     it("refuses PDUs of other servers' users whose key documents lie or have expired", async () => {
       const liar = new HostileServer();
       const stale = new HostileServer();

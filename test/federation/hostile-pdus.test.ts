@@ -288,6 +288,48 @@ for (const engine of ENGINES) {
       assert.ok((await ephemeral()).includes(s.eve), 'typing once allowed again');
     });
 
+    it("does not let a redaction by a user without power redact another user's message", async () => {
+      const sent = await s.alice.put(`/_matrix/client/v3/rooms/${s.r}/send/m.room.message/keep`, {
+        msgtype: 'm.text',
+        body: 'keep me',
+      });
+      const target = sent.body.event_id as string;
+      const own = await s.message('mine to redact');
+      assert.deepEqual((await s.send([own.pdu])).pdus[own.eventId], {});
+      const redact = (id: string) => s.build({ type: 'm.room.redaction', content: { redacts: id } });
+      const bad = await redact(target);
+      const good = await redact(own.eventId);
+      const res = await s.send([bad.pdu, good.pdu]);
+      assert.equal(res.status, 200);
+      const content = async (id: string) =>
+        (await s.alice.get(`/_matrix/client/v3/rooms/${s.r}/event/${encodeURIComponent(id)}`)).body.content;
+      assert.deepEqual(await content(target), { msgtype: 'm.text', body: 'keep me' });
+      assert.deepEqual(await content(own.eventId), {});
+      await unharmed();
+    });
+
+    it('refuses a transaction nested deeper than JSON allows, with a Matrix error', async () => {
+      let deep: unknown = 'bottom';
+      for (let i = 0; i < 150; i++) deep = { d: deep };
+      const ev = await s.build({
+        type: 'm.room.message',
+        content: { msgtype: 'm.text', body: 'deep', deep },
+      });
+      const res = await s.send([ev.pdu]);
+      assert.ok(res.status === 200 || (res.status >= 400 && res.status < 500), `status ${res.status}`);
+      if (res.status === 200) assert.equal(typeof res.pdus[ev.eventId]?.error, 'string');
+      else assert.equal(typeof res.body.errcode, 'string');
+      assert.equal(await s.row(ev.eventId), undefined);
+      // Far deeper than a stack of recursive calls allows (not even the hostile server can sign it).
+      const raw = `{"origin":"${s.hostile.serverName}","pdus":[${'{"d":'.repeat(50_000)}1${'}'.repeat(50_000)}]}`;
+      const sent = await s.hostile.request(s.a.serverName, 'PUT', '/_matrix/federation/v1/send/deep', {
+        raw,
+      });
+      assert.ok(sent.status >= 400 && sent.status < 500, `status ${sent.status}`);
+      assert.equal(typeof (sent.body as { errcode?: unknown }).errcode, 'string');
+      await unharmed();
+    });
+
     it('leaves the database clean for the doctor', async () => {
       await s.doctorClean();
     });
