@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { FederationError } from '../../src/federation/client.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import {
@@ -53,6 +54,21 @@ async function everywhere(users: FedUser[], roomId: string, type: string, key: s
         ? true
         : undefined;
     });
+}
+
+/** Until the returned heal is called, every outbound federation request of `from` to `to` fails unanswered. */
+function cutOff(from: FederatedServer, to: FederatedServer): () => void {
+  const client = from.hs.federation.client;
+  const original = client.request.bind(client);
+  client.request = (destination, ...rest) =>
+    destination === to.serverName
+      ? Promise.reject(new FederationError(`partitioned from ${destination}`))
+      : original(destination, ...rest);
+  return () => {
+    client.request = original;
+    // The sender backs off after the failures: as when the other server is heard from again, resume now.
+    from.hs.federation.sender.remoteIsUp(to.serverName);
+  };
 }
 
 for (const engine of ENGINES) {
@@ -274,6 +290,41 @@ for (const engine of ENGINES) {
           const ext = await forwardExtremities(s, roomId);
           return ext.length === 1 && ext[0] === last ? true : undefined;
         });
+    });
+
+    it('a partition between A and B: a demotion on A and a topic by the demoted user on B resolve alike everywhere', async () => {
+      const heal = [cutOff(a, b), cutOff(b, a)];
+      try {
+        // A demotes B's user while B, not knowing it yet, lets that user change the topic.
+        power = { ...power, users: { ...power.users, [bob.userId]: 0 } };
+        const demoted = await putState(alice, roomId, 'm.room.power_levels', power);
+        assert.equal(demoted.status, 200, JSON.stringify(demoted));
+        const byAlice = await putState(alice, roomId, 'm.room.topic', { topic: 'partition A' });
+        assert.equal(byAlice.status, 200, JSON.stringify(byAlice));
+        const byBob = await putState(bob, roomId, 'm.room.topic', { topic: 'partition B' });
+        assert.equal(byBob.status, 200, JSON.stringify(byBob));
+        assert.equal((await stateContent(bob, roomId, 'm.room.topic'))?.topic, 'partition B');
+        // C hears both sides and resolves them: the demotion wins, the demoted user's topic does not apply.
+        await everywhere([carol], roomId, 'm.room.power_levels', '', { users: power.users });
+        await everywhere([carol], roomId, 'm.room.topic', '', { topic: 'partition A' });
+        const onB = (await stateContent(bob, roomId, 'm.room.power_levels')) as {
+          users: Record<string, number>;
+        };
+        assert.equal(onB.users[bob.userId], 50, 'B has not heard of the demotion during the partition');
+      } finally {
+        for (const h of heal) h();
+      }
+      // After the partition, B's next message merges the branches; every server holds the same state.
+      await everywhere([bob], roomId, 'm.room.topic', '', { topic: 'partition A' });
+      const merged = await sendText(bob, roomId, 'after the partition');
+      for (const v of views) await v.sees(roomId, [merged], 'the merging message');
+      const users = [alice, bob, carol];
+      await until('the same state on A, B and C', async () => {
+        const states = await Promise.all(users.map((u) => stateIds(u, roomId)));
+        return states.every((x) => JSON.stringify(x) === JSON.stringify(states[0])) ? true : undefined;
+      });
+      const refused = await putState(bob, roomId, 'm.room.topic', { topic: 'again from B' });
+      assert.equal(refused.status, 403, JSON.stringify(refused));
     });
   });
 }
