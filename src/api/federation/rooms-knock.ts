@@ -65,6 +65,7 @@ export function federationKnockRoutes(app: FastifyInstance, deps: RoomRoutesDeps
       const e = head.state.get(stateKey(type, ''));
       if (e) knockRoomState.push(e.pdu as unknown as JsonObject);
     }
-    return { knock_room_state: knockRoomState };
+    // `knock_state_events` is the name servers before spec v1.12 read (Synapse 1.67 fails the knock without it).
+    return { knock_room_state: knockRoomState, knock_state_events: knockRoomState };
   });
 }
