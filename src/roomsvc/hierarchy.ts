@@ -2,14 +2,21 @@
  * The space hierarchy (GET /_matrix/client/v1/rooms/{roomId}/hierarchy), following Synapse's RoomSummaryHandler:
  * a depth-first walk over valid m.space.child events (non-empty `via`) of rooms whose type is m.space, returning
  * the rooms the requester may see. Pagination keeps the remaining queue in a short-lived session named by an
- * opaque token; the token is only valid for the same requester, room, suggested_only and max_depth.
+ * opaque token; the token is only valid for the same requester, room, suggested_only and max_depth. A room this
+ * server is not in (the root, or a child) is asked over federation from the servers of its link's `via` (the root:
+ * its room id's server); a child that is not a space is described by its parent's answer without another request.
+ * Remote rooms the requester may not see, and the children the remote calls inaccessible, are left out.
  */
 import { randomBytes } from 'node:crypto';
 import { MatrixError } from '../api/errors.js';
-import { lookupIn, type RoomHead, type StateEntry } from '../input/room-head.js';
+import type { RemoteRoomSummary } from '../federation/remote-directory.js';
+import type { RemoteHierarchy } from '../federation/remote-hierarchy.js';
+import { serversInRoom } from '../federation/room-access.js';
+import { lookupIn, type RoomHead } from '../input/room-head.js';
 import type { RoomWriter } from '../input/room-writer.js';
 import { joinRuleOf, membershipOf } from '../rooms/auth/power-levels.js';
 import type { JsonObject } from '../rooms/event.js';
+import { serverNameOf } from '../rooms/identifiers.js';
 import {
   allowedRoomIds,
   fullSummary,
@@ -39,12 +46,24 @@ export interface StrippedChild {
   origin_server_ts: number;
 }
 
-export type HierarchyRoom = FullRoomSummary & { children_state: StrippedChild[] };
+export type HierarchyRoom = (FullRoomSummary | RemoteRoomSummary) & { children_state: StrippedChild[] };
 
 interface QueueEntry {
   roomId: string;
   depth: number;
+  /** The servers to ask when this server is not in the room. */
+  via: string[];
+  /** The room's summary in its parent's federation answer. */
+  remote?: RemoteRoomSummary | undefined;
 }
+
+/** Federation for rooms this server is not in. */
+export interface HierarchyFederation {
+  serverName: string;
+  hierarchy: RemoteHierarchy;
+}
+
+const LISTED_JOIN_RULES = new Set(['public', 'knock', 'knock_restricted']);
 
 interface Session {
   userId: string;
@@ -73,34 +92,45 @@ function orderOf(content: JsonObject): string | undefined {
   return order;
 }
 
-function compareChildren(a: StateEntry, b: StateEntry): number {
-  const oa = orderOf(a.pdu.content);
-  const ob = orderOf(b.pdu.content);
+export function compareChildren(a: StrippedChild, b: StrippedChild): number {
+  const oa = orderOf(a.content);
+  const ob = orderOf(b.content);
   if (oa !== undefined && ob === undefined) return -1;
   if (oa === undefined && ob !== undefined) return 1;
   if (oa !== undefined && ob !== undefined && oa !== ob) return oa < ob ? -1 : 1;
-  if (a.pdu.origin_server_ts !== b.pdu.origin_server_ts)
-    return a.pdu.origin_server_ts - b.pdu.origin_server_ts;
-  const ka = a.pdu.state_key ?? '';
-  const kb = b.pdu.state_key ?? '';
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
+  if (a.origin_server_ts !== b.origin_server_ts) return a.origin_server_ts - b.origin_server_ts;
+  return a.state_key < b.state_key ? -1 : a.state_key > b.state_key ? 1 : 0;
 }
 
-/** The valid m.space.child events of a room, in the spec's order. */
-export function childEvents(head: RoomHead, suggestedOnly: boolean): StateEntry[] {
-  const out: StateEntry[] = [];
+/** The valid m.space.child events of a room, stripped, in the spec's order. */
+export function childEvents(head: RoomHead, suggestedOnly: boolean): StrippedChild[] {
+  const out: StrippedChild[] = [];
   for (const e of head.state.values()) {
     if (e.pdu.type !== 'm.space.child' || !hasValidVia(e.pdu.content)) continue;
     if (suggestedOnly && e.pdu.content.suggested !== true) continue;
-    out.push(e);
+    out.push({
+      type: e.pdu.type,
+      state_key: e.pdu.state_key ?? '',
+      content: e.pdu.content,
+      sender: e.pdu.sender,
+      origin_server_ts: e.pdu.origin_server_ts,
+    });
   }
   return out.sort(compareChildren);
+}
+
+function viaOf(child: StrippedChild): string[] {
+  const via = child.content.via;
+  return Array.isArray(via) ? via.filter((v): v is string => typeof v === 'string') : [];
 }
 
 export class SpaceHierarchy {
   #sessions = new Map<string, Session>();
 
-  constructor(private readonly writer: RoomWriter) {}
+  constructor(
+    private readonly writer: RoomWriter,
+    private readonly federation?: HierarchyFederation | undefined,
+  ) {}
 
   /**
    * Synapse's _is_local_room_accessible: joined or invited, a public or knockable join rule, world-readable
@@ -122,20 +152,69 @@ export class SpaceHierarchy {
     return false;
   }
 
+  /**
+   * Synapse's _is_remote_room_accessible: a public or knockable join rule (the default when the remote sent none)
+   * or world-readable history, the user joined to one of its allowed rooms here, or local access (an invite).
+   */
+  async #remoteAccessible(summary: RemoteRoomSummary, userId: string): Promise<boolean> {
+    if (LISTED_JOIN_RULES.has(summary.join_rule ?? 'public') || summary.world_readable) return true;
+    for (const allowed of summary.allowed_room_ids ?? []) {
+      const other = await this.writer.head(allowed);
+      if (other && membershipOf(userId, lookupIn(other.state)) === 'join') return true;
+    }
+    const head = await this.writer.head(summary.room_id);
+    return head !== undefined && (await this.accessible(head, userId));
+  }
+
+  /** The room of a queue entry as the requester may see it, with the entries of its children; or undefined. */
+  async #visit(
+    entry: QueueEntry,
+    userId: string,
+    suggestedOnly: boolean,
+  ): Promise<{ room: HierarchyRoom; children: QueueEntry[] } | undefined> {
+    const head = await this.writer.head(entry.roomId);
+    const fed = this.federation;
+    if (head && (!fed || serversInRoom(head).has(fed.serverName))) {
+      if (!(await this.accessible(head, userId))) return undefined;
+      const state = roomTypeOf(head) === 'm.space' ? childEvents(head, suggestedOnly) : [];
+      const children = state.map((c) => ({ roomId: c.state_key, depth: entry.depth + 1, via: viaOf(c) }));
+      return { room: { ...fullSummary(head), children_state: state }, children };
+    }
+    if (!fed) return undefined;
+    // A child that is not a space needs no request: its parent's answer described it.
+    if (entry.remote && entry.remote.room_type !== 'm.space') {
+      if (!(await this.#remoteAccessible(entry.remote, userId))) return undefined;
+      return { room: { ...entry.remote, children_state: [] }, children: [] };
+    }
+    const space = await fed.hierarchy.fetch(entry.roomId, entry.via, suggestedOnly);
+    if (!space || !(await this.#remoteAccessible(space.room, userId))) return undefined;
+    const state = space.room.room_type === 'm.space' ? [...space.childrenState].sort(compareChildren) : [];
+    const children = state
+      .filter((c) => !space.inaccessible.has(c.state_key))
+      .map((c) => ({
+        roomId: c.state_key,
+        depth: entry.depth + 1,
+        via: viaOf(c),
+        remote: space.children.get(c.state_key),
+      }));
+    return { room: { ...space.room, children_state: state }, children };
+  }
+
   async get(req: HierarchyRequest): Promise<{ rooms: HierarchyRoom[]; next_batch?: string }> {
     if (req.limit !== undefined && req.limit < 1) throw new MatrixError('M_INVALID_PARAM', 'Invalid limit');
     if (req.maxDepth !== undefined && req.maxDepth < 0) {
       throw new MatrixError('M_INVALID_PARAM', 'Invalid max_depth');
     }
-    const root = await this.writer.head(req.roomId);
-    if (!root || !(await this.accessible(root, req.userId))) {
+    const rootServer = serverNameOf(req.roomId);
+    const rootEntry: QueueEntry = { roomId: req.roomId, depth: 0, via: rootServer ? [rootServer] : [] };
+    if (!(await this.#visit(rootEntry, req.userId, req.suggestedOnly))) {
       throw new MatrixError(
         'M_FORBIDDEN',
         `User ${req.userId} not in room ${req.roomId}, and room previews are disabled`,
       );
     }
     const limit = Math.min(req.limit ?? MAX_ROOMS, MAX_ROOMS);
-    let queue: QueueEntry[] = [{ roomId: req.roomId, depth: 0 }];
+    let queue: QueueEntry[] = [rootEntry];
     const processed = new Set<string>();
     if (req.from !== undefined) {
       const s = this.#session(req.from);
@@ -159,25 +238,12 @@ export class SpaceHierarchy {
       const entry = queue.pop() as QueueEntry;
       if (processed.has(entry.roomId)) continue;
       processed.add(entry.roomId);
-      const head = await this.writer.head(entry.roomId);
-      // Rooms this server is not in would need federation: they are left out, as inaccessible ones are.
-      if (!head || !(await this.accessible(head, req.userId))) continue;
-      const children = roomTypeOf(head) === 'm.space' ? childEvents(head, req.suggestedOnly) : [];
-      rooms.push({
-        ...fullSummary(head),
-        children_state: children.map((c) => ({
-          type: c.pdu.type,
-          state_key: c.pdu.state_key ?? '',
-          content: c.pdu.content,
-          sender: c.pdu.sender,
-          origin_server_ts: c.pdu.origin_server_ts,
-        })),
-      });
+      const visited = await this.#visit(entry, req.userId, req.suggestedOnly);
+      if (!visited) continue;
+      rooms.push(visited.room);
       if (req.maxDepth === undefined || entry.depth < req.maxDepth) {
         // Reversed, so that the next room to visit (in the children's order) is at the end of the stack.
-        for (const c of [...children].reverse()) {
-          queue.push({ roomId: c.pdu.state_key ?? '', depth: entry.depth + 1 });
-        }
+        for (const c of [...visited.children].reverse()) queue.push(c);
       }
     }
 

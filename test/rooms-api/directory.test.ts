@@ -284,8 +284,10 @@ for (const engine of ENGINES) {
         401,
         'M_UNKNOWN_TOKEN',
       );
+      // Another server's directory is asked over federation (test/federation/directory.test.ts); a name that is
+      // not a server name is refused here.
       expectError(
-        await anon.get('/_matrix/client/v3/publicRooms?server=elsewhere.example'),
+        await anon.get('/_matrix/client/v3/publicRooms?server=not%20a%20server'),
         400,
         'M_INVALID_PARAM',
       );

@@ -1,6 +1,7 @@
 /** Room aliases and the published room directory (client-server API "Room aliases", "Room discovery"). */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { remotePublicRooms, type RemotePublicRoomsRequest } from '../../federation/remote-directory.js';
 import {
   createAlias,
   deleteAlias,
@@ -12,6 +13,7 @@ import {
 import { listPublicRooms } from '../../roomsvc/public-rooms.js';
 import { bearerToken, requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
+import { isValidServerName } from '../../rooms/identifiers.js';
 import { MatrixError } from '../errors.js';
 import { parseBody, parseQuery } from '../validate.js';
 
@@ -24,6 +26,8 @@ const PublicRoomsQuery = z.looseObject({
   limit: z.coerce.number().int().min(0).optional(),
   since: z.string().optional(),
   server: z.string().optional(),
+  include_all_networks: z.enum(['true', 'false']).optional(),
+  third_party_instance_id: z.string().optional(),
 });
 const PublicRoomsBody = z.looseObject({
   limit: z.number().int().min(0).optional(),
@@ -52,11 +56,14 @@ export function directoryRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const r = requester(req);
     return { userId: r.userId, isAdmin: r.isAdmin };
   };
-  /** Only this server's directory: there is no federation to ask another server's. */
-  const localServer = (server: string | undefined) => {
-    if (server !== undefined && server !== config.server_name) {
-      throw new MatrixError('M_INVALID_PARAM', `Cannot list the room directory of ${server}`);
-    }
+  /** Another server's directory over federation; undefined for this server's (or when `server` names it). */
+  const remoteDirectory = (server: string | undefined, req: RemotePublicRoomsRequest) => {
+    if (server === undefined || server === config.server_name) return undefined;
+    if (!isValidServerName(server))
+      throw new MatrixError('M_INVALID_PARAM', `Invalid server name: ${server}`);
+    const client = deps.federation?.client;
+    if (!client) throw new MatrixError('M_INVALID_PARAM', `Cannot list the room directory of ${server}`);
+    return remotePublicRooms(client, server, req);
   };
   /** GET /publicRooms needs no token; a token that is present must be valid. */
   const optionalUser = async (req: FastifyRequest) => {
@@ -101,15 +108,29 @@ export function directoryRoutes(app: FastifyInstance, deps: ApiDeps): void {
   /** GET /_matrix/client/v3/publicRooms */
   app.get('/_matrix/client/v3/publicRooms', { preHandler: optionalUser }, async (req) => {
     const q = parseQuery(PublicRoomsQuery, req.query);
-    localServer(q.server);
-    return listPublicRooms(d, { limit: q.limit, since: q.since });
+    const remote = remoteDirectory(q.server, {
+      limit: q.limit,
+      since: q.since,
+      include_all_networks:
+        q.include_all_networks === undefined ? undefined : q.include_all_networks === 'true',
+      third_party_instance_id: q.third_party_instance_id,
+    });
+    return remote ?? listPublicRooms(d, { limit: q.limit, since: q.since });
   });
 
   /** POST /_matrix/client/v3/publicRooms */
   app.post('/_matrix/client/v3/publicRooms', guard, async (req) => {
     const { server } = parseQuery(z.looseObject({ server: z.string().optional() }), req.query);
-    localServer(server);
     const body = parseBody(PublicRoomsBody, req.body);
+    // The filter is sent as given (an empty one too: POST, as Synapse asks).
+    const remote = remoteDirectory(server, {
+      limit: body.limit,
+      since: body.since,
+      filter: { generic_search_term: body.filter?.generic_search_term, room_types: body.filter?.room_types },
+      include_all_networks: body.include_all_networks,
+      third_party_instance_id: body.third_party_instance_id,
+    });
+    if (remote) return remote;
     return listPublicRooms(d, {
       limit: body.limit,
       since: body.since,

@@ -1,6 +1,7 @@
 /** Spaces (client-server API "Spaces"): the space hierarchy. */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { RemoteHierarchy } from '../../federation/remote-hierarchy.js';
 import { SpaceHierarchy } from '../../roomsvc/hierarchy.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
@@ -13,8 +14,16 @@ const HierarchyQuery = z.looseObject({
   from: z.string().optional(),
 });
 
-export function hierarchyRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'writer' | 'auth'>): void {
-  const hierarchy = new SpaceHierarchy(deps.writer);
+export function hierarchyRoutes(
+  app: FastifyInstance,
+  deps: Pick<ApiDeps, 'writer' | 'auth' | 'federation' | 'config'>,
+): void {
+  const client = deps.federation?.client;
+  const serverName = deps.config.server_name;
+  const hierarchy = new SpaceHierarchy(
+    deps.writer,
+    client && { serverName, hierarchy: new RemoteHierarchy(client, serverName) },
+  );
 
   /** GET /_matrix/client/v1/rooms/{roomId}/hierarchy */
   app.get<{ Params: { roomId: string } }>(

@@ -8,6 +8,7 @@ import type { SigningKey } from '../../keys/signing-key.js';
 import type { MediaService } from '../../media/service.js';
 import type { Storage } from '../../storage/db.js';
 import { federationAuth } from './auth.js';
+import { federationDirectoryRoutes } from './directory.js';
 import { federationEventRoutes } from './events.js';
 import { keyRoutes } from './keys.js';
 import { federationMediaRoutes } from './media.js';
@@ -58,6 +59,7 @@ export function registerFederationRoutes(app: FastifyInstance, deps: FederationD
     federationRoomRoutes(app, { ...rooms, keyRing: deps.keyRing, signingKey: deps.signingKey });
     federationKnockRoutes(app, { ...rooms, keyRing: deps.keyRing, signingKey: deps.signingKey });
     federationEventRoutes(app, rooms);
+    federationDirectoryRoutes(app, rooms);
   }
   if (deps.inbound) {
     sendRoutes(app, { ...deps.inbound, serverName: deps.serverName, storage: deps.storage, authenticate });
