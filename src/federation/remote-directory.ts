@@ -7,7 +7,7 @@
 import { MatrixError, type ErrCode } from '../api/errors.js';
 import type { RoomSummary } from '../roomsvc/room-summary.js';
 import { isJsonObject } from '../util/validate.js';
-import { FederationError, type FederationClient } from './client.js';
+import { FederationDeniedError, FederationError, type FederationClient } from './client.js';
 
 /** Largest answer read from another server's directory or hierarchy. */
 export const DIRECTORY_MAX_BYTES = 5 * 1024 * 1024;
@@ -69,8 +69,13 @@ export function checkedSummary(value: unknown): RemoteRoomSummary | undefined {
   return out;
 }
 
-/** The client's error for a failed request to `server`: its 4xx as it answered, otherwise 502. */
+/**
+ * The client's error for a failed request to `server`: 403 when federation_domain_whitelist refuses it, its 4xx as
+ * it answered, otherwise 502 (as Synapse answers).
+ */
 export function remoteFailure(server: string, what: string, err: unknown): MatrixError {
+  if (err instanceof FederationDeniedError)
+    return new MatrixError('M_FORBIDDEN', `Federation denied with ${server}: ${err.message}`);
   if (err instanceof FederationError && err.status !== undefined && err.status >= 400 && err.status < 500) {
     const code = err.errcode;
     const errcode = (code && /^M_[A-Z_]{1,64}$/.test(code) ? code : 'M_UNKNOWN') as ErrCode;

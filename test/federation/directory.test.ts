@@ -33,6 +33,16 @@ function unsigned(base: string, path: string): Promise<{ status: number; body: J
   });
 }
 
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 const ids = (chunk: unknown): string[] => (chunk as { room_id: string }[]).map((r) => r.room_id).sort();
 
 async function federationFailure(p: Promise<unknown>): Promise<FederationError> {
@@ -217,6 +227,44 @@ for (const engine of ENGINES) {
       const again = await bob.get(`/_matrix/client/v1/rooms/${encodeURIComponent(space)}/hierarchy`);
       assert.deepEqual(
         (again.body.rooms as { room_id: string }[]).map((r) => r.room_id),
+        [space, open],
+      );
+
+      // A child restricted to the space's members: A shows it to B's server (one of its users is in the space),
+      // B shows it to the user in the space and not to another.
+      const restricted = await createRoom({
+        preset: 'private_chat',
+        name: 'Members only',
+        initial_state: [
+          {
+            type: 'm.room.join_rules',
+            state_key: '',
+            content: { join_rule: 'restricted', allow: [{ type: 'm.room_membership', room_id: space }] },
+          },
+        ],
+      });
+      const linked = await alice.put(
+        `/_matrix/client/v3/rooms/${encodeURIComponent(space)}/state/m.space.child/${encodeURIComponent(restricted)}`,
+        { via, order: 'c' },
+      );
+      assert.equal(linked.status, 200, JSON.stringify(linked.body));
+      const seen = async (who: Me) => {
+        const h = await who.get(`/_matrix/client/v1/rooms/${encodeURIComponent(space)}/hierarchy`);
+        assert.equal(h.status, 200, JSON.stringify(h.body));
+        return h.body.rooms as { room_id: string; allowed_room_ids?: string[] }[];
+      };
+      const bobSees = await until('the new child', async () => {
+        const r = await seen(bob);
+        return r.length === 3 ? r : undefined;
+      });
+      assert.deepEqual(
+        bobSees.map((r) => r.room_id),
+        [space, open, restricted],
+      );
+      assert.deepEqual(bobSees[2]?.allowed_room_ids, [space]);
+      const carol = await b.user('carol');
+      assert.deepEqual(
+        (await seen(carol)).map((r) => r.room_id),
         [space, open],
       );
 
