@@ -7,9 +7,10 @@
  * are several; it is checked against its auth events and that state (not against the current state: old events are
  * not soft-failed). An accepted event gets a negative backfill position (lower for older events) and its snapshot; a
  * plain outlier (from a join's state or auth chain) is promoted in place instead of stored twice. A rejected event
- * is stored as a rejected outlier. Nothing here touches the current state, forward extremities, memberships (other
- * than the position of a promoted member event), the stream counter or the commit listeners: history never reaches
- * /sync, push or the outbound federation queue as new.
+ * is stored as a rejected outlier. A redaction stored before the event it redacts (it is newer, so it came in an
+ * earlier batch or live) is applied to it when it arrives, if the state before the redaction allows it. Nothing here
+ * touches the current state, forward extremities, memberships (other than the position of a promoted member event),
+ * the stream counter or the commit listeners: history never reaches /sync, push or the outbound queue as new.
  */
 import type { Transaction } from 'kysely';
 import { authEventTypesFor } from '../rooms/auth/auth-events.js';
@@ -18,11 +19,11 @@ import { canonicalJson } from '../rooms/canonical-json.js';
 import { createEventIdFromRoomId, redactsOf, type Pdu } from '../rooms/event.js';
 import type { RoomVersion } from '../rooms/room-versions.js';
 import type { BackfillPositions } from '../storage/backfill.js';
-import { promoteOutlier, snapshotChainLength } from '../storage/backfill.js';
+import { markRedacted, promoteOutlier, redactionsOf, snapshotChainLength } from '../storage/backfill.js';
 import type { Engine } from '../storage/dialect.js';
 import { getEventRowById, insertEvent } from '../storage/events.js';
 import type { Database } from '../storage/schema.js';
-import { stateKey, type StateMapNids } from '../storage/state.js';
+import { loadSnapshot, stateKey, type StateMapNids } from '../storage/state.js';
 import { checkAgainstAuthEvents, snapshotOf, type AuthInput } from './remote-events.js';
 import { writeSideTables } from './room-writer.js';
 import {
@@ -92,6 +93,7 @@ export async function writeBackfill(
   const result: BackfillResult = { placed: [], promoted: [], rejected: [], skipped: [] };
   const afters = new Map<string, After>();
   const inBatch = new Set(ordered.map((e) => e.eventId));
+  const redactedEarlier = await earlierRedactions(trx, room, inBatch);
 
   for (const ev of ordered) {
     const existing = await getEventRowById(trx, ev.eventId);
@@ -152,6 +154,8 @@ export async function writeBackfill(
       roomNid,
       redacts,
     );
+    const earlier = redactedEarlier.get(ev.eventId);
+    if (earlier) await applyEarlierRedactions(trx, room, { nid, pdu }, earlier);
     result.placed.unshift(ev.eventId);
     if (typeof pdu.state_key === 'string') {
       const map = new Map(before.map);
@@ -276,13 +280,60 @@ async function redactionApplies(
   const target = redactsOf(pdu, room.version);
   if (!target) return false;
   const found = (await eventsById(trx, room.roomNid, [target], room.version)).get(target);
-  if (!found) return false;
-  const pl = before.get(stateKey('m.room.power_levels', ''));
-  const create = before.get(stateKey('m.room.create', ''));
+  return found !== undefined && mayRedact(trx, room, pdu, found.pdu, before);
+}
+
+/** "Handling redactions": the redacter has the redact level in `state`, or is on the original sender's server. */
+async function mayRedact(
+  trx: Transaction<Database>,
+  room: BackfillRoom,
+  redaction: Pdu,
+  target: Pdu,
+  state: StateMapNids,
+): Promise<boolean> {
+  const pl = state.get(stateKey('m.room.power_levels', ''));
+  const create = state.get(stateKey('m.room.create', ''));
   const events = await eventsByNid(
     trx,
     [pl, create].filter((n): n is number => n !== undefined),
     room.version,
   );
-  return redactionAllowed(pdu, found.pdu, lookupState(before, events), room.version);
+  return redactionAllowed(redaction, target, lookupState(state, events), room.version);
+}
+
+/** Stored redactions naming events of the batch (received before them): target id → redactions. */
+async function earlierRedactions(
+  trx: Transaction<Database>,
+  room: BackfillRoom,
+  ids: ReadonlySet<string>,
+): Promise<Map<string, { eventId: string; pdu: Pdu; snapshotNid: number }[]>> {
+  const out = new Map<string, { eventId: string; pdu: Pdu; snapshotNid: number }[]>();
+  for (const r of await redactionsOf(trx, room.roomNid, ids)) {
+    let pdu: Pdu;
+    try {
+      pdu = forRules(JSON.parse(r.json) as Pdu, room.version);
+    } catch {
+      continue; // damaged JSON: the doctor reports it
+    }
+    const target = redactsOf(pdu, room.version);
+    if (target === undefined || !ids.has(target)) continue;
+    out.set(target, [...(out.get(target) ?? []), { eventId: r.eventId, pdu, snapshotNid: r.snapshotNid }]);
+  }
+  return out;
+}
+
+/** Marks a backfilled event redacted by the first earlier redaction allowed by the state before that redaction. */
+async function applyEarlierRedactions(
+  trx: Transaction<Database>,
+  room: BackfillRoom,
+  target: { nid: number; pdu: Pdu },
+  redactions: readonly { eventId: string; pdu: Pdu; snapshotNid: number }[],
+): Promise<void> {
+  for (const r of redactions) {
+    const snap = await loadSnapshot(trx, r.snapshotNid, room.roomNid);
+    if (snap && (await mayRedact(trx, room, r.pdu, target.pdu, snap.map))) {
+      await markRedacted(trx, target.nid, r.eventId);
+      return;
+    }
+  }
 }

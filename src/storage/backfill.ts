@@ -145,3 +145,44 @@ export async function lowestPosition(db: Executor, roomNid: number): Promise<num
     .executeTakeFirst();
   return row?.m === null || row?.m === undefined ? undefined : Number(row.m);
 }
+
+/** A stored redaction of the room, with the state before it. */
+export interface StoredRedaction {
+  eventId: string;
+  json: string;
+  snapshotNid: number;
+}
+
+/**
+ * The room's accepted redactions that name one of `ids` (a redaction received before the event it redacts, which
+ * backfill brings later). Reads the room's redaction rows, which are few next to its events.
+ */
+export async function redactionsOf(
+  db: Executor,
+  roomNid: number,
+  ids: ReadonlySet<string>,
+): Promise<StoredRedaction[]> {
+  if (ids.size === 0) return [];
+  const rows = await db
+    .selectFrom('events')
+    .select(['event_id', 'json', 'state_snapshot_nid'])
+    .where('room_nid', '=', roomNid)
+    .where('type', '=', 'm.room.redaction')
+    .where('outlier', '=', 0)
+    .execute();
+  return rows
+    .filter(
+      (r) => r.state_snapshot_nid !== null && [...ids].some((id) => r.json.includes(JSON.stringify(id))),
+    )
+    .map((r) => ({ eventId: r.event_id, json: r.json, snapshotNid: Number(r.state_snapshot_nid) }));
+}
+
+/** Marks an event redacted by `redactionId` (unless it already is). */
+export async function markRedacted(db: Executor, eventNid: number, redactionId: string): Promise<void> {
+  await db
+    .updateTable('events')
+    .set({ redacted_by: redactionId })
+    .where('event_nid', '=', eventNid)
+    .where('redacted_by', 'is', null)
+    .execute();
+}
