@@ -10,7 +10,7 @@ import type { RoomWriter } from '../input/room-writer.js';
 import { checkAgainstAuthEvents, MissingEventsError, type OutlierEvent } from '../input/remote-events.js';
 import { eventsById, forRules } from '../input/state-at.js';
 import type { JsonObject, Pdu } from '../rooms/event.js';
-import { createEventIdFromRoomId } from '../rooms/event.js';
+import { createEventIdFromRoomId, roomIdOf } from '../rooms/event.js';
 import { findRoomVersion, type RoomVersion } from '../rooms/room-versions.js';
 import type { Storage } from '../storage/db.js';
 import { stateKey, type StateMapNids } from '../storage/state.js';
@@ -259,13 +259,17 @@ export function checkOutlierBatch(
   return out;
 }
 
-/** Stores checked events as outliers, each checked against its own auth events (in the batch or stored). */
+/**
+ * Stores checked events as outliers, each checked against its own auth events (in the batch or stored). Events
+ * naming another room are left out: another server's answer cannot put them in this one.
+ */
 export async function storeCheckedOutliers(
   deps: Pick<IngestDeps, 'storage' | 'writer'>,
   room: RoomInfo,
-  events: readonly { eventId: string; raw: Pdu }[],
+  given: readonly { eventId: string; raw: Pdu }[],
 ): Promise<Map<string, number>> {
   const version = room.version;
+  const events = given.filter((e) => roomIdOf(e.raw, e.eventId) === room.roomId);
   const ids = new Set(events.map((e) => e.eventId));
   const wanted = new Set<string>();
   for (const e of events)

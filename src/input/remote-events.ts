@@ -13,7 +13,7 @@ import { authEventTypesFor, checkAuthEvents } from '../rooms/auth/auth-events.js
 import { checkEventAuth, redactionAllowed } from '../rooms/auth/check.js';
 import type { StateLookup } from '../rooms/auth/types.js';
 import { canonicalJson } from '../rooms/canonical-json.js';
-import { createEventIdFromRoomId, redactsOf, type Pdu } from '../rooms/event.js';
+import { createEventIdFromRoomId, redactsOf, roomIdOf, type Pdu } from '../rooms/event.js';
 import type { RoomVersion } from '../rooms/room-versions.js';
 import { getEventRowById, insertEvent } from '../storage/events.js';
 import type { Database } from '../storage/schema.js';
@@ -149,6 +149,9 @@ export async function planRemoteEvent(
 ): Promise<RemotePlan | { status: 'duplicate'; reason?: string }> {
   const version = head.version;
   const pdu = forRules(ev.raw, version);
+  // An event naming another room never enters this one (its rows would sit under this room's nid).
+  const named = roomIdOf(pdu, ev.eventId);
+  if (named !== head.roomId) throw new Error(`Event ${ev.eventId} is in room ${named}, not ${head.roomId}`);
   const existing = await getEventRowById(db, ev.eventId);
   let outlierNid: number | undefined;
   if (existing) {

@@ -64,13 +64,26 @@ for (const engine of ENGINES) {
       (forgedFirst.signatures as Record<string, Record<string, string>>)[s.hostile.serverName] = {
         [s.hostile.keyId]: 'A'.repeat(86),
       };
-      const foreign = { ...first.pdu, room_id: otherRoom };
+      // Properly signed, citing this room's events, but naming another room.
+      const foreign = s.hostile.build(
+        {
+          type: 'm.room.message',
+          content: { msgtype: 'm.text', body: 'foreign' },
+          sender: s.eve,
+          room_id: otherRoom,
+          prev_events: first.pdu.prev_events as string[],
+          auth_events: first.pdu.auth_events as string[],
+          depth: first.pdu.depth as number,
+          origin_server_ts: Date.now(),
+        },
+        '12',
+      );
       const decoy = await s.message('decoy');
       const head = await s.a.hs.writer.head(s.roomId);
       const stateIds = [...(head?.state.values() ?? [])].map((e) => e.eventId);
       s.hostile.script = {
         // The missing event with a forged signature, the same event claiming another room, and junk.
-        missingEvents: () => ({ status: 200, body: { events: [forgedFirst, foreign, 'x', 7, null] } }),
+        missingEvents: () => ({ status: 200, body: { events: [forgedFirst, foreign.pdu, 'x', 7, null] } }),
         stateIds: () => ({ status: 200, body: { pdu_ids: stateIds, auth_chain_ids: [] } }),
         // Asked for `first`, it answers with another event.
         event: (id) =>
@@ -82,9 +95,9 @@ for (const engine of ENGINES) {
       assert.equal(res.status, 200);
       assert.equal(typeof res.pdus[second.eventId]?.error, 'string');
       assert.ok(s.hostile.requests.some((r) => r.includes(`/event/${encodeURIComponent(first.eventId)}`)));
-      for (const id of [first.eventId, second.eventId, decoy.eventId])
+      for (const id of [first.eventId, second.eventId, decoy.eventId, foreign.eventId])
         assert.equal(await s.row(id), undefined);
-      await s.invisible(first.eventId, second.eventId, decoy.eventId);
+      await s.invisible(first.eventId, second.eventId, decoy.eventId, foreign.eventId);
 
       // /state_ids naming events that do not exist.
       const more = await gap('nonexistent state');
@@ -133,12 +146,27 @@ for (const engine of ENGINES) {
         { type: 'm.room.message', content: { msgtype: 'm.text', body: 'odd auth' } },
         { auth: [`$${'A'.repeat(43)}`] },
       );
+      // Besides junk, a well-signed event of a room A does not know, citing this room's events.
+      const stray = s.hostile.build(
+        {
+          type: 'm.room.message',
+          content: { msgtype: 'm.text', body: 'stray' },
+          sender: s.eve,
+          room_id: `!${'D'.repeat(43)}`,
+          prev_events: ev.pdu.prev_events as string[],
+          auth_events: (ev.pdu.auth_events as string[]).slice(1),
+          depth: 3,
+          origin_server_ts: Date.now(),
+        },
+        '12',
+      );
       s.hostile.script = {
-        eventAuth: () => ({ status: 200, body: { auth_chain: [1, 'x', { type: 'm' }] } }),
+        eventAuth: () => ({ status: 200, body: { auth_chain: [1, 'x', { type: 'm' }, stray.pdu] } }),
       };
       const res = await s.send([ev.pdu]);
       assert.equal(res.status, 200);
       assert.equal(typeof res.pdus[ev.eventId]?.error, 'string');
+      assert.equal(await s.row(stray.eventId), undefined);
       await s.invisible(ev.eventId);
       await unharmed();
     });
