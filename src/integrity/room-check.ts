@@ -449,8 +449,20 @@ export async function analyzeRoom(db: Executor, _engine: Engine, room: RoomRef):
     );
   }
 
-  const extremities = good.filter((g) => !g.row.outlier && !referenced.has(g.row.event_id)).map((g) => g.nid);
   const gotFwd = new Set(data.fwd.map((f) => Number(f.event_nid)));
+  // In a room joined over federation, an event whose prev event is not in this server's timeline follows a gap
+  // (a rejoin: the room went on without this server). An earlier event may have its successors in the gap: it
+  // need not be an extremity (and stays one only if it was).
+  const timelineIds = new Set(good.filter((g) => !g.row.outlier).map((g) => g.row.event_id));
+  let lastGap = -1;
+  good.forEach((g, i) => {
+    if (joinedRemotely && !g.row.outlier && prevIds(g.pdu).some((p) => !timelineIds.has(p))) lastGap = i;
+  });
+  const extremities = good
+    .filter(
+      (g, i) => !g.row.outlier && !referenced.has(g.row.event_id) && (i >= lastGap || gotFwd.has(g.nid)),
+    )
+    .map((g) => g.nid);
   if (gotFwd.size !== extremities.length || extremities.some((n) => !gotFwd.has(n))) {
     add(
       'forward_extremities_mismatch',

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FederationError } from '../../src/federation/client.js';
+import { runDoctor } from '../../src/integrity/doctor.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import {
@@ -325,6 +326,16 @@ for (const engine of ENGINES) {
       });
       const refused = await putState(bob, roomId, 'm.room.topic', { topic: 'again from B' });
       assert.equal(refused.status, 403, JSON.stringify(refused));
+    });
+
+    it("every server's doctor finds the room consistent", async () => {
+      for (const s of [a, b, c]) {
+        const report = await runDoctor(s.hs.storage, {
+          roomId,
+          exclusive: (id, fn) => s.hs.writer.runExclusive(id, fn),
+        });
+        assert.deepEqual(report.problems, [], s.serverName);
+      }
     });
   });
 }
