@@ -167,6 +167,10 @@ for (const engine of ENGINES) {
         await until(`the leave on ${u.userId}'s server`, async () =>
           (await joinedMembers(u, roomId)).includes(carol.userId) ? undefined : true,
         );
+      await until("the room in the leave section of C's /sync", async () => {
+        await views[2]!.poll();
+        return views[2]!.left.has(roomId) ? true : undefined;
+      });
       const whileAway = await sendText(alice, roomId, 'said while C was away');
 
       const back = await carol.post(`/_matrix/client/v3/join/${enc(alias)}`);
@@ -179,7 +183,9 @@ for (const engine of ENGINES) {
       assert.equal((await stateContent(carol, roomId, 'm.room.topic'))?.topic, 'set by B');
       const afterRejoin = await sendText(bob, roomId, 'welcome back');
       await views[2]!.sees(roomId, [afterRejoin], 'the message after the rejoin');
-      assert.ok(whileAway);
+      assert.equal(views[2]!.left.has(roomId), false);
+      // What was said while C was away is not in C's /sync (it was not in the room).
+      assert.equal(views[2]!.timeline.get(roomId)?.has(whileAway), false);
     });
 
     it("A's user invites a second user of C, who accepts", async () => {

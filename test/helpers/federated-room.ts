@@ -36,6 +36,8 @@ export class SyncView {
   /** The latest ephemeral event of each type per room (typing and receipts replace earlier ones). */
   readonly ephemeral = new Map<string, Map<string, Json[]>>();
   readonly invites = new Set<string>();
+  /** Rooms last seen in the `leave` section (removed again when seen joined). */
+  readonly left = new Set<string>();
 
   constructor(readonly user: FedUser) {}
 
@@ -45,9 +47,12 @@ export class SyncView {
     assert.equal(res.status, 200, JSON.stringify(res.body));
     this.#since = res.body.next_batch as string;
     const rooms = res.body.rooms as
-      { join?: Record<string, SyncRoom>; invite?: Record<string, unknown> } | undefined;
+      | { join?: Record<string, SyncRoom>; invite?: Record<string, unknown>; leave?: Record<string, unknown> }
+      | undefined;
     for (const id of Object.keys(rooms?.invite ?? {})) this.invites.add(id);
+    for (const id of Object.keys(rooms?.leave ?? {})) this.left.add(id);
     for (const [roomId, room] of Object.entries(rooms?.join ?? {})) {
+      this.left.delete(roomId);
       let ids = this.timeline.get(roomId);
       if (!ids) this.timeline.set(roomId, (ids = new Set()));
       for (const e of room.timeline?.events ?? []) ids.add(e.event_id);
