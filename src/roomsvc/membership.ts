@@ -7,8 +7,14 @@ import type { JsonObject } from '../rooms/event.js';
 import { serverNameOf } from '../rooms/identifiers.js';
 import type { RoomHead } from '../input/room-head.js';
 import type { Storage } from '../storage/db.js';
+import { serversInRoom } from '../federation/room-access.js';
 import { memberContent } from './create-room.js';
-import { inviteOverFederation, joinOverFederation, type RemoteJoinDeps } from './remote-join.js';
+import {
+  inviteOverFederation,
+  joinAuthorisedElsewhere,
+  joinOverFederation,
+  type RemoteJoinDeps,
+} from './remote-join.js';
 import { knockOverFederation } from './remote-knock.js';
 import { leaveOverFederation, pendingRemoteMembership } from './remote-leave.js';
 import { authoriseRestrictedJoin, needsAuthoriser } from './restricted-join.js';
@@ -107,6 +113,12 @@ export async function join(
   if (guest) extra.kind = 'guest';
   if (needsAuthoriser(head, userId)) {
     const outcome = await authoriseRestrictedJoin(deps, head, userId);
+    const fed = federated(deps);
+    if (!outcome.ok && outcome.errcode !== 'M_FORBIDDEN' && fed && !guest) {
+      // Another server in the room may be able to authorise it.
+      const servers = [...new Set([...via, ...serversInRoom(head)])].filter((s) => s !== deps.serverName);
+      if (servers.length) return joinAuthorisedElsewhere(fed, roomId, userId, servers, extra);
+    }
     if (!outcome.ok)
       throw new MatrixError(
         'M_FORBIDDEN',

@@ -6,7 +6,7 @@
  */
 import { MatrixError } from '../api/errors.js';
 import { FederationError } from '../federation/client.js';
-import { checkOutlierBatch } from '../federation/ingest.js';
+import { checkOutlierBatch, ingestRemotePdus } from '../federation/ingest.js';
 import { checkReceivedPdu } from '../federation/pdu-checks.js';
 import { forRules } from '../input/state-at.js';
 import { checkEventAuth } from '../rooms/auth/check.js';
@@ -45,6 +45,33 @@ export async function joinOverFederation(
   const content = await memberContent(deps.storage, userId, 'join', extra);
   const done = await handshake(deps, 'join', roomId, userId, servers, content);
   await persistJoin(deps, roomId, done.version, done.event, done.answer, done.server);
+  return roomId;
+}
+
+/**
+ * A restricted join to a room this server is in but cannot authorise (no local user may invite, or it knows none of
+ * the allowed rooms): the handshake with a resident server that can, then the join it countersigned taken in like
+ * any event from that server (missing prev events fetched). The resident server sends it to the room's other servers.
+ */
+export async function joinAuthorisedElsewhere(
+  deps: RemoteJoinDeps,
+  roomId: string,
+  userId: string,
+  servers: readonly string[],
+  extra: JsonObject = {},
+): Promise<string> {
+  const content = await memberContent(deps.storage, userId, 'join', extra);
+  const done = await handshake(deps, 'join', roomId, userId, servers, content);
+  const event = (done.answer as { event?: unknown } | undefined)?.event;
+  if (typeof event !== 'object' || event === null || Array.isArray(event))
+    throw new MatrixError('M_UNKNOWN', `${done.server} answered send_join without the signed join`, {}, 502);
+  const results = await ingestRemotePdus(deps, done.server, [event as JsonObject]);
+  const error = results[done.event.eventId]?.error;
+  if (!(done.event.eventId in results) || error !== undefined)
+    throw new MatrixError(
+      'M_FORBIDDEN',
+      `The join signed by ${done.server} was not accepted: ${error ?? 'another event'}`,
+    );
   return roomId;
 }
 

@@ -21,7 +21,7 @@ export interface RemoteJoinDeps {
   writer: RoomWriter;
   serverName: string;
   signingKey: SigningKey;
-  client: Pick<FederationClient, 'get' | 'put'>;
+  client: Pick<FederationClient, 'get' | 'put' | 'post'>;
   keyRing: Pick<KeyRing, 'getVerifyKey'>;
 }
 

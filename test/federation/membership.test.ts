@@ -285,6 +285,25 @@ for (const engine of ENGINES) {
       );
       assert.equal(carolMember.body.join_authorised_via_users_server, alice.userId);
 
+      // Carl, also on C, is in the space: C is in the room but cannot grant the join, so it asks A, which can.
+      const carl = (await c.user('carl')) as Me;
+      assert.equal((await join(carl, space, [a])).status, 200);
+      // C is in the space already: the join reaches A through C's queue.
+      await until('carl in the space on A', async () =>
+        (await membershipOn(alice, space, carl.userId)) === 'join' ? true : undefined,
+      );
+      const carlJoined = await carl.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {});
+      assert.equal(carlJoined.status, 200, JSON.stringify(carlJoined.body));
+      assert.equal(await membershipOn(carl, roomId, carl.userId), 'join');
+      await until('carl joined on A', async () =>
+        (await membershipOn(alice, roomId, carl.userId)) === 'join' ? true : undefined,
+      );
+      const carlMember = await alice.get(
+        `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(carl.userId)}`,
+      );
+      assert.equal(carlMember.body.join_authorised_via_users_server, alice.userId);
+      await doctorClean(c, roomId);
+
       // Bob joins the space; once C sees it, C can check him but cannot grant the join (nobody on C may invite).
       assert.equal((await join(bob, space, [a])).status, 200);
       await until('bob in the space on C', async () =>
