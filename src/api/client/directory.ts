@@ -29,7 +29,8 @@ const PublicRoomsQuery = z.looseObject({
   include_all_networks: z.enum(['true', 'false']).optional(),
   third_party_instance_id: z.string().optional(),
 });
-const PublicRoomsBody = z.looseObject({
+/** The POST /publicRooms body, the same for clients and other servers. */
+export const PublicRoomsBody = z.looseObject({
   limit: z.number().int().min(0).optional(),
   since: z.string().optional(),
   filter: z

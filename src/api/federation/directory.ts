@@ -17,6 +17,7 @@ import {
   type PublicRoomsResponse,
 } from '../../roomsvc/public-rooms.js';
 import type { Storage } from '../../storage/db.js';
+import { PublicRoomsBody } from '../client/directory.js';
 import { notFound } from '../errors.js';
 import { parseBody, parseParams, parseQuery } from '../validate.js';
 
@@ -33,18 +34,6 @@ const PublicRoomsGet = z.looseObject({
   limit: z.coerce.number().int().min(0).optional(),
   since: z.string().optional(),
   include_all_networks: Bool.optional(),
-  third_party_instance_id: z.string().optional(),
-});
-const PublicRoomsPost = z.looseObject({
-  limit: z.number().int().min(0).optional(),
-  since: z.string().optional(),
-  filter: z
-    .looseObject({
-      generic_search_term: z.string().optional(),
-      room_types: z.array(z.string().nullable()).optional(),
-    })
-    .optional(),
-  include_all_networks: z.boolean().optional(),
   third_party_instance_id: z.string().optional(),
 });
 const HierarchyQuery = z.looseObject({ suggested_only: Bool.default('false') });
@@ -78,7 +67,7 @@ export function federationDirectoryRoutes(app: FastifyInstance, deps: DirectoryR
 
   /** POST /_matrix/federation/v1/publicRooms */
   app.post('/_matrix/federation/v1/publicRooms', guard, async (req) => {
-    const body = parseBody(PublicRoomsPost, req.body);
+    const body = parseBody(PublicRoomsBody, req.body);
     return list(
       {
         limit: body.limit,
