@@ -3,6 +3,7 @@
  * computation and the wait is missed; an empty incremental sync waits until woken or timed out, then recomputes.
  * Everything is read up to `stream.current`, the position below which all writes have committed.
  */
+import { MatrixError } from '../api/errors.js';
 import type { ClientEvent, JsonObject } from '../rooms/event.js';
 import { bundleAggregations } from '../read/aggregations.js';
 import type { EventReader, LoadedEvent } from '../read/event-reader.js';
@@ -77,9 +78,11 @@ export class SyncService {
     let typingSince: number | null = null;
     if (req.since !== undefined) {
       const parsed = parseStreamToken(req.since, 'since');
-      // A token from the future (another database, a restore) is treated as "now": never a 500. A negative one (a
-      // room pagination token into backfilled history) as the start: history is never synced as new.
-      since = Math.max(0, Math.min(parsed.pos, storage.stream.current));
+      // A sync token is never negative (only room pagination tokens into backfilled history are): refuse one as
+      // malformed rather than guess what the client meant.
+      if (parsed.pos < 0) throw new MatrixError('M_INVALID_PARAM', 'Invalid since token');
+      // A token from the future (another database, a restore) is treated as "now": never a 500.
+      since = Math.min(parsed.pos, storage.stream.current);
       const t = parsed.extra[0];
       // Typing serials restart with the process: an unknown one means "send the current typing state".
       typingSince = t !== undefined && t <= this.deps.typing.serial ? t : null;
