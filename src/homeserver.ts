@@ -37,6 +37,8 @@ import { MediaService } from './media/service.js';
 import { healthRoutes, Instrumentation, Metrics, metricsRoutes } from './metrics/index.js';
 import { recordDamage } from './storage/damage.js';
 import { openStorage, type Storage } from './storage/db.js';
+import { AppServiceRegistry, loadAppServices } from './appservice/registration.js';
+import { ensureAppServiceSenders } from './appservice/senders.js';
 
 export class StartupError extends Error {
   constructor(message: string) {
@@ -51,6 +53,8 @@ export interface Homeserver {
   signingKey: SigningKey;
   log: Logger;
   apps: FastifyInstance[];
+  /** Application services from app_service_config_files. */
+  appServices: AppServiceRegistry;
   /** Bound addresses as `http://host:port` (`https://` for TLS listeners), one per listener. */
   urls: string[];
   /** Who is typing where (in memory). */
@@ -82,6 +86,15 @@ function readFileOrFail(path: string, what: string): Buffer {
     return readFileSync(path);
   } catch (err) {
     throw new StartupError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+/** The registration files of app_service_config_files; a bad one fails the start naming the file and key. */
+function loadAppServiceRegistry(config: Config): AppServiceRegistry {
+  try {
+    return new AppServiceRegistry(loadAppServices(config.app_service_config_files, config.server_name));
+  } catch (err) {
+    throw new StartupError((err as Error).message);
   }
 }
 
@@ -146,7 +159,9 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   ensureWritableDir(config.media_store_path, 'media store');
   const signingKey = loadOrCreateSigningKey(config.signing_key_path);
   const tlsFiles = readTlsFiles(config);
+  const appServices = loadAppServiceRegistry(config);
   const storage = await openStorage(config.database);
+  await ensureAppServiceSenders(storage.db, appServices);
   const metricsOn = config.enable_metrics || config.listeners.some((l) => l.type === 'metrics');
   const metrics = metricsOn ? new Metrics() : undefined;
   const instrument = metrics ? new Instrumentation(metrics) : undefined;
@@ -232,6 +247,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     remoteKeys: remoteKeys(federation.client),
     remoteQueries: remoteQueries(federation.client),
     federation: { client: federation.client, keyRing: federation.keyRing },
+    appServices,
   };
 
   typing.subscribe(federation.sender.relayTyping);
@@ -349,5 +365,18 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     return closing;
   };
 
-  return { config, storage, signingKey, log, apps, urls, typing, writer, media, federation, close };
+  return {
+    config,
+    storage,
+    signingKey,
+    log,
+    apps,
+    urls,
+    typing,
+    writer,
+    media,
+    federation,
+    appServices,
+    close,
+  };
 }

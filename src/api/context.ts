@@ -16,6 +16,7 @@ import type { RemoteKeys } from '../e2ee/keys.js';
 import type { RemoteQueries } from '../federation/remote-queries.js';
 import type { FederationClient } from '../federation/client.js';
 import type { KeyRing } from '../federation/keyring.js';
+import type { AppServiceRegistry } from '../appservice/registration.js';
 
 export interface ApiDeps {
   config: Config;
@@ -38,4 +39,6 @@ export interface ApiDeps {
   remoteQueries?: RemoteQueries | undefined;
   /** Outbound federation and the key ring (joins to rooms this server is not in). */
   federation?: { client: FederationClient; keyRing: KeyRing } | undefined;
+  /** Application services registered in app_service_config_files (empty registry when none). */
+  appServices?: AppServiceRegistry | undefined;
 }

@@ -47,6 +47,7 @@ function resolvePaths(config: Config, baseDir: string): Config {
     tls_certificate_path: config.tls_certificate_path && abs(config.tls_certificate_path),
     tls_private_key_path: config.tls_private_key_path && abs(config.tls_private_key_path),
     federation_custom_ca_list: config.federation_custom_ca_list?.map(abs),
+    app_service_config_files: config.app_service_config_files.map(abs),
     database:
       config.database.engine === 'sqlite' && config.database.path
         ? {

@@ -244,6 +244,8 @@ export const ConfigSchema = z
         z.object({ key: z.string().min(1), expired_ts: z.number().int().nonnegative() }).strict(),
       )
       .default({}),
+    /** Application service registration files (Synapse's YAML format), read and validated at start. */
+    app_service_config_files: z.array(z.string().min(1)).default([]),
   })
   .strict()
   .superRefine((c, ctx) => {
