@@ -505,7 +505,27 @@ export interface ServerKeyResponsesTable {
   fetched_ts: number;
 }
 
+/** Per application service: the stream position delivered through and the last transaction id used. */
+export interface AppserviceStateTable {
+  as_id: string;
+  stream_pos: number;
+  last_txn_id: number;
+}
+
+/** The transaction built for an application service and not yet acknowledged (at most one per service). */
+export interface AppserviceTxnsTable {
+  as_id: string;
+  txn_id: number;
+  from_pos: number;
+  to_pos: number;
+  /** The JSON body exactly as sent. */
+  body: string;
+  created_ts: number;
+}
+
 export interface Database {
+  appservice_state: AppserviceStateTable;
+  appservice_txns: AppserviceTxnsTable;
   federation_sender_position: FederationSenderPositionTable;
   federation_outbox: FederationOutboxTable;
   federation_destinations: FederationDestinationsTable;

@@ -14,6 +14,7 @@ import { m0013 } from './0013_federation_queue.js';
 import { m0014 } from './0014_federation_events.js';
 import { m0015 } from './0015_federation_send_on_behalf.js';
 import { m0016 } from './0016_remote_media_cache.js';
+import { m0017 } from './0017_appservice_queue.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -34,4 +35,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0014,
   m0015,
   m0016,
+  m0017,
 ];
