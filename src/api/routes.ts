@@ -8,6 +8,7 @@ import { createRoomRoutes } from './client/create-room.js';
 import { membershipRoutes } from './client/membership.js';
 import { sendRoutes } from './client/send.js';
 import { syncRoutes } from './client/sync.js';
+import { slidingSyncRoutes } from './client/sliding-sync.js';
 import { deviceRoutes } from './client/devices.js';
 import { loginRoutes } from './client/login.js';
 import { registerRoutes } from './client/register.js';
@@ -65,6 +66,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   membershipRoutes(app, deps);
   sendRoutes(app, deps);
   syncRoutes(app, deps);
+  slidingSyncRoutes(app, deps);
   searchRoutes(app, deps);
   roomReadRoutes(app, deps);
   roomStateRoutes(app, deps);

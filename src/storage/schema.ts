@@ -523,7 +523,41 @@ export interface AppserviceTxnsTable {
   created_ts: number;
 }
 
+/** A simplified sliding sync connection: (user, device, conn_id) (0018). */
+export interface SlidingSyncConnectionsTable {
+  conn_nid: Generated<number>;
+  user_id: string;
+  device_id: string;
+  conn_id: string;
+  created_ts: number;
+  last_used_ts: number;
+}
+
+/** A `pos` handed out on a sliding sync connection, child of the position its request named (0018). */
+export interface SlidingSyncPositionsTable {
+  pos_nid: Generated<number>;
+  conn_nid: number;
+  parent_pos_nid: number | null;
+  stream: number;
+  typing: number;
+  created_ts: number;
+}
+
+/** What one sliding sync response sent of one room (0018). */
+export interface SlidingSyncRoomsTable {
+  pos_nid: number;
+  room_id: string;
+  membership: string;
+  sent_to: number;
+  timeline_limit: number;
+  required_state: string;
+  lazy_members: string;
+}
+
 export interface Database {
+  sliding_sync_connections: SlidingSyncConnectionsTable;
+  sliding_sync_positions: SlidingSyncPositionsTable;
+  sliding_sync_rooms: SlidingSyncRoomsTable;
   appservice_state: AppserviceStateTable;
   appservice_txns: AppserviceTxnsTable;
   federation_sender_position: FederationSenderPositionTable;

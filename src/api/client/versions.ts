@@ -47,7 +47,8 @@ export function baseUrl(deps: Pick<ApiDeps, 'config'>): string {
 export function versionRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'config' | 'auth'>): void {
   app.get('/_matrix/client/versions', async () => ({
     versions: SPEC_VERSIONS,
-    unstable_features: {},
+    // Simplified sliding sync (MSC4186) at /unstable/org.matrix.simplified_msc3575/sync (api/client/sliding-sync.ts).
+    unstable_features: { 'org.matrix.simplified_msc3575': true },
   }));
 
   app.get('/.well-known/matrix/client', async () => ({

@@ -1,0 +1,265 @@
+/**
+ * Simplified sliding sync (MSC4186) as a read model over the same tables, reader and notifier as /sync v2.
+ *
+ * A request names a connection (user, device, conn_id) and the `pos` of the last response it processed. The
+ * connection's state at that pos (what each room was last sent with, stored per response in the database, so a
+ * restart changes nothing) decides what is new. One query lists the user's rooms with their bump stamps; only the
+ * rooms inside the lists' ranges and the subscriptions cost per-room work. An empty incremental answer waits on the
+ * notifier (registered before computing, as /sync does) until something happens or the timeout passes.
+ */
+import { MatrixError } from '../../api/errors.js';
+import type { ClientEvent, JsonObject } from '../../rooms/event.js';
+import { bundleAggregations } from '../../read/aggregations.js';
+import { loadPushRules } from '../../push/rules-store.js';
+import {
+  expireConnections,
+  findConnection,
+  loadAndFold,
+  resetConnection,
+  savePosition,
+  trimConnections,
+  userRooms,
+  activeRoomIds,
+  type SentRoomRow,
+} from '../../storage/sliding-sync.js';
+import type { SyncDeps } from '../sync.js';
+import { unreadCountsForRooms } from '../unread.js';
+import type { RoomConfig, SlidingRequest } from './request.js';
+import { combine } from './required-state.js';
+import { applyFilters, FilterFacts, inRanges, listableRooms, type ListedRoom } from './room-list.js';
+import { fullRoom, strippedRoom, type BuildContext, type RoomOutcome } from './room-result.js';
+
+/** Where a response ends: the global stream position and the typing serial (the extensions' positions). */
+export interface SlidingPosition {
+  stream: number;
+  typing: number;
+}
+
+export interface ExtensionsInput {
+  userId: string;
+  deviceId: string;
+  connKey: string;
+  since: SlidingPosition | null;
+  to: SlidingPosition;
+  listRooms: ReadonlyMap<string, readonly string[]>;
+  subscribedRooms: readonly string[];
+}
+
+export type ExtensionsFn = (
+  deps: SyncDeps,
+  request: unknown,
+  input: ExtensionsInput,
+) => Promise<{ extensions: JsonObject; hasData: boolean }>;
+
+/** Connections unused this long are forgotten (their next request gets M_UNKNOWN_POS). */
+export const CONNECTION_TTL_MS = 7 * 24 * 3600_000;
+/** Connections kept per device (the least recently used beyond are dropped). */
+export const MAX_CONNECTIONS_PER_DEVICE = 50;
+
+interface Connection {
+  connNid: number;
+  posNid: number | null;
+  since: SlidingPosition | null;
+  sent: Map<string, SentRoomRow>;
+}
+
+/** `pos` is `s<stream>_<typing>_<position id>`: usable as a /messages token, like a /sync next_batch. */
+function formatPos(at: SlidingPosition, posNid: number): string {
+  return `s${at.stream}_${at.typing}_${posNid}`;
+}
+
+function parsePos(pos: string): number {
+  const m = /^s-?\d{1,15}_\d{1,15}_(\d{1,15})$/.exec(pos);
+  if (!m) throw new MatrixError('M_UNKNOWN_POS', 'Unknown position');
+  return Number(m[1]);
+}
+
+export class SlidingSyncService {
+  constructor(
+    private readonly deps: SyncDeps,
+    private readonly extensions?: ExtensionsFn,
+  ) {}
+
+  async sync(req: SlidingRequest, userId: string, deviceId: string): Promise<JsonObject> {
+    const conn = await this.#connection(req, userId, deviceId);
+    const { storage, notifier } = this.deps;
+    const deadline = Date.now() + req.timeoutMs;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      const waitable = conn.since !== null && remaining > 0;
+      const rooms = waitable ? await activeRoomIds(storage.db, userId) : [];
+      const waiter = notifier.register(userId, rooms, waitable ? remaining : 0);
+      try {
+        const computed = await this.#compute(req, userId, deviceId, conn);
+        if (computed.hasData || !waitable) return await this.#finish(conn, computed);
+        const woken = await waiter.woken;
+        if (!woken) return await this.#finish(conn, await this.#compute(req, userId, deviceId, conn));
+      } finally {
+        waiter.cancel();
+      }
+    }
+  }
+
+  async #connection(req: SlidingRequest, userId: string, deviceId: string): Promise<Connection> {
+    const { db } = this.deps.storage;
+    const now = Date.now();
+    if (req.pos === undefined) {
+      const connNid = await resetConnection(db, userId, deviceId, req.connId, now);
+      await trimConnections(db, userId, deviceId, MAX_CONNECTIONS_PER_DEVICE);
+      await expireConnections(db, now - CONNECTION_TTL_MS);
+      return { connNid, posNid: null, since: null, sent: new Map() };
+    }
+    const posNid = parsePos(req.pos);
+    const found = await findConnection(db, userId, deviceId, req.connId);
+    if (!found || found.lastUsedTs < now - CONNECTION_TTL_MS)
+      throw new MatrixError('M_UNKNOWN_POS', 'Unknown position: start a new connection');
+    const state = await loadAndFold(db, found.connNid, posNid, now);
+    if (!state) throw new MatrixError('M_UNKNOWN_POS', 'Unknown position: start a new connection');
+    const current = this.deps.storage.stream.current;
+    return {
+      connNid: found.connNid,
+      posNid,
+      // A position from the future (a restored database) counts as now.
+      since: { stream: Math.min(state.position.stream, current), typing: state.position.typing },
+      sent: state.rooms,
+    };
+  }
+
+  async #finish(conn: Connection, c: Computed): Promise<JsonObject> {
+    const posNid = await savePosition(
+      this.deps.storage.db,
+      conn.connNid,
+      conn.posNid,
+      c.to,
+      c.sent,
+      Date.now(),
+    );
+    return { pos: formatPos(c.to, posNid), ...c.body };
+  }
+
+  async #compute(req: SlidingRequest, userId: string, deviceId: string, conn: Connection): Promise<Computed> {
+    const { storage, reader, typing } = this.deps;
+    const to: SlidingPosition = { stream: storage.stream.current, typing: typing.serial };
+    const rows = await userRooms(storage.db, userId);
+    const all = listableRooms(rows, userId, (id) => conn.sent.has(id));
+    const facts = new FilterFacts(storage, reader, userId, all);
+    const configs = new Map<string, { room: ListedRoom; configs: RoomConfig[]; lists: string[] }>();
+    const lists: JsonObject = {};
+    const listRooms = new Map<string, string[]>();
+    for (const [name, list] of req.lists) {
+      const filtered = await applyFilters(all, list.filters, facts);
+      const window = inRanges(filtered, list);
+      lists[name] = { count: filtered.length };
+      listRooms.set(
+        name,
+        window.map((r) => r.roomId),
+      );
+      for (const r of window) {
+        const entry = configs.get(r.roomId) ?? { room: r, configs: [], lists: [] };
+        entry.configs.push(list);
+        entry.lists.push(name);
+        configs.set(r.roomId, entry);
+      }
+    }
+    // Subscriptions: any room the user has (or had) a membership in; others are ignored.
+    const byId = new Map(all.map((r) => [r.roomId, r]));
+    const subscribed: string[] = [];
+    if (req.subscriptions.size) {
+      const everything = new Map(rows.map((r) => [r.roomId, r]));
+      for (const [roomId, config] of req.subscriptions) {
+        const row = byId.get(roomId) ?? everything.get(roomId);
+        if (!row || row.forgotten) continue;
+        const room = byId.get(roomId) ?? { ...row, bumpStamp: row.membershipStream };
+        const entry = configs.get(roomId) ?? { room, configs: [], lists: [] };
+        entry.configs.push(config);
+        configs.set(roomId, entry);
+        subscribed.push(roomId);
+      }
+    }
+
+    const dms = configs.size ? await facts.dmRooms() : new Set<string>();
+    const ctx: BuildContext = {
+      deps: this.deps,
+      userId,
+      deviceId,
+      flavour: req.flavour,
+      since: conn.since?.stream ?? null,
+      to: to.stream,
+    };
+    const outcomes = new Map<string, RoomOutcome>();
+    for (const [roomId, e] of configs) {
+      const input = {
+        room: e.room,
+        config: combine(e.configs),
+        prev: conn.sent.get(roomId),
+        lists: e.lists,
+        isDm: dms.has(roomId),
+      };
+      const stripped = e.room.membership === 'invite' || e.room.membership === 'knock';
+      const out = stripped ? await strippedRoom(ctx, input) : await fullRoom(ctx, input);
+      if (out) outcomes.set(roomId, out);
+    }
+    await this.#decorate(req, userId, deviceId, outcomes, configs, to.stream);
+
+    const rooms: JsonObject = {};
+    for (const [roomId, o] of outcomes) rooms[roomId] = o.body;
+    let extensions: JsonObject = {};
+    let extData = false;
+    if (this.extensions) {
+      const ext = await this.extensions(this.deps, req.extensions, {
+        userId,
+        deviceId,
+        connKey: JSON.stringify([userId, deviceId, req.connId]),
+        since: conn.since,
+        to,
+        listRooms,
+        subscribedRooms: subscribed,
+      });
+      extensions = ext.extensions;
+      extData = ext.hasData;
+    }
+    return {
+      to,
+      body: { lists, rooms, extensions },
+      sent: [...outcomes.values()].map((o) => o.sent),
+      hasData: outcomes.size > 0 || extData,
+    };
+  }
+
+  /** Bundled aggregations for every timeline, and (unstable API) unread counts of the joined rooms, in bulk. */
+  async #decorate(
+    req: SlidingRequest,
+    userId: string,
+    deviceId: string,
+    outcomes: Map<string, RoomOutcome>,
+    configs: Map<string, { room: ListedRoom }>,
+    to: number,
+  ): Promise<void> {
+    const { storage, reader } = this.deps;
+    const events = [...outcomes.values()].flatMap((o) => o.timeline) as unknown as ClientEvent[];
+    if (events.length) await bundleAggregations({ storage, reader }, events, { userId, deviceId });
+    if (req.flavour !== 'unstable') return;
+    const joined = [...outcomes.keys()]
+      .map((id) => configs.get(id)?.room)
+      .filter((r): r is ListedRoom => r?.membership === 'join');
+    if (!joined.length) return;
+    const counts = await unreadCountsForRooms(
+      { db: storage.db, reader, rules: () => loadPushRules(storage, userId) },
+      userId,
+      joined.map((r) => ({ roomNid: r.roomNid, joinedAt: r.membershipStream })),
+      to,
+    );
+    for (const r of joined) {
+      const c = counts.get(r.roomNid) ?? { notification_count: 0, highlight_count: 0 };
+      const body = outcomes.get(r.roomId)?.body;
+      if (body) Object.assign(body, c);
+    }
+  }
+}
+
+interface Computed {
+  to: SlidingPosition;
+  body: JsonObject;
+  sent: SentRoomRow[];
+  hasData: boolean;
+}
