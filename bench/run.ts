@@ -23,13 +23,22 @@ import incrementalSync from './incremental-sync.js';
 import media from './media.js';
 import federationSend from './federation-send.js';
 import federationJoin from './federation-join.js';
+import slidingSyncInitial from './sliding-sync-initial.js';
+import slidingSyncWake from './sliding-sync-wake.js';
 
 /** Scenario name → module. Add a scenario by writing bench/<name>.ts and adding it here. */
 const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
-  [send, syncLatency, initialSync, incrementalSync, media, federationSend, federationJoin].map((s) => [
-    s.name,
-    s,
-  ]),
+  [
+    send,
+    syncLatency,
+    initialSync,
+    incrementalSync,
+    media,
+    federationSend,
+    federationJoin,
+    slidingSyncInitial,
+    slidingSyncWake,
+  ].map((s) => [s.name, s]),
 );
 
 const USAGE = `usage: npm run bench [-- scenario...] [--engine sqlite|postgres|both]
@@ -38,6 +47,7 @@ scenarios (default: all):
 ${[...SCENARIOS.values()].map((s) => `  ${s.name.padEnd(18)} ${s.description}`).join('\n')}
 
 environment: BENCH_MESSAGES (messages per case, default 1000), BENCH_SENDERS (default 20),
+  BENCH_SLIDING_ROOMS (sliding-sync-initial room counts, default 200,2000),
   HEARTH_TEST_PG_URL (use this PostgreSQL instead of starting a cluster), HEARTH_BENCH_LOG (server log level)`;
 
 interface Args {

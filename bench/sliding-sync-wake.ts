@@ -1,0 +1,208 @@
+/**
+ * Scenario `sliding-sync-wake`: how fast a parked simplified sliding sync long-poll wakes. 100 connections (100
+ * users, 10 per room in 10 rooms, each room in the user's list range [0,19]) each hold a POST …/sync?pos=…&
+ * timeout=30000; a sender (a member of every room, not polling) posts a message into one room, and for each of that
+ * room's receivers we take the time from the sender's 200 response to the receiver's response (carrying the event
+ * in its room's timeline) having fully arrived. Before every send all polls must be parked (re-issued after their
+ * previous response, none (re)issued in the last 200 ms). 50 messages by default (BENCH_WAKE_MESSAGES), round-robin
+ * over the rooms. Server and client share the process, as in sync-latency; a response that beats the sender's 200
+ * counts as 0 ms and is counted.
+ */
+import http from 'node:http';
+import {
+  envInt,
+  percentile,
+  rssMiB,
+  type BenchContext,
+  type BenchUser,
+  type Json,
+  type ResultRow,
+  type Scenario,
+} from './lib.js';
+import { sendText } from './initial-sync.js';
+import { SLIDING_PATH } from './sliding-sync-initial.js';
+
+const ROOMS = 10;
+const PER_ROOM = 10;
+const POLL_TIMEOUT_MS = 30_000;
+const SETTLE_MS = 200;
+const WARMUP = 5;
+const LIST = {
+  lists: { all: { ranges: [[0, 19]], timeline_limit: 1, required_state: [['m.room.name', '']] } },
+};
+
+const now = (): bigint => process.hrtime.bigint();
+const msSince = (a: bigint, b: bigint): number => Number(b - a) / 1e6;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function postJson(
+  agent: http.Agent,
+  url: string,
+  token: string,
+  body: Json,
+): Promise<{ body: Json; arrived: bigint }> {
+  return new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const arrived = now();
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== 200)
+            reject(new Error(`POST ${url}: HTTP ${res.statusCode} ${text.slice(0, 300)}`));
+          else resolve({ body: JSON.parse(text) as Json, arrived });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+interface Receiver {
+  user: BenchUser;
+  roomId: string;
+  pos: string;
+  parked: boolean;
+  seen: Map<string, bigint>;
+  expect?: { eventId: string; done: (arrived: bigint) => void };
+}
+
+const slidingSyncWake: Scenario = {
+  name: 'sliding-sync-wake',
+  description: '100 sliding sync long-polls in 10 rooms: time from a send 200 to each receiver’s response',
+  async run(ctx: BenchContext): Promise<ResultRow[]> {
+    const messages = envInt('BENCH_WAKE_MESSAGES', 50);
+    const { server } = ctx;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 500 });
+    ctx.log(`creating ${ROOMS * PER_ROOM + 1} users and ${ROOMS} rooms`);
+    const sender = await server.user('wake_sender');
+    const users = await server.users('wake_recv', ROOMS * PER_ROOM);
+    const roomIds = await Promise.all(
+      Array.from({ length: ROOMS }, (_, r) =>
+        server.room(sender, users.slice(r * PER_ROOM, (r + 1) * PER_ROOM)),
+      ),
+    );
+    const url = (pos?: string): string =>
+      server.url +
+      SLIDING_PATH +
+      (pos === undefined ? '' : `?pos=${encodeURIComponent(pos)}&timeout=${POLL_TIMEOUT_MS}`);
+    const receivers: Receiver[] = await Promise.all(
+      users.map(async (user, i) => {
+        const first = await postJson(agent, url(), user.token as string, LIST);
+        return {
+          user,
+          roomId: roomIds[Math.floor(i / PER_ROOM)] as string,
+          pos: first.body.pos as string,
+          parked: false,
+          seen: new Map<string, bigint>(),
+        };
+      }),
+    );
+
+    let lastIssue = now();
+    let spurious = 0;
+    let stopping = false;
+    let failure: Error | undefined;
+    const pollLoop = async (r: Receiver): Promise<void> => {
+      while (!stopping) {
+        const pending = postJson(agent, url(r.pos), r.user.token as string, LIST);
+        r.parked = true;
+        lastIssue = now();
+        const { body, arrived } = await pending;
+        r.parked = false;
+        r.pos = body.pos as string;
+        if (stopping) return;
+        const room = (body.rooms as Record<string, Json> | undefined)?.[r.roomId];
+        const events = (room?.timeline as { event_id: string }[] | undefined) ?? [];
+        if (events.length === 0) spurious++;
+        for (const e of events) r.seen.set(e.event_id, arrived);
+        const ex = r.expect;
+        const at = ex && r.seen.get(ex.eventId);
+        if (ex && at !== undefined) {
+          r.expect = undefined;
+          ex.done(at);
+        }
+      }
+    };
+    const loops = receivers.map((r) =>
+      pollLoop(r).catch((err: unknown) => {
+        failure ??= err as Error;
+      }),
+    );
+    const allParked = async (): Promise<void> => {
+      for (;;) {
+        if (failure) throw failure;
+        if (receivers.every((r) => r.parked) && msSince(lastIssue, now()) >= SETTLE_MS) return;
+        await sleep(20);
+      }
+    };
+
+    const fromSent: number[] = [];
+    let early = 0;
+    ctx.log(`${receivers.length} polls parked; ${WARMUP} warm-up + ${messages} messages`);
+    for (let m = 0; m < WARMUP + messages; m++) {
+      const room = m % ROOMS;
+      const targets = receivers.filter((r) => r.roomId === roomIds[room]);
+      await allParked();
+      if (m === WARMUP) spurious = 0;
+      const eventId = await sendText(sender, roomIds[room] as string, `wake ${m}`);
+      const tSent = now();
+      const arrivals = targets.map(
+        (r) =>
+          new Promise<bigint>((resolve) => {
+            const seen = r.seen.get(eventId);
+            if (seen !== undefined) resolve(seen);
+            else r.expect = { eventId, done: resolve };
+          }),
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const got = await Promise.race([
+        Promise.all(arrivals),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`message ${m}: not every receiver woke within 10 s`)),
+            10_000,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+      if (m < WARMUP) continue;
+      for (const arrived of got) {
+        const d = msSince(tSent, arrived);
+        if (d < 0) early++;
+        fromSent.push(Math.max(0, d));
+      }
+    }
+    stopping = true;
+    agent.destroy();
+    await Promise.allSettled(loops);
+    return [
+      {
+        case: 'send 200 → sliding sync response',
+        connections: receivers.length,
+        wakes: fromSent.length,
+        'p50 ms': percentile(fromSent, 50),
+        'p99 ms': percentile(fromSent, 99),
+        'max ms': percentile(fromSent, 100),
+        'before 200': early,
+        'spurious wakes': spurious,
+        'RSS MiB': Math.round(rssMiB()),
+      },
+    ];
+  },
+};
+
+export default slidingSyncWake;
