@@ -35,7 +35,7 @@ for (const engine of ENGINES) {
       assert.equal(res.status, 200);
       const expected = Array.from({ length: 13 }, (_, i) => `v1.${i + 1}`);
       assert.deepEqual(res.body.versions, expected);
-      assert.deepEqual(res.body.unstable_features, {});
+      assert.deepEqual(res.body.unstable_features, { 'org.matrix.simplified_msc3575': true });
       // What v1.14 adds is not served yet: listing it would be a lie.
       const report = await admin.post(`/_matrix/client/v3/users/${encodeURIComponent(admin.userId)}/report`, {
         reason: 'x',
