@@ -39,6 +39,8 @@ import { recordDamage } from './storage/damage.js';
 import { openStorage, type Storage } from './storage/db.js';
 import { AppServiceRegistry, loadAppServices } from './appservice/registration.js';
 import { ensureAppServiceSenders } from './appservice/senders.js';
+import { AppServiceQueries } from './appservice/queries.js';
+import { AppServiceSender } from './appservice/sender.js';
 
 export class StartupError extends Error {
   constructor(message: string) {
@@ -55,6 +57,8 @@ export interface Homeserver {
   apps: FastifyInstance[];
   /** Application services from app_service_config_files. */
   appServices: AppServiceRegistry;
+  /** The durable homeserver → application service transaction queues. */
+  appServiceSender: AppServiceSender;
   /** Bound addresses as `http://host:port` (`https://` for TLS listeners), one per listener. */
   urls: string[];
   /** Who is typing where (in memory). */
@@ -167,7 +171,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const instrument = metrics ? new Instrumentation(metrics) : undefined;
   if (instrument) storage.db = storage.db.withPlugin(instrument.queryTimer());
 
-  const auth = new Authenticator(storage);
+  const auth = new Authenticator(storage, appServices);
   const writer = new RoomWriter(storage, config.server_name, signingKey);
   const logFor = (module: string): Logger => moduleLogger(log, module, config.log_levels);
   const damage = new DamageReporter(logFor('integrity'));
@@ -202,6 +206,15 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     }
   });
   const pushSender = new PushSender({ storage, reader, log: logFor('push') });
+  const appServiceSender = new AppServiceSender({
+    storage,
+    reader,
+    registry: appServices,
+    serverName: config.server_name,
+    presenceEnabled: config.presence.enabled,
+    log: logFor('appservice'),
+    typing,
+  });
   writer.onCommit(pushSender.onCommit);
   // Guests leave a room whose m.room.guest_access stops being can_join (Guest Access module).
   writer.onCommit(guestAccessEnforcer({ storage, writer, log: logFor('rooms') }));
@@ -215,6 +228,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   }
   const federation = startFederation(config, storage, signingKey, logFor('federation'), damage);
   instrument?.federationSender(federation.sender);
+  instrument?.appServiceSender(appServiceSender);
   const deps = {
     config,
     storage,
@@ -248,6 +262,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     remoteQueries: remoteQueries(federation.client),
     federation: { client: federation.client, keyRing: federation.keyRing },
     appServices,
+    appServiceQueries: new AppServiceQueries(appServices, logFor('http')),
   };
 
   typing.subscribe(federation.sender.relayTyping);
@@ -306,8 +321,9 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
           registerClientRoutes(app, deps);
           serverWellKnownRoutes(app, config);
         }
-        if (resources.has('federation')) registerFederationRoutes(app, federationDeps);
-        else if (resources.has('keys')) keyRoutes(app, federationDeps);
+        if (resources.has('federation')) {
+          registerFederationRoutes(app, { ...federationDeps, legacyMedia: !resources.has('client') });
+        } else if (resources.has('keys')) keyRoutes(app, federationDeps);
       }
       apps.push(app);
       for (const host of listener.bind_addresses) {
@@ -331,7 +347,9 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       }
     }
     await federation.sender.start();
+    await appServiceSender.start();
   } catch (err) {
+    await appServiceSender.close();
     await federation.sender.close();
     federation.client.close();
     await Promise.allSettled(apps.map((a) => a.close()));
@@ -345,6 +363,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdown_grace_ms).unref());
       // Transactions in flight may finish within the grace period; the rest stay queued for the next start.
       const senderClosed = federation.sender.close();
+      const appServicesClosed = appServiceSender.close();
       const closed = Promise.allSettled(apps.map((a) => a.close()));
       // Long-polling syncs answer at once instead of holding the shutdown.
       notifier.wakeAll();
@@ -355,6 +374,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       for (const a of apps) a.server.closeAllConnections();
       await Promise.race([closed, grace]);
       await Promise.race([senderClosed, grace]);
+      await Promise.race([appServicesClosed, grace]);
       federation.client.close();
       await deps.writer.drain();
       await pushSender.close();
@@ -377,6 +397,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     media,
     federation,
     appServices,
+    appServiceSender,
     close,
   };
 }

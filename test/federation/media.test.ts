@@ -53,6 +53,27 @@ async function get(base: string, path: string, token?: string): Promise<Got> {
   return { status: res.status, headers: res.headers, bytes, json };
 }
 
+/** GET over HTTPS without a signature, trusting the self-signed certificate of a test server. */
+function getInsecure(
+  url: string,
+): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { rejectUnauthorized: false }, (r) => {
+      const chunks: Buffer[] = [];
+      r.on('data', (c: Buffer) => chunks.push(c));
+      r.on('end', () =>
+        resolve({
+          status: r.statusCode ?? 0,
+          headers: r.headers as Record<string, string>,
+          body: Buffer.concat(chunks),
+        }),
+      );
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 function assertError(res: Got, status: number, errcode: string): void {
   assert.equal(res.status, status, `${res.status} ${res.bytes.toString().slice(0, 200)}`);
   assert.equal(res.json.errcode, errcode);
@@ -255,6 +276,36 @@ for (const engine of ENGINES) {
       });
       assert.equal(unsigned.status, 401);
       assert.equal(unsigned.body.errcode, 'M_UNAUTHORIZED');
+    });
+
+    it('the federation listener serves the legacy unauthenticated download of local unauthenticated media only', async () => {
+      // Servers before Matrix v1.11 (Synapse 1.67) fetch remote media this way, on the federation port.
+      const onB = await uploadTo(bob, Buffer.from('legacy from B'), 'text/plain', 'old.txt');
+      const ok = await getInsecure(
+        `${b.federationUrl}/_matrix/media/r0/download/${b.serverName}/${onB}?allow_remote=false`,
+      );
+      assert.equal(ok.status, 200);
+      assert.equal(ok.body.toString(), 'legacy from B');
+      assert.match(ok.headers['content-type'] ?? '', /^text\/plain/);
+      const named = await getInsecure(
+        `${b.federationUrl}/_matrix/media/v3/download/${b.serverName}/${onB}/x.txt`,
+      );
+      assert.equal(named.body.toString(), 'legacy from B');
+      // A enforces authenticated media: its uploads are not served unauthenticated, not even to servers.
+      assert.equal(
+        (await getInsecure(`${a.federationUrl}/_matrix/media/r0/download/${a.serverName}/${textId}`)).status,
+        404,
+      );
+      // Another server's media is never proxied; an unknown id is 404.
+      assert.equal(
+        (await getInsecure(`${b.federationUrl}/_matrix/media/r0/download/${a.serverName}/${textId}`)).status,
+        404,
+      );
+      const unknown = await getInsecure(
+        `${b.federationUrl}/_matrix/media/r0/download/${b.serverName}/NoSuchMediaHere`,
+      );
+      assert.equal(unknown.status, 404);
+      assert.equal((JSON.parse(unknown.body.toString()) as Json).errcode, 'M_NOT_FOUND');
     });
 
     it('B serves its cached copies (and new thumbnails of them) while A is down; the doctor is clean', async () => {

@@ -59,7 +59,8 @@ function bodyStream(req: FastifyRequest): AsyncIterable<Buffer> | Iterable<Buffe
   return req.body instanceof Readable ? (req.body as AsyncIterable<Buffer>) : [];
 }
 
-async function sendFile(
+/** Sends a stored file (honouring a Range header) with the media headers; a missing file is 404. */
+export async function sendFile(
   req: FastifyRequest,
   reply: FastifyReply,
   file: ServedFile,

@@ -11,7 +11,7 @@ import { federationAuth } from './auth.js';
 import { federationDirectoryRoutes } from './directory.js';
 import { federationEventRoutes } from './events.js';
 import { keyRoutes } from './keys.js';
-import { federationMediaRoutes } from './media.js';
+import { federationMediaRoutes, legacyFederationMediaRoutes } from './media.js';
 import { openidFederationRoutes } from './openid.js';
 import { queryRoutes } from './query.js';
 import { federationRoomRoutes } from './rooms.js';
@@ -36,6 +36,12 @@ export interface FederationDeps {
   writer?: RoomWriter | undefined;
   /** The media repository: local media for other servers (without it the media routes are not served). */
   media?: MediaService | undefined;
+  /**
+   * Also serve the legacy unauthenticated `/_matrix/media/{r0,v3}/download|thumbnail` paths for this server's media,
+   * which servers before Matrix v1.11 (Synapse ≤ 1.119) fetch from the federation port. Off on a listener that also
+   * serves `client`, where the client API's own legacy routes answer.
+   */
+  legacyMedia?: boolean;
 }
 
 export function registerFederationRoutes(app: FastifyInstance, deps: FederationDeps): void {
@@ -53,7 +59,11 @@ export function registerFederationRoutes(app: FastifyInstance, deps: FederationD
   queryRoutes(app, { serverName: deps.serverName, storage: deps.storage, authenticate });
   openidFederationRoutes(app, deps);
   thirdPartyInviteRoutes(app, { authenticate });
-  if (deps.media) federationMediaRoutes(app, { media: deps.media, authenticate });
+  if (deps.media) {
+    federationMediaRoutes(app, { media: deps.media, authenticate });
+    if (deps.legacyMedia)
+      legacyFederationMediaRoutes(app, { media: deps.media, serverName: deps.serverName });
+  }
   if (deps.writer) {
     const rooms = { serverName: deps.serverName, storage: deps.storage, writer: deps.writer, authenticate };
     federationRoomRoutes(app, { ...rooms, keyRing: deps.keyRing, signingKey: deps.signingKey });

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { mediaHeaders } from '../../media/headers.js';
 import { mediaMultipartFrame, newBoundary } from '../../media/multipart.js';
 import { MEDIA_ID, type MediaService, type ServedFile } from '../../media/service.js';
-import { DownloadQuery, mediaTimeout, ThumbnailQuery } from '../client/media.js';
+import { DownloadQuery, mediaTimeout, sendFile, ThumbnailQuery } from '../client/media.js';
 import { invalidParam, notFound } from '../errors.js';
 import { parseParams, parseQuery } from '../validate.js';
 
@@ -99,5 +99,46 @@ export function federationMediaRoutes(app: FastifyInstance, deps: FederationMedi
       animated: q.animated ?? false,
     });
     return sendMultipart(req, reply, file, null);
+  });
+}
+
+const LegacyParams = z.object({
+  serverName: z.string(),
+  mediaId: z.string(),
+  fileName: z.string().optional(),
+});
+
+/**
+ * The legacy unauthenticated download and thumbnail paths on the federation listener, as servers before Matrix v1.11
+ * fetch remote media (`GET /_matrix/media/r0/download/{serverName}/{mediaId}?allow_remote=false`). Only this
+ * server's media uploaded while authenticated media was off is served (the client API's legacy rule); anything else
+ * is 404, so nothing is proxied for another server.
+ */
+export function legacyFederationMediaRoutes(
+  app: FastifyInstance,
+  deps: { media: MediaService; serverName: string },
+): void {
+  const { media } = deps;
+  async function localRow(params: unknown, timeoutMs: number | undefined) {
+    const p = parseParams(LegacyParams, params);
+    if (p.serverName !== deps.serverName || !MEDIA_ID.test(p.mediaId)) throw notFound('Not found');
+    const row = await media.lookup(p.mediaId, mediaTimeout(timeoutMs));
+    if (row.authenticated) throw notFound('Not found');
+    return { id: p.mediaId, fileName: p.fileName, row };
+  }
+  const download = async (req: FastifyRequest, reply: FastifyReply) => {
+    const q = parseQuery(DownloadQuery, req.query);
+    const { id, fileName, row } = await localRow(req.params, q.timeout_ms);
+    const file = { path: media.store.contentPath(id), contentType: row.media_type, length: row.media_length };
+    return sendFile(req, reply, file, fileName ?? row.upload_name);
+  };
+  app.get('/_matrix/media/v3/download/:serverName/:mediaId', download);
+  app.get('/_matrix/media/v3/download/:serverName/:mediaId/:fileName', download);
+  app.get('/_matrix/media/v3/thumbnail/:serverName/:mediaId', async (req, reply) => {
+    const q = parseQuery(ThumbnailQuery, req.query);
+    if (q.width === 0 || q.height === 0) throw invalidParam('width and height must be positive');
+    const { row } = await localRow(req.params, q.timeout_ms);
+    const size = { width: q.width, height: q.height, method: q.method, animated: q.animated ?? false };
+    return sendFile(req, reply, await media.thumbnail(row, size), null);
   });
 }
