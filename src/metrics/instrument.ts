@@ -14,6 +14,7 @@ import {
   type RootOperationNode,
   type UnknownRow,
 } from 'kysely';
+import type { AppServiceSender } from '../appservice/sender.js';
 import type { FederationSender } from '../federation/sender/sender.js';
 import type { RoomWriter } from '../input/room-writer.js';
 import type { DamageReporter } from '../integrity/damage.js';
@@ -219,6 +220,39 @@ export class Instrumentation {
       'Transactions that failed (unreachable destination or error answer)',
       'destination',
       () => sender.stats.failures,
+      'counter',
+    );
+  }
+
+  /** Application service queues: stream positions each is behind, transactions sent and failed, events delivered. */
+  appServiceSender(sender: AppServiceSender): void {
+    const m = this.metrics;
+    m.labelledGauge(
+      'hearth_appservice_queue_positions',
+      'Stream positions an application service is behind the head (0 when caught up)',
+      'appservice',
+      () => sender.queueDepths(),
+    );
+    m.gauge('hearth_appservice_backoff', 'Application services in retry backoff', () => sender.backingOff);
+    m.labelledGauge(
+      'hearth_appservice_transactions_total',
+      'Transactions acknowledged by an application service',
+      'appservice',
+      () => sender.stats.transactions,
+      'counter',
+    );
+    m.labelledGauge(
+      'hearth_appservice_transaction_failures_total',
+      'Transactions an application service did not acknowledge (error answer, timeout, unreachable)',
+      'appservice',
+      () => sender.stats.failures,
+      'counter',
+    );
+    m.labelledGauge(
+      'hearth_appservice_events_total',
+      'Events delivered to an application service',
+      'appservice',
+      () => sender.stats.events,
       'counter',
     );
   }
