@@ -135,10 +135,14 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
   const after = initial || expand ? null : (prev?.sentTo ?? null);
   const tl = await timelineNids(storage.db, room.roomNid, after, upTo, config.timelineLimit, undefined);
   const loaded = await reader.listByNids(tl.nids);
-  const visible = ctx.deps.visible ? await ctx.deps.visible(ctx.userId, loaded) : loaded;
+  // Events after the user's current join were sent while they were in the room: visible under every history
+  // setting, so only older ones need the full check (and a damaged snapshot does not hide them).
+  const sinceJoin = (e: LoadedEvent) => joined && (e.streamOrdering ?? 0) > room.membershipStream;
+  const older = loaded.filter((e) => !sinceJoin(e));
+  const visible = ctx.deps.visible && older.length ? await ctx.deps.visible(ctx.userId, older) : older;
   // The user always sees their own leave (history visibility would hide a rejected invite's).
   const keep = new Set(visible.map((e) => e.nid));
-  const events = loaded.filter((e) => keep.has(e.nid) || e.nid === room.eventNid);
+  const events = loaded.filter((e) => sinceJoin(e) || keep.has(e.nid) || e.nid === room.eventNid);
   const expanded = expand && prev !== undefined && events.some((e) => (e.streamOrdering ?? 0) <= prev.sentTo);
 
   // required_state: the current state (at the leave for a left room), as a delta after the first time.
