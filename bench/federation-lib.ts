@@ -38,6 +38,7 @@ export async function startChildServer(
   engine: Engine,
   pgAdminUrl: string | undefined,
   localparts: readonly string[],
+  opts: { execArgv?: readonly string[]; config?: Record<string, unknown> } = {},
 ): Promise<ChildServer> {
   const db = await freshDatabase(engine, pgAdminUrl);
   const dropDb = onCleanup(() => db.drop());
@@ -56,12 +57,13 @@ export async function startChildServer(
       log_level: process.env.HEARTH_BENCH_LOG ?? 'silent',
       rate_limiting: { enabled: false },
       shutdown_grace_ms: 2000,
+      ...opts.config,
     }),
   );
   const script = new URL('./child-server.ts', import.meta.url).pathname;
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', script, configPath, ...localparts],
+    [...(opts.execArgv ?? []), '--import', 'tsx', script, configPath, ...localparts],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },

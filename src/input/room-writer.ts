@@ -5,7 +5,6 @@
  * caches updated and listeners notified.
  */
 import { randomBytes } from 'node:crypto';
-import type { Transaction } from 'kysely';
 import { MatrixError } from '../api/errors.js';
 import { authEventTypesFor } from '../rooms/auth/auth-events.js';
 import { checkEventAuth } from '../rooms/auth/check.js';
@@ -17,15 +16,22 @@ import { fromLegacyPdu, roomIdFromCreateEventId } from '../rooms/event.js';
 import { getRoomVersion, type RoomVersion } from '../rooms/room-versions.js';
 import { checkPduSize } from '../rooms/validate.js';
 import type { SigningKey } from '../keys/signing-key.js';
+import { databaseUnavailable } from '../integrity/db-errors.js';
 import type { Storage } from '../storage/db.js';
 import { isUniqueViolation } from '../storage/dialect.js';
-import { findTxnEvent, getEventRowById, insertEvent } from '../storage/events.js';
-import type { Engine } from '../storage/dialect.js';
-import { indexEventForSearch } from '../storage/search.js';
-import type { Database } from '../storage/schema.js';
-import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
-import { injectFault } from '../integrity/faults.js';
+import { findTxnEvent, findTxnEvents, getEventRowById } from '../storage/events.js';
+import { stateKey } from '../storage/state.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
+import {
+  applyToHead,
+  cloneHead,
+  writeRoomEvents,
+  writeSideTables,
+  type PersistedEvent,
+  type Prepared,
+  type TxnKey,
+} from './commit-write.js';
+import { GroupCommitter, type GroupJob, type RoomBatch } from './group-commit.js';
 import { writeInvite, writeJoinedRoom, type JoinedRoom } from './joined-room.js';
 import {
   planRemoteEvent,
@@ -35,7 +41,9 @@ import {
   type RemoteEvent,
   type RemoteOutcome,
 } from './remote-events.js';
-import { loadRoomHead, lookupIn, referenceHashOf, type RoomHead, type StateEntry } from './room-head.js';
+import { loadRoomHead, lookupIn, referenceHashOf, type RoomHead } from './room-head.js';
+
+export { writeSideTables, type PersistedEvent, type TxnKey };
 
 /** What a caller asks to send; the writer fills in the graph fields, hashes and signature. */
 export interface NewEvent {
@@ -47,20 +55,6 @@ export interface NewEvent {
   redacts?: string;
 }
 
-export interface TxnKey {
-  userId: string;
-  deviceId: string;
-  txnId: string;
-}
-
-export interface PersistedEvent {
-  eventId: string;
-  eventNid: number;
-  streamOrdering: number;
-  roomId: string;
-  pdu: Pdu;
-}
-
 export interface CommittedBatch {
   roomId: string;
   events: PersistedEvent[];
@@ -70,12 +64,22 @@ export type CommitListener = (batch: CommittedBatch) => void;
 
 const MAX_PREV_EVENTS = 10;
 
-interface Prepared {
-  /** As stored: in room versions 1 and 2 the wire form, whose `prev_events`/`auth_events` are `[id, hashes]`. */
-  pdu: Pdu;
-  eventId: string;
-  prevIds: string[];
-  authIds: string[];
+type SendInput = { ev: NewEvent; txn?: TxnKey };
+type SendResult = { eventId: string; streamOrdering?: number };
+type SendJob = GroupJob<SendInput, SendResult>;
+
+/** A room's part of a group: its head, the events to write and the sends answered by other events. */
+interface RoomPlan {
+  head: RoomHead;
+  writes: { job: SendJob; prepared: Prepared }[];
+  answers: (
+    | { job: SendJob; sameAs: SendJob; eventId?: undefined }
+    | { job: SendJob; eventId: string; sameAs?: undefined }
+  )[];
+}
+
+function txnKeyOf(t: TxnKey): string {
+  return JSON.stringify([t.userId, t.deviceId, t.txnId]);
 }
 
 /** `$opaque:server`, the event id format of room versions 1 and 2 (18 random letters, as Synapse's are). */
@@ -103,6 +107,7 @@ function refuseOversized(pdu: Pdu): void {
 
 export class RoomWriter {
   #queue = new KeyedQueue();
+  #group = new GroupCommitter<SendInput, SendResult>(this.#queue, (batches) => this.#commitGroup(batches));
   #heads = new Map<string, RoomHead>();
   #listeners = new Set<CommitListener>();
 
@@ -186,7 +191,7 @@ export class RoomWriter {
       const prepared: Prepared[] = [{ pdu: built.pdu, eventId: built.eventId, prevIds: [], authIds: [] }];
       const working = applyToHead(head, built.pdu, built.eventId);
       for (const ev of rest(finalRoomId)) prepared.push(this.#prepare(working, ev));
-      const events = await this.#commit(head, prepared, undefined, { creator, createdTs: now });
+      const events = await this.#commit(head, prepared, { creator, createdTs: now });
       return { roomId: finalRoomId, events };
     });
   }
@@ -201,41 +206,156 @@ export class RoomWriter {
     ev: NewEvent,
     txn?: TxnKey,
   ): Promise<{ eventId: string; streamOrdering?: number }> {
-    return this.#queue.run(roomId, async () => {
-      if (txn) {
-        const existing = await findTxnEvent(this.storage.db, txn.userId, txn.deviceId, txn.txnId);
-        if (existing) return { eventId: existing };
+    return this.#group.submit(roomId, txn ? { ev, txn } : { ev });
+  }
+
+  /**
+   * Commits one group of sends (group-commit.ts) in one transaction. Each room's events are built in arrival order
+   * over the room's head, each one's auth checked against the head after the ones before it. An event refused before
+   * the write gets its error and is left out; one whose write fails gets its error and the group is written again
+   * without it (the others rebuilt over the committed heads). A transaction id already stored, or used earlier in the
+   * group, is answered with its event; a state event identical to the current one with the current one's id.
+   */
+  async #commitGroup(batches: RoomBatch<SendInput, SendResult>[]): Promise<void> {
+    const keyed = batches.flatMap((b) => b.jobs).flatMap((j) => (j.input.txn ? [j.input.txn] : []));
+    const stored = await findTxnEvents(this.storage.db, keyed);
+    let rooms = batches.map((b) => ({
+      roomId: b.roomId,
+      jobs: b.jobs.filter((j) => {
+        const existing = j.input.txn && stored.get(txnKeyOf(j.input.txn));
+        if (existing) j.resolve({ eventId: existing });
+        return !existing;
+      }),
+    }));
+    for (;;) {
+      const dropped = new Set<SendJob>();
+      const txnOwners = new Map<string, SendJob>();
+      const plans: RoomPlan[] = [];
+      for (const r of rooms) {
+        const plan = await this.#planRoom(r.roomId, r.jobs, txnOwners, dropped);
+        if (plan) plans.push(plan);
       }
-      const head = await this.head(roomId);
-      if (!head) throw new MatrixError('M_NOT_FOUND', 'Unknown room');
-      if (ev.state_key !== undefined) {
-        const current = head.state.get(stateKey(ev.type, ev.state_key));
-        if (
-          current &&
-          current.pdu.sender === ev.sender &&
-          canonicalJson(current.pdu.content) === canonicalJson(ev.content)
-        ) {
-          return { eventId: current.eventId };
-        }
+      rooms = rooms.map((r) => ({ roomId: r.roomId, jobs: r.jobs.filter((j) => !dropped.has(j)) }));
+      const culprit = await this.#writeGroup(plans);
+      if (!culprit) return;
+      rooms = rooms.map((r) => ({ roomId: r.roomId, jobs: r.jobs.filter((j) => j !== culprit) }));
+    }
+  }
+
+  /** Builds a room's jobs over its head; a job refused is answered and added to `dropped`. */
+  async #planRoom(
+    roomId: string,
+    jobs: readonly SendJob[],
+    txnOwners: Map<string, SendJob>,
+    dropped: Set<SendJob>,
+  ): Promise<RoomPlan | undefined> {
+    const head = await this.head(roomId);
+    if (!head) {
+      for (const j of jobs) {
+        j.reject(new MatrixError('M_NOT_FOUND', 'Unknown room'));
+        dropped.add(j);
       }
-      if (ev.type === 'm.room.redaction') await this.#checkRedaction(head, ev);
-      const working = cloneHead(head);
-      const prepared = this.#prepare(working, ev);
-      let persisted: PersistedEvent | undefined;
+      return undefined;
+    }
+    const working = cloneHead(head);
+    const plan: RoomPlan = { head, writes: [], answers: [] };
+    for (const job of jobs) {
+      const { ev, txn } = job.input;
       try {
-        [persisted] = await this.#commit(head, [prepared], txn);
+        const owner = txn ? txnOwners.get(txnKeyOf(txn)) : undefined;
+        if (owner) {
+          plan.answers.push({ job, sameAs: owner });
+          continue;
+        }
+        if (ev.state_key !== undefined) {
+          const current = working.state.get(stateKey(ev.type, ev.state_key));
+          if (
+            current &&
+            current.pdu.sender === ev.sender &&
+            canonicalJson(current.pdu.content) === canonicalJson(ev.content)
+          ) {
+            plan.answers.push({ job, eventId: current.eventId });
+            continue;
+          }
+        }
+        if (ev.type === 'm.room.redaction') await this.#checkRedaction(working, ev);
+        const prepared: Prepared = { ...this.#prepare(working, ev), txn };
+        if (txn) txnOwners.set(txnKeyOf(txn), job);
+        plan.writes.push({ job, prepared });
       } catch (err) {
-        // The same transaction committed through another path in the meantime: answer with its event.
-        const existing =
-          txn && isUniqueViolation(err)
-            ? await findTxnEvent(this.storage.db, txn.userId, txn.deviceId, txn.txnId)
-            : undefined;
-        if (existing) return { eventId: existing };
-        throw err;
+        job.reject(err);
+        dropped.add(job);
       }
-      if (!persisted) throw new Error('commit returned no event');
-      return { eventId: persisted.eventId, streamOrdering: persisted.streamOrdering };
-    });
+    }
+    return plan;
+  }
+
+  /**
+   * Writes the planned rooms in one transaction and answers their jobs. When the write of one event fails, answers
+   * that job with the error and returns it (the caller writes the group again without it); a failure that is no
+   * one event's (the database unavailable, the commit itself) is thrown, failing every job of the group.
+   */
+  async #writeGroup(plans: readonly RoomPlan[]): Promise<SendJob | undefined> {
+    const stream = this.storage.stream;
+    const positions = plans.map((p) => p.writes.map(() => stream.allocate()));
+    const cursor = { room: -1, event: -1 };
+    let results: Awaited<ReturnType<typeof writeRoomEvents>>[];
+    try {
+      results = await this.storage.db.transaction().execute(async (trx) => {
+        const out: Awaited<ReturnType<typeof writeRoomEvents>>[] = [];
+        for (const [i, plan] of plans.entries()) {
+          if (plan.writes.length === 0) continue;
+          cursor.room = i;
+          const prepared = plan.writes.map((w) => w.prepared);
+          out[i] = await writeRoomEvents(
+            trx,
+            this.storage.engine,
+            plan.head,
+            prepared,
+            positions[i] ?? [],
+            cursor,
+          );
+        }
+        cursor.room = -1;
+        return out;
+      });
+    } catch (err) {
+      for (const plan of plans) this.#heads.delete(plan.head.roomId);
+      for (const p of positions.flat()) stream.finish(p);
+      const culprit =
+        databaseUnavailable(err) === undefined ? plans[cursor.room]?.writes[cursor.event]?.job : undefined;
+      if (!culprit) throw err;
+      // The same transaction id committed through another path in the meantime: answer with its event.
+      const txn = culprit.input.txn;
+      const existing =
+        txn && isUniqueViolation(err)
+          ? await findTxnEvent(this.storage.db, txn.userId, txn.deviceId, txn.txnId)
+          : undefined;
+      if (existing) culprit.resolve({ eventId: existing });
+      else culprit.reject(err);
+      return culprit;
+    }
+    for (const p of positions.flat()) stream.finish(p);
+    const ids = new Map<SendJob, SendResult>();
+    for (const [i, plan] of plans.entries()) {
+      const result = results[i];
+      if (!result) continue;
+      this.#remember(result.newHead);
+      const batch = { roomId: plan.head.roomId, events: result.persisted };
+      for (const l of this.#listeners) l(batch);
+      for (const [k, w] of plan.writes.entries()) {
+        const ev = result.persisted[k];
+        if (ev) ids.set(w.job, { eventId: ev.eventId, streamOrdering: ev.streamOrdering });
+      }
+    }
+    for (const [job, r] of ids) job.resolve(r);
+    for (const plan of plans) {
+      for (const a of plan.answers) {
+        const r = a.sameAs ? ids.get(a.sameAs) : { eventId: a.eventId };
+        if (r) a.job.resolve(r);
+      }
+    }
+    return undefined;
   }
 
   /**
@@ -464,11 +584,10 @@ export class RoomWriter {
     return { roomVersion: version, serverName: this.serverName, keyId: this.key.keyId, seed: this.key.seed };
   }
 
-  /** Writes prepared events in one transaction and, after commit, updates the head and notifies. */
+  /** Writes prepared events of one room in one transaction and, after commit, updates the head and notifies. */
   async #commit(
     head: RoomHead,
     prepared: Prepared[],
-    txn: TxnKey | undefined,
     newRoom?: { creator: string; createdTs: number },
   ): Promise<PersistedEvent[]> {
     const stream = this.storage.stream;
@@ -478,7 +597,9 @@ export class RoomWriter {
     try {
       ({ newHead, persisted } = await this.storage.db
         .transaction()
-        .execute((trx) => this.#write(trx, head, prepared, positions, txn, newRoom)));
+        .execute((trx) =>
+          writeRoomEvents(trx, this.storage.engine, head, prepared, positions, { event: -1 }, newRoom),
+        ));
     } catch (err) {
       this.#heads.delete(head.roomId);
       throw err;
@@ -489,152 +610,6 @@ export class RoomWriter {
     const batch = { roomId: head.roomId, events: persisted };
     for (const l of this.#listeners) l(batch);
     return persisted;
-  }
-
-  async #write(
-    trx: Transaction<Database>,
-    head: RoomHead,
-    prepared: Prepared[],
-    positions: number[],
-    txn: TxnKey | undefined,
-    newRoom?: { creator: string; createdTs: number },
-  ): Promise<{ newHead: RoomHead; persisted: PersistedEvent[] }> {
-    let roomNid = head.roomNid;
-    let snapshot = head.snapshot;
-    if (newRoom) {
-      const row = await trx
-        .insertInto('rooms')
-        .values({
-          room_id: head.roomId,
-          room_version: head.version.id,
-          creator: newRoom.creator,
-          created_ts: newRoom.createdTs,
-          is_public: 0,
-          current_snapshot_nid: null,
-        })
-        .returning('room_nid')
-        .executeTakeFirstOrThrow();
-      roomNid = Number(row.room_nid);
-      snapshot = await insertSnapshot(trx, roomNid, null, new Map());
-    }
-    let working: RoomHead = { ...cloneHead(head), roomNid, snapshot };
-    const persisted: PersistedEvent[] = [];
-    for (const [i, p] of prepared.entries()) {
-      const pos = positions[i] as number;
-      const eventNid = await insertEvent(
-        trx,
-        {
-          eventId: p.eventId,
-          roomNid,
-          type: p.pdu.type,
-          stateKey: p.pdu.state_key ?? null,
-          sender: p.pdu.sender,
-          depth: p.pdu.depth,
-          originServerTs: p.pdu.origin_server_ts,
-          streamOrdering: pos,
-          json: canonicalJson(p.pdu),
-          stateSnapshotNid: working.snapshot.nid,
-          containsUrl: typeof p.pdu.content.url === 'string',
-        },
-        p.prevIds,
-        p.authIds,
-      );
-      if (p.pdu.state_key !== undefined) {
-        working = await this.#writeState(trx, working, p, eventNid, pos);
-      } else {
-        working = applyToHead(working, p.pdu, p.eventId, eventNid);
-      }
-      await injectFault('persist-event', trx);
-      await writeSideTables(trx, this.storage.engine, p, eventNid, roomNid);
-      persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
-    }
-    const last = persisted[persisted.length - 1];
-    if (last) {
-      await trx.deleteFrom('forward_extremities').where('room_nid', '=', roomNid).execute();
-      await trx
-        .insertInto('forward_extremities')
-        .values({ room_nid: roomNid, event_nid: last.eventNid })
-        .execute();
-      working.extremities = [
-        {
-          eventId: last.eventId,
-          eventNid: last.eventNid,
-          depth: last.pdu.depth,
-          refHash: referenceHashOf(last.pdu, working.version),
-        },
-      ];
-    }
-    await trx
-      .updateTable('rooms')
-      .set({ current_snapshot_nid: working.snapshot.nid })
-      .where('room_nid', '=', roomNid)
-      .execute();
-    if (txn && last) {
-      await trx
-        .insertInto('event_txn_ids')
-        .values({
-          user_id: txn.userId,
-          device_id: txn.deviceId,
-          txn_id: txn.txnId,
-          event_nid: last.eventNid,
-          created_ts: Date.now(),
-        })
-        .execute();
-    }
-    return { newHead: working, persisted };
-  }
-
-  /** A state event: a new snapshot (delta, or full when the chain is long), current state and memberships. */
-  async #writeState(
-    trx: Transaction<Database>,
-    working: RoomHead,
-    p: Prepared,
-    eventNid: number,
-    pos: number,
-  ): Promise<RoomHead> {
-    const { pdu } = p;
-    const key = stateKey(pdu.type, pdu.state_key as string);
-    const next = applyToHead(working, pdu, p.eventId, eventNid);
-    let entries: Map<string, number>;
-    let parent: { nid: number; chainLen: number } | null;
-    if (working.snapshot.chainLen + 1 > MAX_CHAIN) {
-      entries = new Map([...next.state].map(([k, e]) => [k, e.eventNid]));
-      parent = null;
-    } else {
-      entries = new Map([[key, eventNid]]);
-      parent = working.snapshot;
-    }
-    next.snapshot = await insertSnapshot(trx, working.roomNid, parent, entries);
-    await trx
-      .insertInto('current_state')
-      .values({
-        room_nid: working.roomNid,
-        type: pdu.type,
-        state_key: pdu.state_key as string,
-        event_nid: eventNid,
-      })
-      .onConflict((oc) => oc.columns(['room_nid', 'type', 'state_key']).doUpdateSet({ event_nid: eventNid }))
-      .execute();
-    if (pdu.type === 'm.room.member') {
-      const membership = typeof pdu.content.membership === 'string' ? pdu.content.membership : 'leave';
-      await trx
-        .insertInto('room_members')
-        .values({
-          room_nid: working.roomNid,
-          user_id: pdu.state_key as string,
-          membership,
-          event_nid: eventNid,
-          stream_ordering: pos,
-          forgotten: 0,
-        })
-        .onConflict((oc) =>
-          oc
-            .columns(['room_nid', 'user_id'])
-            .doUpdateSet({ membership, event_nid: eventNid, stream_ordering: pos, forgotten: 0 }),
-        )
-        .execute();
-    }
-    return next;
   }
 
   #remember(head: RoomHead): void {
@@ -652,58 +627,4 @@ export class RoomWriter {
   drain(): Promise<void> {
     return this.#queue.drain();
   }
-}
-
-/** Relations, redaction targets (unless `applyRedaction` is false) and the search index, written with the event. */
-export async function writeSideTables(
-  trx: Transaction<Database>,
-  engine: Engine,
-  p: Prepared,
-  eventNid: number,
-  roomNid: number,
-  applyRedaction = true,
-): Promise<void> {
-  const rel = p.pdu.content['m.relates_to'];
-  if (rel && typeof rel === 'object' && !Array.isArray(rel)) {
-    const r = rel as JsonObject;
-    if (typeof r.rel_type === 'string' && typeof r.event_id === 'string') {
-      await trx
-        .insertInto('event_relations')
-        .values({
-          event_nid: eventNid,
-          relates_to_id: r.event_id,
-          rel_type: r.rel_type,
-          aggregation_key: typeof r.key === 'string' ? r.key : null,
-        })
-        .execute();
-    }
-  }
-  if (p.pdu.type === 'm.room.redaction' && applyRedaction) {
-    const target = typeof p.pdu.redacts === 'string' ? p.pdu.redacts : p.pdu.content.redacts;
-    if (typeof target === 'string') {
-      await trx
-        .updateTable('events')
-        .set({ redacted_by: p.eventId })
-        .where('event_id', '=', target)
-        .where('room_nid', '=', roomNid)
-        .where('redacted_by', 'is', null)
-        .execute();
-    }
-  }
-  await indexEventForSearch(trx, engine, p.pdu, eventNid, roomNid);
-}
-
-function cloneHead(h: RoomHead): RoomHead {
-  return { ...h, state: new Map(h.state), extremities: [...h.extremities] };
-}
-
-/** The head after `pdu` (state updated, single extremity). Does not touch `head`. */
-function applyToHead(head: RoomHead, pdu: Pdu, eventId: string, eventNid = 0): RoomHead {
-  const next = cloneHead(head);
-  if (pdu.state_key !== undefined) {
-    const entry: StateEntry = { eventNid, eventId, pdu };
-    next.state.set(stateKey(pdu.type, pdu.state_key), entry);
-  }
-  next.extremities = [{ eventId, eventNid, depth: pdu.depth, refHash: referenceHashOf(pdu, head.version) }];
-  return next;
 }

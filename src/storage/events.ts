@@ -94,3 +94,33 @@ export async function findTxnEvent(
     .executeTakeFirst();
   return row?.event_id;
 }
+
+/**
+ * The events stored for several client transaction ids at once (the room writer's group commit), keyed by
+ * `JSON.stringify([userId, deviceId, txnId])`.
+ */
+export async function findTxnEvents(
+  db: Executor,
+  keys: readonly { userId: string; deviceId: string; txnId: string }[],
+): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (keys.length === 0) return out;
+  const rows = await db
+    .selectFrom('event_txn_ids as t')
+    .innerJoin('events as e', 'e.event_nid', 't.event_nid')
+    .select(['t.user_id', 't.device_id', 't.txn_id', 'e.event_id'])
+    .where((eb) =>
+      eb.or(
+        keys.map((k) =>
+          eb.and([
+            eb('t.user_id', '=', k.userId),
+            eb('t.device_id', '=', k.deviceId),
+            eb('t.txn_id', '=', k.txnId),
+          ]),
+        ),
+      ),
+    )
+    .execute();
+  for (const r of rows) out.set(JSON.stringify([r.user_id, r.device_id, r.txn_id]), r.event_id);
+  return out;
+}
