@@ -4,6 +4,8 @@ import { hashToken } from '../accounts/secrets.js';
 import { findAccessToken, touchDevice } from '../storage/devices.js';
 import type { Storage } from '../storage/db.js';
 import { MatrixError } from './errors.js';
+import { appServiceRequester } from './appservice-auth.js';
+import type { AppServiceRegistry } from '../appservice/registration.js';
 
 export interface Requester {
   userId: string;
@@ -11,6 +13,10 @@ export interface Requester {
   tokenId: number;
   isAdmin: boolean;
   isGuest: boolean;
+  /** Set when the request carries an application service's as_token (identity assertion). */
+  appServiceId?: string;
+  /** The request used the as_token of an application service with `rate_limited: false`. */
+  exemptFromRateLimits?: boolean;
 }
 
 declare module 'fastify' {
@@ -42,7 +48,10 @@ export function bearerToken(req: FastifyRequest): string | undefined {
 export class Authenticator {
   #lastSeen = new Map<string, number>();
 
-  constructor(private readonly storage: Storage) {}
+  constructor(
+    private readonly storage: Storage,
+    readonly appServices?: AppServiceRegistry,
+  ) {}
 
   /**
    * Resolves the token to its user and device; throws the spec's 401 errors. A locked account (Matrix v1.12
@@ -51,6 +60,9 @@ export class Authenticator {
   async authenticate(req: FastifyRequest, allowLocked = false): Promise<Requester> {
     const token = bearerToken(req);
     if (!token) throw new MatrixError('M_MISSING_TOKEN', 'Missing access token');
+    const registry = this.appServices;
+    const as = registry?.byToken(token);
+    if (registry && as) return appServiceRequester(this.storage.db, registry, as, req);
     const owner = await findAccessToken(this.storage.db, hashToken(token));
     if (!owner || owner.deactivated) {
       throw new MatrixError('M_UNKNOWN_TOKEN', 'Unrecognised access token', { soft_logout: false });

@@ -17,6 +17,7 @@ import type { RemoteQueries } from '../federation/remote-queries.js';
 import type { FederationClient } from '../federation/client.js';
 import type { KeyRing } from '../federation/keyring.js';
 import type { AppServiceRegistry } from '../appservice/registration.js';
+import type { AppServiceQueries } from '../appservice/queries.js';
 
 export interface ApiDeps {
   config: Config;
@@ -41,4 +42,6 @@ export interface ApiDeps {
   federation?: { client: FederationClient; keyRing: KeyRing } | undefined;
   /** Application services registered in app_service_config_files (empty registry when none). */
   appServices?: AppServiceRegistry | undefined;
+  /** Asks application services about unknown aliases and users of their namespaces. */
+  appServiceQueries?: AppServiceQueries | undefined;
 }

@@ -43,14 +43,17 @@ export class RateLimiter {
     bucket.tokens -= 1;
   }
 
-  /** Checks both the user's and the IP's bucket for `action`; server admins are exempt. */
+  /**
+   * Checks both the user's and the IP's bucket for `action`; server admins are exempt, and so are requests made with
+   * the as_token of an application service registered with `rate_limited: false`.
+   */
   checkRequester(
     action: string,
     rule: RateLimitRule,
-    who: { userId: string; isAdmin: boolean },
+    who: { userId: string; isAdmin: boolean; exemptFromRateLimits?: boolean },
     ip: string,
   ): void {
-    if (!this.enabled || who.isAdmin) return;
+    if (!this.enabled || who.isAdmin || who.exemptFromRateLimits) return;
     this.check(`${action}:user:${who.userId}`, rule);
     this.check(`${action}:ip:${ip}`, rule);
   }

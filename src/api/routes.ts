@@ -45,6 +45,8 @@ import { guestAccessGate } from './guest.js';
 import { openidRoutes } from './client/openid.js';
 import { threepidRoutes } from './client/threepid.js';
 import { legacyRoutes } from './client/legacy.js';
+import { appServiceRoutes } from './client/appservice.js';
+import { thirdPartyRoutes } from './client/thirdparty.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
   guestAccessGate(app);
@@ -91,4 +93,6 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   openidRoutes(app, deps);
   threepidRoutes(app, deps);
   legacyRoutes(app, deps);
+  appServiceRoutes(app, deps);
+  thirdPartyRoutes(app, deps);
 }

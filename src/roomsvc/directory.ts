@@ -12,6 +12,8 @@ import { isValidRoomId, parseRoomAlias, serverNameOf } from '../rooms/identifier
 import type { Storage } from '../storage/db.js';
 import { isUniqueViolation } from '../storage/dialect.js';
 import { isWorldReadable } from './room-summary.js';
+import { checkAliasClaim } from '../appservice/claims.js';
+import type { AppServiceRegistry } from '../appservice/registration.js';
 
 export interface DirectoryDeps {
   storage: Storage;
@@ -20,11 +22,16 @@ export interface DirectoryDeps {
   /** Asks the alias's server (federation /query/directory); rejects with the remote's HTTP `status` if any. */
   remoteAlias?:
     ((server: string, alias: string) => Promise<{ room_id: string; servers: string[] }>) | undefined;
+  /** Application services: their exclusive alias namespaces, and whether one creates an unknown alias on demand. */
+  appServices?: AppServiceRegistry | undefined;
+  queryAlias?: ((alias: string) => Promise<boolean>) | undefined;
 }
 
 export interface Actor {
   userId: string;
   isAdmin: boolean;
+  /** Set when an application service acts (its as_token). */
+  appServiceId?: string | undefined;
 }
 
 /** A syntactically valid alias; `local` also requires it to be on this server (400 M_INVALID_PARAM otherwise). */
@@ -62,10 +69,12 @@ export async function createAlias(
   roomId: string,
 ): Promise<void> {
   checkAlias(alias, deps.serverName, true);
+  checkAliasClaim(deps.appServices, actor, alias);
   if (!isValidRoomId(roomId)) throw new MatrixError('M_INVALID_PARAM', `Invalid room id: ${roomId}`);
   const head = await deps.writer.head(roomId);
   if (!head) throw new MatrixError('M_NOT_FOUND', 'Room not found');
-  if (!actor.isAdmin && membershipOf(actor.userId, lookupIn(head.state)) !== 'join') {
+  // An application service manages the aliases of its namespace without being in the room (as Synapse).
+  if (!actor.isAdmin && !actor.appServiceId && membershipOf(actor.userId, lookupIn(head.state)) !== 'join') {
     throw new MatrixError('M_FORBIDDEN', 'You must be in the room to create an alias for it');
   }
   const taken = () => new MatrixError('M_UNKNOWN', `Room alias ${alias} already exists`, {}, 409);
@@ -113,7 +122,8 @@ export async function resolveAlias(
       );
     }
   }
-  const row = await aliasRow(deps, alias);
+  let row = await aliasRow(deps, alias);
+  if (!row && (await deps.queryAlias?.(alias))) row = await aliasRow(deps, alias);
   if (!row) throw new MatrixError('M_NOT_FOUND', `Room alias ${alias} not found`);
   return { room_id: row.room_id, servers: serversOf(await deps.writer.head(row.room_id), deps.serverName) };
 }

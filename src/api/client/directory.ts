@@ -51,11 +51,13 @@ export function directoryRoutes(app: FastifyInstance, deps: ApiDeps): void {
     serverName: config.server_name,
     remoteAlias:
       deps.remoteQueries && ((server: string, alias: string) => deps.remoteQueries!.directory(server, alias)),
+    appServices: deps.appServices,
+    queryAlias: deps.appServiceQueries?.queryAlias,
   };
   const guard = { preHandler: auth.requireUser };
   const actor = (req: FastifyRequest) => {
     const r = requester(req);
-    return { userId: r.userId, isAdmin: r.isAdmin };
+    return { userId: r.userId, isAdmin: r.isAdmin, appServiceId: r.appServiceId };
   };
   /** Another server's directory over federation; undefined for this server's (or when `server` names it). */
   const remoteDirectory = (server: string | undefined, req: RemotePublicRoomsRequest) => {

@@ -12,6 +12,7 @@ import { MatrixError } from '../errors.js';
 import { claimedUserId } from '../uia.js';
 import { parseBody } from '../validate.js';
 import { baseUrl } from './versions.js';
+import { APPSERVICE_LOGIN_TYPE, loginAppServiceUser } from '../appservice-accounts.js';
 
 const LoginBody = z.looseObject({
   type: z.string(),
@@ -29,12 +30,21 @@ export function loginRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { config, storage, auth, rateLimiter } = deps;
 
   /** GET /_matrix/client/v3/login */
-  app.get('/_matrix/client/v3/login', async () => ({ flows: [{ type: 'm.login.password' }] }));
+  app.get('/_matrix/client/v3/login', async () => ({
+    flows: [{ type: 'm.login.password' }, { type: APPSERVICE_LOGIN_TYPE }],
+  }));
 
   /** POST /_matrix/client/v3/login */
   app.post('/_matrix/client/v3/login', async (req) => {
-    rateLimiter.check(`login:ip:${req.ip}`, config.rate_limiting.login);
     const body = parseBody(LoginBody, req.body);
+    // An application service (authenticated by its as_token) is not limited like anonymous logins.
+    if (body.type === APPSERVICE_LOGIN_TYPE)
+      return {
+        ...(await loginAppServiceUser(deps, req, body)),
+        home_server: config.server_name,
+        well_known: { 'm.homeserver': { base_url: baseUrl(deps) } },
+      };
+    rateLimiter.check(`login:ip:${req.ip}`, config.rate_limiting.login);
     if (body.type !== 'm.login.password') {
       throw new MatrixError('M_UNKNOWN', `Unknown login type ${body.type}`, {}, 400);
     }
@@ -114,6 +124,7 @@ export function loginRoutes(app: FastifyInstance, deps: ApiDeps): void {
   /** GET /_matrix/client/v3/account/whoami */
   app.get('/_matrix/client/v3/account/whoami', { preHandler: auth.requireUser }, async (req) => {
     const r = requester(req);
-    return { user_id: r.userId, device_id: r.deviceId, is_guest: r.isGuest };
+    // An application service acting without device_id has no device.
+    return { user_id: r.userId, device_id: r.deviceId || undefined, is_guest: r.isGuest };
   });
 }

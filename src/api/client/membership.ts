@@ -41,6 +41,7 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
     serverName: config.server_name,
     remoteAlias:
       deps.remoteQueries && ((server: string, alias: string) => deps.remoteQueries!.directory(server, alias)),
+    queryAlias: deps.appServiceQueries?.queryAlias,
   };
   /** A room id, or an alias resolved (another server's over federation) with the servers to join through. */
   const joinTarget = async (roomIdOrAlias: string): Promise<{ roomId: string; servers: string[] }> => {

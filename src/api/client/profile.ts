@@ -28,7 +28,10 @@ export interface Profile {
  */
 export type ProfileChangeHook = (userId: string, profile: Profile) => Promise<void>;
 
-export type ProfileDeps = Pick<ApiDeps, 'config' | 'storage' | 'auth' | 'remoteQueries'> & {
+export type ProfileDeps = Pick<
+  ApiDeps,
+  'config' | 'storage' | 'auth' | 'remoteQueries' | 'appServiceQueries'
+> & {
   onProfileChange?: ProfileChangeHook;
 };
 
@@ -56,8 +59,11 @@ export function profileRoutes(app: FastifyInstance, deps: ProfileDeps): void {
     const { userId } = parseParams(UserParams, params);
     const parsed = parseUserId(userId, { historical: true });
     if (!parsed) throw invalidParam(`Invalid user ID: ${userId}`);
-    const user =
-      parsed.serverName === deps.config.server_name ? await getUser(deps.storage.db, userId) : undefined;
+    const local = parsed.serverName === deps.config.server_name;
+    let user = local ? await getUser(deps.storage.db, userId) : undefined;
+    // An unknown user of an application service's namespace: the AS may create it when asked.
+    if (local && !user && (await deps.appServiceQueries?.queryUser(userId)))
+      user = await getUser(deps.storage.db, userId);
     if (!user || user.deactivated) throw notFound('Profile not found');
     return user;
   }

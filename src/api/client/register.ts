@@ -17,6 +17,11 @@ import type { ApiDeps } from '../context.js';
 import { MatrixError } from '../errors.js';
 import type { Stage } from '../uia.js';
 import { parseBody, parseQuery } from '../validate.js';
+import {
+  APPSERVICE_LOGIN_TYPE,
+  checkUserNotExclusive,
+  registerAppServiceUser,
+} from '../appservice-accounts.js';
 
 const RegisterBody = z.looseObject({
   auth: z.looseObject({}).optional(),
@@ -64,6 +69,7 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDeps): void {
       );
     }
     validateLocalpart(localpart, config.server_name, guestToken !== undefined);
+    checkUserNotExclusive(deps.appServices, userId);
     if (guestToken !== undefined) {
       const owner = await findAccessToken(storage.db, hashToken(guestToken));
       if (!owner || owner.deactivated || !owner.isGuest || owner.userId !== userId) {
@@ -83,6 +89,7 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.post('/_matrix/client/v3/register', async (req) => {
     const { kind } = parseQuery(RegisterQuery, req.query);
     const body = parseBody(RegisterBody, req.body);
+    if (body.type === APPSERVICE_LOGIN_TYPE) return registerAppServiceUser(deps, req, body);
     rateLimiter.check(`register:ip:${req.ip}`, config.rate_limiting.register);
 
     if (kind === 'guest') {
@@ -172,6 +179,7 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDeps): void {
     rateLimiter.check(`register:ip:${req.ip}`, config.rate_limiting.register);
     const localpart = username.toLowerCase();
     validateLocalpart(localpart, config.server_name);
+    checkUserNotExclusive(deps.appServices, `@${localpart}:${config.server_name}`);
     if (!(await isUserIdAvailable(storage.db, `@${localpart}:${config.server_name}`))) {
       throw new MatrixError('M_USER_IN_USE', 'User ID already taken');
     }

@@ -26,7 +26,8 @@ export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { writer, auth, config, rateLimiter } = deps;
   const guard = { preHandler: auth.requireUser };
   const limit = (r: Requester): void => {
-    if (!r.isAdmin) rateLimiter.check(`message:${r.userId}`, config.rate_limiting.message);
+    if (!r.isAdmin && !r.exemptFromRateLimits)
+      rateLimiter.check(`message:${r.userId}`, config.rate_limiting.message);
   };
 
   /** PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId} */

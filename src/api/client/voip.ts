@@ -36,7 +36,4 @@ export function voipRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'config' | 
   app.get('/_matrix/client/v3/voip/turnServer', guard, async (req) => {
     return turnCredentials(deps.config, requester(req).userId) ?? {};
   });
-
-  /** GET /_matrix/client/v3/thirdparty/protocols */
-  app.get('/_matrix/client/v3/thirdparty/protocols', guard, async () => ({}));
 }
