@@ -2,6 +2,7 @@
  * `hearth doctor`: checks (and with --repair, repairs) a stopped server's database. Exit status 0 when clean (or
  * when every problem found was repaired), 1 when problems remain, 2 when it could not run.
  */
+import { loadAppServices } from '../appservice/registration.js';
 import { createLogger } from '../log.js';
 import { mediaProblems } from '../media/doctor.js';
 import { MediaService } from '../media/service.js';
@@ -65,6 +66,7 @@ export async function doctorCommand(opts: DoctorCliOptions): Promise<void> {
         progressEvery: opts.progressEvery ?? 100,
         onProgress: (line) => console.error(line),
         extraChecks: (repair) => mediaProblems(media, repair, { storage, log: createLogger('silent') }),
+        appServiceIds: loadAppServices(config.app_service_config_files, config.server_name).map((a) => a.id),
       });
     } catch (err) {
       if (err instanceof UnknownRoomError) throw new CliError(err.message);

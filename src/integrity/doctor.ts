@@ -16,6 +16,7 @@ import {
 import { countByKind, integrityCounters, type Problem } from './problems.js';
 import { analyzeRoom, type RoomRef } from './room-check.js';
 import { outboxProblems } from './queue-check.js';
+import { appserviceProblems } from './appservice-check.js';
 import { repairRoom } from './room-repair.js';
 
 export interface DoctorOptions {
@@ -33,6 +34,8 @@ export interface DoctorOptions {
   sampleCaches?: () => Promise<Problem[]>;
   /** Checks outside the database (the media store), run with the cross-room checks. */
   extraChecks?: (repair: boolean) => Promise<Problem[]>;
+  /** The configured application service ids: queue rows of any other service are reported (and deleted). */
+  appServiceIds?: readonly string[];
 }
 
 export interface DoctorReport {
@@ -118,7 +121,13 @@ async function pass(
     const found = await danglingTxnIds(trx, repair ? trx : undefined);
     const devices = await danglingDeviceRows(tables, trx, repair ? trx : undefined);
     const outbox = await outboxProblems(trx, repair ? trx : undefined);
-    return [...found, ...devices, ...outbox];
+    const appservices = await appserviceProblems(
+      trx,
+      repair ? trx : undefined,
+      storage.stream.current,
+      opts.appServiceIds ? new Set(opts.appServiceIds) : undefined,
+    );
+    return [...found, ...devices, ...outbox, ...appservices];
   });
   problems.push(...txn);
   if (repair) rowsQuarantined += txn.length;

@@ -22,6 +22,7 @@ export type ProblemKind =
   | 'txn_id_dangling'
   | 'device_row_dangling'
   | 'outbox_row_invalid'
+  | 'appservice_queue_invalid'
   | 'damage_report'
   | 'cache_mismatch'
   | 'media_file_orphan'

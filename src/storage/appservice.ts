@@ -88,7 +88,8 @@ export async function savePendingTxn(
   await db
     .insertInto('appservice_state')
     .values({ as_id: txn.asId, stream_pos: txn.fromPos, last_txn_id: txnId })
-    .onConflict((oc) => oc.column('as_id').doUpdateSet({ last_txn_id: txnId }))
+    // The position moves to the transaction's start too (ranges before it held nothing for the service).
+    .onConflict((oc) => oc.column('as_id').doUpdateSet({ last_txn_id: txnId, stream_pos: txn.fromPos }))
     .execute();
   await db
     .insertInto('appservice_txns')

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createAccount } from '../../src/accounts/register.js';
+import { runDoctor } from '../../src/integrity/doctor.js';
+import { openStorage } from '../../src/storage/db.js';
 import { upsertDevice } from '../../src/storage/devices.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startTestServer, type Client, type TestServer } from '../helpers/server.js';
@@ -299,6 +301,41 @@ for (const engine of ENGINES) {
         );
       } finally {
         await rooms.stop();
+      }
+    });
+
+    it('the doctor reports a position beyond the head and a removed service; repair fixes both', async () => {
+      await s.stop();
+      const storage = await openStorage(s.db.config);
+      try {
+        const head = storage.stream.current;
+        await storage.db
+          .updateTable('appservice_state')
+          .set({ stream_pos: head + 1000 })
+          .where('as_id', '=', 'bridge')
+          .execute();
+        const ids = ['bridge', 'rooms'];
+        const found = (await runDoctor(storage, { appServiceIds: ids })).problems.filter(
+          (p) => p.kind === 'appservice_queue_invalid',
+        );
+        assert.equal(found.length, 2, JSON.stringify(found));
+        assert.ok(found.some((p) => p.detail.includes('bridge') && p.detail.includes('beyond the head')));
+        assert.ok(found.some((p) => p.detail.includes('plain') && p.detail.includes('not a configured')));
+        const repaired = await runDoctor(storage, { repair: true, appServiceIds: ids });
+        assert.deepEqual(
+          repaired.remaining.filter((p) => p.kind === 'appservice_queue_invalid'),
+          [],
+        );
+        const rows = await storage.db.selectFrom('appservice_state').selectAll().orderBy('as_id').execute();
+        assert.deepEqual(
+          rows.map((r) => [r.as_id, Number(r.stream_pos)]),
+          [
+            ['bridge', head],
+            ['rooms', Number(rows.find((r) => r.as_id === 'rooms')?.stream_pos)],
+          ],
+        );
+      } finally {
+        await storage.close();
       }
     });
   });
