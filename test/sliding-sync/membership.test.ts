@@ -71,7 +71,7 @@ for (const engine of ENGINES) {
       assert.ok(inv?.invite_state, JSON.stringify(inv));
       assert.ok(inv.invite_state.some((e) => e.type === 'm.room.name'));
       assert.ok(inv.invite_state.some((e) => e.type === 'm.room.member' && e.state_key === bob.userId));
-      assert.equal(inv.timeline, undefined, 'no timeline before joining');
+      assert.deepEqual(inv.timeline, [], 'no timeline events before joining');
       assert.equal(first.rooms[dm]?.is_dm, true);
       await join(bob, invite);
       const inc = await ss(bob, listBody([0, 20], { required_state: [['m.room.name', '']] }), {

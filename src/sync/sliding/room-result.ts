@@ -102,7 +102,12 @@ export async function strippedRoom(ctx: BuildContext, input: RoomInput): Promise
   }
   const body = common(ctx, input, true);
   if (ctx.flavour === 'v4') body.stripped_state = events;
-  else body[room.membership === 'knock' ? 'knock_state' : 'invite_state'] = events;
+  else {
+    body[room.membership === 'knock' ? 'knock_state' : 'invite_state'] = events;
+    // matrix-js-sdk maps over both before looking at invite_state.
+    body.required_state = [];
+    body.timeline = [];
+  }
   return { body, sent: sentRow(input, ctx.to, []), timeline: [] };
 }
 
@@ -231,11 +236,8 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
   body.num_live =
     ctx.since === null ? 0 : events.filter((e) => (e.streamOrdering ?? 0) > (ctx.since ?? 0)).length;
   if (expanded) body[ctx.flavour === 'v4' ? 'expanded_timeline' : 'unstable_expanded_timeline'] = true;
-  if (stateEvents.length || stubs.length || initial)
-    body.required_state = [
-      ...(await formatEvents({ storage, reader }, sortByKey(stateEvents), fmt)),
-      ...stubs,
-    ];
+  // Always an array: matrix-js-sdk maps over it without a check.
+  body.required_state = [...(await formatEvents({ storage, reader }, sortByKey(stateEvents), fmt)), ...stubs];
   return { body, sent: sentRow(input, upTo, lazySent), timeline };
 }
 
