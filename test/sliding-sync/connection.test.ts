@@ -67,6 +67,16 @@ for (const engine of ENGINES) {
       assert.equal(old.body.errcode, 'M_UNKNOWN_POS');
     });
 
+    it('expires a connection unused for a week', async () => {
+      const first = await ss(bob, listBody([0, 9], { conn_id: 'old' }));
+      await server.hs.storage.db.updateTable('sliding_sync_connections').set({ last_used_ts: 0 }).execute();
+      const res = await ssRaw(bob, listBody([0, 9], { conn_id: 'old' }), { pos: first.pos, timeout: 0 });
+      assert.equal(res.status, 400);
+      assert.equal(res.body.errcode, 'M_UNKNOWN_POS');
+      const again = await ss(bob, listBody([0, 9], { conn_id: 'old' }));
+      assert.equal(Object.keys(again.rooms).length, 2, 'a new connection starts from scratch');
+    });
+
     it('answers a retried request with the same pos the same way, and forgets the unprocessed answer', async () => {
       const first = await ss(bob, listBody([0, 9], { conn_id: 'retry' }));
       await text(alice, roomB, 'b-retry');

@@ -133,7 +133,10 @@ export class SlidingSyncService {
       c.to,
       c.sent,
       Date.now(),
-    );
+    ).catch(() => {
+      // The connection was started afresh while this request waited: this answer can no longer be continued.
+      throw new MatrixError('M_UNKNOWN_POS', 'The connection was restarted by a newer request');
+    });
     return { pos: formatPos(c.to, posNid), ...c.body };
   }
 
