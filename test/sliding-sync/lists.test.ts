@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { ENGINES } from '../helpers/engines.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { createRoom, enc, join, putState, text, type User } from '../sync/sync-util.js';
-import { bodiesOf, byBump, listBody, ss, ssRaw, stateKeysOf } from './ss-util.js';
+import { bodiesOf, byBump, listBody, ss, ssRaw, stateKeysOf, V4_PATH, type SsResponse } from './ss-util.js';
 
 for (const engine of ENGINES) {
   describe(`${engine}: sliding sync lists`, () => {
@@ -151,6 +151,19 @@ for (const engine of ENGINES) {
       await text(alice, rooms[2] as string, 'lazy again');
       const inc = await ss(bob, body, { pos: first.pos });
       assert.deepEqual(inc.rooms[rooms[2] as string]?.required_state ?? [], [], 'already sent');
+    });
+
+    it('sorts by bump stamp (unstable API) or by any activity (v4)', async () => {
+      const order = byBump(await ss(bob, listBody([0, 4])));
+      const last = order[4] as string;
+      await putState(alice, last, 'm.room.topic', { topic: 'not a bump' });
+      const unstable = await ss(bob, listBody([0, 0]));
+      assert.deepEqual(Object.keys(unstable.rooms), [order[0]], 'a topic change does not bump');
+      const v4 = await bob.post(V4_PATH, {
+        lists: { all: { range: [0, 0], timeline_limit: 1, required_state: {} } },
+      });
+      assert.equal(v4.status, 200, JSON.stringify(v4.body));
+      assert.deepEqual(Object.keys((v4.body as unknown as SsResponse).rooms), [last]);
     });
 
     it('refuses malformed requests with Matrix errors', async () => {

@@ -1,5 +1,6 @@
 /**
- * The server-side room list of sliding sync: the user's rooms sorted by bump stamp (newest first), each list's
+ * The server-side room list of sliding sync: the user's rooms sorted by bump stamp (as Synapse) or, for the v4 API,
+ * by latest activity of any kind (the proposal: "not ordered by bump_stamp"), newest first; each list's
  * filters applied, its ranges cut out. Filter facts (DMs, encryption, room types, spaces, tags) are read in bulk,
  * once per computation and only for the filters a request uses.
  */
@@ -11,6 +12,8 @@ import type { ListConfig, ListFilters } from './request.js';
 
 export interface ListedRoom extends UserRoomRow {
   bumpStamp: number;
+  /** What the list is sorted by (newest first): the bump stamp, or (v4) the latest activity of any kind. */
+  sortKey: number;
 }
 
 /**
@@ -21,6 +24,7 @@ export function listableRooms(
   rows: readonly UserRoomRow[],
   userId: string,
   sentBefore: (roomId: string) => boolean,
+  byLastActivity = false,
 ): ListedRoom[] {
   const out: ListedRoom[] = [];
   for (const r of rows) {
@@ -29,10 +33,12 @@ export function listableRooms(
       const selfLeave = r.membershipSender === userId || r.membershipSender === null;
       if (selfLeave && !sentBefore(r.roomId)) continue;
     } else if (!['join', 'invite', 'knock'].includes(r.membership)) continue;
-    const bumpStamp = r.membership === 'join' ? (r.bump ?? r.membershipStream) : r.membershipStream;
-    out.push({ ...r, bumpStamp });
+    const joined = r.membership === 'join';
+    const bumpStamp = joined ? (r.bump ?? r.membershipStream) : r.membershipStream;
+    const sortKey = byLastActivity && joined ? (r.last ?? r.membershipStream) : bumpStamp;
+    out.push({ ...r, bumpStamp, sortKey });
   }
-  return out.sort((a, b) => b.bumpStamp - a.bumpStamp || b.roomNid - a.roomNid);
+  return out.sort((a, b) => b.sortKey - a.sortKey || b.roomNid - a.roomNid);
 }
 
 /** Facts read once per computation, each only when first needed. */

@@ -144,7 +144,7 @@ export class SlidingSyncService {
     const { storage, reader, typing } = this.deps;
     const to: SlidingPosition = { stream: storage.stream.current, typing: typing.serial };
     const rows = await userRooms(storage.db, userId);
-    const all = listableRooms(rows, userId, (id) => conn.sent.has(id));
+    const all = listableRooms(rows, userId, (id) => conn.sent.has(id), req.flavour === 'v4');
     const facts = new FilterFacts(storage, reader, userId, all);
     const configs = new Map<string, { room: ListedRoom; configs: RoomConfig[]; lists: string[] }>();
     const lists: JsonObject = {};
@@ -172,7 +172,7 @@ export class SlidingSyncService {
       for (const [roomId, config] of req.subscriptions) {
         const row = byId.get(roomId) ?? everything.get(roomId);
         if (!row || row.forgotten) continue;
-        const room = byId.get(roomId) ?? { ...row, bumpStamp: row.membershipStream };
+        const room = byId.get(roomId) ?? { ...row, bumpStamp: row.membershipStream, sortKey: 0 };
         const entry = configs.get(roomId) ?? { room, configs: [], lists: [] };
         entry.configs.push(config);
         configs.set(roomId, entry);
