@@ -113,6 +113,43 @@ for (const engine of ENGINES) {
       assert.equal((k.timeline?.[0]?.content as { membership: string }).membership, 'leave');
     });
 
+    it('sends a knock as knock_state, and counts a mention as a highlight', async () => {
+      const fay = await server.user('m_fay');
+      const room = await createRoom(alice, { name: 'Knock here', room_version: '12' });
+      await putState(alice, room, 'm.room.join_rules', { join_rule: 'knock' });
+      const f0 = await ss(fay, listBody([0, 9]));
+      const knocked = await fay.post(`/_matrix/client/v3/knock/${enc(room)}`, { reason: 'let me in' });
+      assert.equal(knocked.status, 200, JSON.stringify(knocked.body));
+      const f1 = await ss(fay, listBody([0, 9]), { pos: f0.pos });
+      const k = f1.rooms[room];
+      assert.ok(k?.knock_state, JSON.stringify(k));
+      const rules = k.knock_state.find((e) => e.type === 'm.room.join_rules');
+      assert.equal((rules?.content as { join_rule?: string } | undefined)?.join_rule, 'knock');
+      // A mention of bob in a room he is in: one notification, one highlight.
+      const b0 = await ss(bob, {
+        room_subscriptions: { [plain]: { timeline_limit: 1, required_state: [] } },
+      });
+      await text(alice, plain, 'no mention');
+      const b1 = await ss(
+        bob,
+        { room_subscriptions: { [plain]: { timeline_limit: 1, required_state: [] } } },
+        { pos: b0.pos },
+      );
+      assert.equal(b1.rooms[plain]?.highlight_count, 0);
+      await alice.put(`/_matrix/client/v3/rooms/${enc(plain)}/send/m.room.message/mention1`, {
+        msgtype: 'm.text',
+        body: `hey ${bob.userId}`,
+        'm.mentions': { user_ids: [bob.userId] },
+      });
+      const b2 = await ss(
+        bob,
+        { room_subscriptions: { [plain]: { timeline_limit: 1, required_state: [] } } },
+        { pos: b1.pos },
+      );
+      assert.equal(b2.rooms[plain]?.highlight_count, 1);
+      assert.ok((b2.rooms[plain]?.notification_count ?? 0) >= 1);
+    });
+
     it('serves room subscriptions, and ignores rooms the user was never in', async () => {
       const stranger = await server.user('m_carol');
       const hidden = await createRoom(stranger, { preset: 'private_chat' });
