@@ -7,7 +7,7 @@ import type { JsonObject } from '../../rooms/event.js';
 import type { LoadedEvent } from '../../read/event-reader.js';
 import { txnIdsFor } from '../../read/room-queries.js';
 import { formatStreamToken } from '../../read/tokens.js';
-import type { SentRoomRow } from '../../storage/sliding-sync.js';
+import type { SentRoomRow } from '../../storage/sliding-sync-connections.js';
 import { splitStateKey, stateKey, type StateMapNids } from '../../storage/state.js';
 import { formatEvents, strippedState } from '../format.js';
 import { memberCounts, timelineNids } from '../queries.js';
@@ -220,8 +220,9 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
   const timeline = await formatEvents({ storage, reader }, events, { ...fmt, txnIds });
   const body = common(ctx, input, initial);
   const named = await nameAndAvatar(ctx, room.roomId, endState);
-  if (nameChanged && (named.name !== undefined || ctx.flavour === 'v4')) body.name = named.name ?? null;
-  if (avatarChanged && (named.avatar !== undefined || ctx.flavour === 'v4'))
+  if (nameChanged && (named.name !== undefined || (ctx.flavour === 'v4' && !initial)))
+    body.name = named.name ?? null;
+  if (avatarChanged && (named.avatar !== undefined || (ctx.flavour === 'v4' && !initial)))
     body.avatar = named.avatar ?? null;
   if (membersChanged || nameChanged) {
     const counts = await memberCounts(storage.db, room.roomNid);

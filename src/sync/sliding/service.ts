@@ -11,6 +11,7 @@ import { MatrixError } from '../../api/errors.js';
 import type { ClientEvent, JsonObject } from '../../rooms/event.js';
 import { bundleAggregations } from '../../read/aggregations.js';
 import { loadPushRules } from '../../push/rules-store.js';
+import { activeRoomIds, userRooms } from '../../storage/sliding-sync.js';
 import {
   expireConnections,
   findConnection,
@@ -18,10 +19,8 @@ import {
   resetConnection,
   savePosition,
   trimConnections,
-  userRooms,
-  activeRoomIds,
   type SentRoomRow,
-} from '../../storage/sliding-sync.js';
+} from '../../storage/sliding-sync-connections.js';
 import type { SyncDeps } from '../sync.js';
 import { unreadCountsForRooms } from '../unread.js';
 import type { RoomConfig, SlidingRequest } from './request.js';

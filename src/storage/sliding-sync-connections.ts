@@ -1,0 +1,231 @@
+/**
+ * Per-connection state of simplified sliding sync (MSC4186): connections (user, device, conn_id), the positions
+ * handed out on each, and what each response sent of each room (migration 0018).
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from './schema.js';
+import type { Executor } from './users.js';
+
+export interface ConnectionRow {
+  connNid: number;
+  lastUsedTs: number;
+}
+
+export async function findConnection(
+  db: Executor,
+  userId: string,
+  deviceId: string,
+  connId: string,
+): Promise<ConnectionRow | undefined> {
+  const row = await db
+    .selectFrom('sliding_sync_connections')
+    .select(['conn_nid', 'last_used_ts'])
+    .where('user_id', '=', userId)
+    .where('device_id', '=', deviceId)
+    .where('conn_id', '=', connId)
+    .executeTakeFirst();
+  return row ? { connNid: Number(row.conn_nid), lastUsedTs: Number(row.last_used_ts) } : undefined;
+}
+
+/** Starts a connection afresh: any earlier state of (user, device, conn_id) is dropped. */
+export async function resetConnection(
+  db: Kysely<Database>,
+  userId: string,
+  deviceId: string,
+  connId: string,
+  now: number,
+): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    await trx
+      .deleteFrom('sliding_sync_connections')
+      .where('user_id', '=', userId)
+      .where('device_id', '=', deviceId)
+      .where('conn_id', '=', connId)
+      .execute();
+    const row = await trx
+      .insertInto('sliding_sync_connections')
+      .values({ user_id: userId, device_id: deviceId, conn_id: connId, created_ts: now, last_used_ts: now })
+      .returning('conn_nid')
+      .executeTakeFirstOrThrow();
+    return Number(row.conn_nid);
+  });
+}
+
+/** Drops the device's least recently used connections beyond `keep`. */
+export async function trimConnections(
+  db: Kysely<Database>,
+  userId: string,
+  deviceId: string,
+  keep: number,
+): Promise<void> {
+  const rows = await db
+    .selectFrom('sliding_sync_connections')
+    .select('conn_nid')
+    .where('user_id', '=', userId)
+    .where('device_id', '=', deviceId)
+    .orderBy('last_used_ts', 'desc')
+    .orderBy('conn_nid', 'desc')
+    .offset(keep)
+    .limit(1000)
+    .execute();
+  if (rows.length === 0) return;
+  await db
+    .deleteFrom('sliding_sync_connections')
+    .where(
+      'conn_nid',
+      'in',
+      rows.map((r) => Number(r.conn_nid)),
+    )
+    .execute();
+}
+
+/** Drops connections not used since `before` (any user). */
+export async function expireConnections(db: Kysely<Database>, before: number): Promise<void> {
+  await db.deleteFrom('sliding_sync_connections').where('last_used_ts', '<', before).execute();
+}
+
+export interface PositionRow {
+  posNid: number;
+  parent: number | null;
+  stream: number;
+  typing: number;
+}
+
+export interface SentRoomRow {
+  roomId: string;
+  membership: string;
+  sentTo: number;
+  timelineLimit: number;
+  requiredState: string;
+  lazyMembers: string;
+}
+
+/**
+ * The connection's state at `posNid`: the newest row per room along the position's chain of parents. Folds that
+ * chain into `posNid` and deletes every other position of the connection (answers the client never processed).
+ * Undefined when the position is not one of this connection's.
+ */
+export async function loadAndFold(
+  db: Kysely<Database>,
+  connNid: number,
+  posNid: number,
+  now: number,
+): Promise<{ position: PositionRow; rooms: Map<string, SentRoomRow> } | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const positions = await trx
+      .selectFrom('sliding_sync_positions')
+      .select(['pos_nid', 'parent_pos_nid', 'stream', 'typing'])
+      .where('conn_nid', '=', connNid)
+      .execute();
+    const byNid = new Map(
+      positions.map((p) => [
+        Number(p.pos_nid),
+        {
+          posNid: Number(p.pos_nid),
+          parent: p.parent_pos_nid === null ? null : Number(p.parent_pos_nid),
+          stream: Number(p.stream),
+          typing: Number(p.typing),
+        },
+      ]),
+    );
+    const position = byNid.get(posNid);
+    if (!position) return undefined;
+    const chain: number[] = [];
+    for (let p: PositionRow | undefined = position; p && !chain.includes(p.posNid);) {
+      chain.push(p.posNid);
+      p = p.parent === null ? undefined : byNid.get(p.parent);
+    }
+    const rows = await trx
+      .selectFrom('sliding_sync_rooms')
+      .selectAll()
+      .where('pos_nid', 'in', chain)
+      .orderBy('pos_nid', 'asc')
+      .execute();
+    const rooms = new Map<string, SentRoomRow>();
+    const keep = new Map<string, number>();
+    for (const r of rows) {
+      rooms.set(r.room_id, {
+        roomId: r.room_id,
+        membership: r.membership,
+        sentTo: Number(r.sent_to),
+        timelineLimit: Number(r.timeline_limit),
+        requiredState: r.required_state,
+        lazyMembers: r.lazy_members,
+      });
+      keep.set(r.room_id, Number(r.pos_nid));
+    }
+    if (chain.length > 1) {
+      // Move the newest row of each room onto posNid, then drop the ancestors (their other rows go with them).
+      for (const [roomId, from] of keep) {
+        if (from === posNid) continue;
+        await trx
+          .deleteFrom('sliding_sync_rooms')
+          .where('pos_nid', '=', posNid)
+          .where('room_id', '=', roomId)
+          .execute();
+        await trx
+          .updateTable('sliding_sync_rooms')
+          .set({ pos_nid: posNid })
+          .where('pos_nid', '=', from)
+          .where('room_id', '=', roomId)
+          .execute();
+      }
+      await trx
+        .updateTable('sliding_sync_positions')
+        .set({ parent_pos_nid: null })
+        .where('pos_nid', '=', posNid)
+        .execute();
+    }
+    const others = [...byNid.keys()].filter((n) => n !== posNid);
+    if (others.length)
+      await trx.deleteFrom('sliding_sync_positions').where('pos_nid', 'in', others).execute();
+    await trx
+      .updateTable('sliding_sync_connections')
+      .set({ last_used_ts: now })
+      .where('conn_nid', '=', connNid)
+      .execute();
+    return { position: { ...position, parent: null }, rooms };
+  });
+}
+
+/** Records a response: a new position (child of `parent`) and what it sent of each room. */
+export async function savePosition(
+  db: Kysely<Database>,
+  connNid: number,
+  parent: number | null,
+  at: { stream: number; typing: number },
+  rooms: readonly SentRoomRow[],
+  now: number,
+): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .insertInto('sliding_sync_positions')
+      .values({
+        conn_nid: connNid,
+        parent_pos_nid: parent,
+        stream: at.stream,
+        typing: at.typing,
+        created_ts: now,
+      })
+      .returning('pos_nid')
+      .executeTakeFirstOrThrow();
+    const posNid = Number(row.pos_nid);
+    for (let i = 0; i < rooms.length; i += 200) {
+      await trx
+        .insertInto('sliding_sync_rooms')
+        .values(
+          rooms.slice(i, i + 200).map((r) => ({
+            pos_nid: posNid,
+            room_id: r.roomId,
+            membership: r.membership,
+            sent_to: r.sentTo,
+            timeline_limit: r.timelineLimit,
+            required_state: r.requiredState,
+            lazy_members: r.lazyMembers,
+          })),
+        )
+        .execute();
+    }
+    return posNid;
+  });
+}
