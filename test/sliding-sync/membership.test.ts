@@ -150,6 +150,32 @@ for (const engine of ENGINES) {
       assert.ok((b2.rooms[plain]?.notification_count ?? 0) >= 1);
     });
 
+    it("sends a rejected or revoked invite as the user's own leave only, never the room's state", async () => {
+      const body = listBody([0, 30], { timeline_limit: 5, required_state: [['*', '*']] });
+      const rejected = await createRoom(alice, { name: 'Rejected', invite: [bob.userId] });
+      const revoked = await createRoom(alice, { name: 'Revoked', invite: [bob.userId] });
+      await text(alice, rejected, 'private chatter');
+      const first = await ss(bob, body);
+      assert.ok(first.rooms[rejected]?.invite_state);
+      await post(bob, `/_matrix/client/v3/rooms/${enc(rejected)}/leave`);
+      await post(alice, `/_matrix/client/v3/rooms/${enc(revoked)}/kick`, { user_id: bob.userId });
+      const inc = await ss(bob, body, { pos: first.pos });
+      for (const id of [rejected, revoked]) {
+        const r = inc.rooms[id];
+        assert.ok(r, id);
+        assert.deepEqual(r.required_state, [], 'no room state');
+        assert.equal(r.name, undefined);
+        assert.deepEqual(
+          r.timeline?.map((e) => [e.type, e.state_key, (e.content as { membership?: string }).membership]),
+          [['m.room.member', bob.userId, 'leave']],
+        );
+      }
+      // A revoked invite (someone else's leave) is listed on a new connection too, still without state.
+      const fresh = await ss(bob, body);
+      assert.deepEqual(fresh.rooms[revoked]?.required_state, []);
+      assert.equal(fresh.rooms[rejected], undefined, 'a self-rejected invite is not listed afresh');
+    });
+
     it('serves room subscriptions, and ignores rooms the user was never in', async () => {
       const stranger = await server.user('m_carol');
       const hidden = await createRoom(stranger, { preset: 'private_chat' });

@@ -16,6 +16,7 @@ import type { SyncDeps } from '../sync.js';
 import type { Flavour } from './request.js';
 import { isLazy, parseStates, serialiseStates, wants, type CombinedConfig } from './required-state.js';
 import type { ListedRoom } from './room-list.js';
+import { everJoined, neverJoinedRoom } from './never-joined.js';
 
 export interface BuildContext {
   deps: SyncDeps;
@@ -125,8 +126,10 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
   const { room, prev, config } = input;
   const { storage, reader } = ctx.deps;
   const joined = room.membership === 'join';
-  const upTo = joined ? ctx.to : Math.min(room.membershipStream, ctx.to);
   const initial = !prev || (joined && prev.membership !== 'join');
+  if (!joined && (!prev || prev.membership !== 'join') && !(await everJoined(ctx, room.roomId)))
+    return neverJoinedRoom(ctx, input, common(ctx, input, !prev || prev.membership !== room.membership));
+  const upTo = joined ? ctx.to : Math.min(room.membershipStream, ctx.to);
   const prevStates = prev ? parseStates(prev.requiredState) : [];
   const stateChangedConfig =
     !initial && prev !== undefined && prev.requiredState !== serialiseStates(config.states);
