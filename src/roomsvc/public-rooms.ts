@@ -15,6 +15,8 @@ export interface PublicRoomsQuery {
   searchTerm?: string | undefined;
   /** Room types to include; `null` stands for rooms without a type. Absent: every type. */
   roomTypes?: (string | null)[] | undefined;
+  /** The published rooms to list instead of the server's own list (an application service network's, or all). */
+  roomIds?: string[] | undefined;
 }
 
 export interface PublicRoomsResponse {
@@ -61,11 +63,9 @@ export async function listPublicRooms(
   q: PublicRoomsQuery,
 ): Promise<PublicRoomsResponse> {
   const since = q.since ? parsePublicRoomsToken(q.since) : undefined;
-  const rows = await deps.storage.db
-    .selectFrom('rooms')
-    .select('room_id')
-    .where('is_public', '=', 1)
-    .execute();
+  const rows =
+    q.roomIds?.map((room_id) => ({ room_id })) ??
+    (await deps.storage.db.selectFrom('rooms').select('room_id').where('is_public', '=', 1).execute());
   const rooms: RoomSummary[] = [];
   for (const { room_id } of rows) {
     const head = await deps.writer.head(room_id);

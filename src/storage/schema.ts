@@ -523,6 +523,13 @@ export interface AppserviceTxnsTable {
   created_ts: number;
 }
 
+/** A room an application service published in its network's room directory (0019). */
+export interface AppserviceRoomListTable {
+  as_id: string;
+  network_id: string;
+  room_id: string;
+}
+
 /** A simplified sliding sync connection: (user, device, conn_id) (0018). */
 export interface SlidingSyncConnectionsTable {
   conn_nid: Generated<number>;
@@ -560,6 +567,7 @@ export interface Database {
   sliding_sync_rooms: SlidingSyncRoomsTable;
   appservice_state: AppserviceStateTable;
   appservice_txns: AppserviceTxnsTable;
+  appservice_room_list: AppserviceRoomListTable;
   federation_sender_position: FederationSenderPositionTable;
   federation_outbox: FederationOutboxTable;
   federation_destinations: FederationDestinationsTable;

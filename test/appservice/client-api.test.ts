@@ -375,6 +375,46 @@ for (const engine of ENGINES) {
       assert.equal((user.body as unknown as unknown[]).length, 1);
     });
 
+    it('publishes rooms in its network directory, listed apart from the server list', async () => {
+      const gina = await server.user('gina');
+      const bridged = await as.post('/_matrix/client/v3/createRoom', {
+        preset: 'public_chat',
+        name: 'Bridged',
+      });
+      const local = await gina.post('/_matrix/client/v3/createRoom', {
+        preset: 'public_chat',
+        name: 'Local',
+        visibility: 'public',
+      });
+      const bridgedId = bridged.body.room_id as string;
+      const path = `/_matrix/client/v3/directory/list/appservice/chatnet/${encodeURIComponent(bridgedId)}`;
+      const byUser = await gina.put(path, { visibility: 'public' });
+      assert.equal(byUser.status, 403);
+      const put = await as.put(path, { visibility: 'public' });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      const ids = (r: { body: { chunk?: unknown } }) =>
+        ((r.body.chunk ?? []) as { room_id: string }[]).map((c) => c.room_id).sort();
+
+      const plain = await gina.get('/_matrix/client/v3/publicRooms');
+      assert.ok(ids(plain).includes(local.body.room_id as string));
+      assert.ok(!ids(plain).includes(bridgedId));
+      const network = await gina.get(
+        '/_matrix/client/v3/publicRooms?third_party_instance_id=bridge%7Cchatnet',
+      );
+      assert.deepEqual(ids(network), [bridgedId]);
+      const all = await gina.post('/_matrix/client/v3/publicRooms', { include_all_networks: true });
+      assert.ok(ids(all).includes(bridgedId) && ids(all).includes(local.body.room_id as string));
+      const both = await gina.post('/_matrix/client/v3/publicRooms', {
+        include_all_networks: true,
+        third_party_instance_id: 'bridge|chatnet',
+      });
+      assert.equal(both.status, 400);
+
+      assert.equal((await as.put(path, { visibility: 'private' })).status, 200);
+      const gone = await gina.get('/_matrix/client/v3/publicRooms?third_party_instance_id=bridge%7Cchatnet');
+      assert.deepEqual(ids(gone), []);
+    });
+
     it('pings the AS for its own as_token only', async () => {
       const ok = await as.post('/_matrix/client/v1/appservice/bridge/ping', { transaction_id: 'txn1' });
       assert.equal(ok.status, 200, JSON.stringify(ok.body));

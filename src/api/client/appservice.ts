@@ -1,4 +1,7 @@
-/** Application service endpoints of the client-server API ("Client-Server API Extensions"): ping. */
+/**
+ * Application service endpoints of the client-server API ("Client-Server API Extensions"): ping, and the
+ * published room directories of their third-party networks.
+ */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppServiceRequestError, appServiceRequest } from '../../appservice/http.js';
@@ -6,12 +9,36 @@ import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError } from '../errors.js';
 import { parseBody } from '../validate.js';
+import { setAppServiceRoomListed } from '../../storage/appservice-directory.js';
 
 const PingBody = z.looseObject({ transaction_id: z.string().optional() });
 const PING_TIMEOUT_MS = 15_000;
+const VisibilityBody = z.looseObject({ visibility: z.enum(['public', 'private']) });
 
 export function appServiceRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const guard = { preHandler: deps.auth.requireUser };
+
+  /** PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId} */
+  app.put<{ Params: { networkId: string; roomId: string } }>(
+    '/_matrix/client/v3/directory/list/appservice/:networkId/:roomId',
+    guard,
+    async (req) => {
+      const asId = requester(req).appServiceId;
+      if (asId === undefined)
+        throw new MatrixError('M_FORBIDDEN', 'Only application services can edit their published room list');
+      const body = parseBody(VisibilityBody, req.body);
+      if (!(await deps.writer.head(req.params.roomId)))
+        throw new MatrixError('M_NOT_FOUND', 'Room not found');
+      await setAppServiceRoomListed(
+        deps.storage.db,
+        asId,
+        req.params.networkId,
+        req.params.roomId,
+        body.visibility === 'public',
+      );
+      return {};
+    },
+  );
 
   /** POST /_matrix/client/v1/appservice/{appserviceId}/ping */
   app.post<{ Params: { appserviceId: string } }>(

@@ -11,6 +11,7 @@ import {
   setVisibility,
 } from '../../roomsvc/directory.js';
 import { listPublicRooms } from '../../roomsvc/public-rooms.js';
+import { appServiceNetworkRooms } from '../../appservice/directory.js';
 import { bearerToken, requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { isValidServerName } from '../../rooms/identifiers.js';
@@ -118,7 +119,13 @@ export function directoryRoutes(app: FastifyInstance, deps: ApiDeps): void {
         q.include_all_networks === undefined ? undefined : q.include_all_networks === 'true',
       third_party_instance_id: q.third_party_instance_id,
     });
-    return remote ?? listPublicRooms(d, { limit: q.limit, since: q.since });
+    if (remote) return remote;
+    const roomIds = await appServiceNetworkRooms(
+      storage.db,
+      q.include_all_networks === 'true',
+      q.third_party_instance_id,
+    );
+    return listPublicRooms(d, { limit: q.limit, since: q.since, roomIds });
   });
 
   /** POST /_matrix/client/v3/publicRooms */
@@ -139,6 +146,11 @@ export function directoryRoutes(app: FastifyInstance, deps: ApiDeps): void {
       since: body.since,
       searchTerm: body.filter?.generic_search_term,
       roomTypes: body.filter?.room_types,
+      roomIds: await appServiceNetworkRooms(
+        storage.db,
+        body.include_all_networks === true,
+        body.third_party_instance_id,
+      ),
     });
   });
 }

@@ -16,6 +16,7 @@ import { m0015 } from './0015_federation_send_on_behalf.js';
 import { m0016 } from './0016_remote_media_cache.js';
 import { m0017 } from './0017_appservice_queue.js';
 import { m0018 } from './0018_sliding_sync.js';
+import { m0019 } from './0019_appservice_room_list.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -38,4 +39,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0016,
   m0017,
   m0018,
+  m0019,
 ];
