@@ -55,14 +55,11 @@ export async function userRooms(db: Kysely<Database>, userId: string): Promise<U
         .as('bump'),
     )
     .select((eb) =>
+      // Outliers have no stream position: max() alone reads only the (room_nid, stream_ordering) index.
       eb
         .selectFrom('events as e2')
-        .select('e2.stream_ordering')
+        .select((e) => e.fn.max('e2.stream_ordering').as('m'))
         .whereRef('e2.room_nid', '=', 'm.room_nid')
-        .where('e2.outlier', '=', 0)
-        .where('e2.stream_ordering', 'is not', null)
-        .orderBy('e2.stream_ordering', 'desc')
-        .limit(1)
         .as('last'),
     )
     .where('m.user_id', '=', userId)
