@@ -142,6 +142,25 @@ for (const engine of ENGINES) {
         assert.ok(keys.includes(k), k);
     });
 
+    it('sends the newly wanted state when required_state grows, without new events', async () => {
+      const first = await ss(bob, listBody([0, 0], { required_state: [['m.room.create', '']] }));
+      const [top] = Object.keys(first.rooms);
+      const grown = await ss(
+        bob,
+        listBody([0, 0], {
+          required_state: [
+            ['m.room.create', ''],
+            ['m.room.power_levels', ''],
+          ],
+        }),
+        { pos: first.pos },
+      );
+      const room = grown.rooms[top as string];
+      assert.ok(room, 'the room comes back for its new state');
+      assert.deepEqual(stateKeysOf(room.required_state), ['m.room.power_levels|']);
+      assert.deepEqual(room.timeline, [], 'no new events');
+    });
+
     it('lazy-loads the memberships of timeline senders, once per connection', async () => {
       const body = listBody([0, 0], { timeline_limit: 1, required_state: [['m.room.member', '$LAZY']] });
       await text(alice, rooms[2] as string, 'lazy');
