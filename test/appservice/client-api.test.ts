@@ -275,6 +275,24 @@ for (const engine of ENGINES) {
       assert.equal(badToken.body.errcode, 'M_UNKNOWN_TOKEN');
     });
 
+    it('creates and deletes devices of its users without user-interactive auth (MSC4190)', async () => {
+      const path = '/_matrix/client/v3/devices/BRIDGEDEV?user_id=@_bridge_alice:test.local';
+      const made = await as.put(path, { display_name: 'Bridge device' });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      assert.equal((await as.put(path, { display_name: 'Renamed' })).status, 200);
+      const who = await as.get(
+        '/_matrix/client/v3/account/whoami?user_id=@_bridge_alice:test.local&device_id=BRIDGEDEV',
+      );
+      assert.equal(who.body.device_id, 'BRIDGEDEV');
+      const dev = await as.get(path);
+      assert.equal(dev.body.display_name, 'Renamed');
+      assert.equal((await as.delete(path, {})).status, 200);
+      assert.equal((await as.get(path)).status, 404);
+      // An ordinary user cannot create a device this way.
+      const henry = await server.user('henry');
+      assert.equal((await henry.put('/_matrix/client/v3/devices/NEWDEV', {})).status, 404);
+    });
+
     it('is exempt from message rate limits with rate_limited: false; users are not', async () => {
       const room = await as.post('/_matrix/client/v3/createRoom', {});
       assert.equal(room.status, 200);

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { removeDevices } from '../../accounts/devices.js';
-import { getDevice, listDevices, setDeviceDisplayName } from '../../storage/devices.js';
+import { getDevice, listDevices, setDeviceDisplayName, upsertDevice } from '../../storage/devices.js';
 import type { DeviceRow } from '../../storage/schema.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
@@ -41,15 +41,24 @@ export function deviceRoutes(app: FastifyInstance, deps: ApiDeps): void {
   });
 
   /** PUT /_matrix/client/v3/devices/{deviceId} */
-  app.put<{ Params: { deviceId: string } }>('/_matrix/client/v3/devices/:deviceId', guard, async (req) => {
-    const r = requester(req);
-    const body = parseBody(PutDeviceBody, req.body);
-    const d = await getDevice(storage.db, r.userId, req.params.deviceId);
-    if (!d) throw notFound('Unknown device');
-    if (body.display_name !== undefined)
-      await setDeviceDisplayName(storage.db, r.userId, d.device_id, body.display_name);
-    return {};
-  });
+  app.put<{ Params: { deviceId: string } }>(
+    '/_matrix/client/v3/devices/:deviceId',
+    guard,
+    async (req, reply) => {
+      const r = requester(req);
+      const body = parseBody(PutDeviceBody, req.body);
+      const d = await getDevice(storage.db, r.userId, req.params.deviceId);
+      // Application services create devices for their users this way (spec v1.17, MSC4190): 201.
+      if (!d && r.appServiceId !== undefined && req.params.deviceId.length <= 255) {
+        await upsertDevice(storage.db, r.userId, req.params.deviceId, body.display_name ?? null, Date.now());
+        return reply.code(201).send({});
+      }
+      if (!d) throw notFound('Unknown device');
+      if (body.display_name !== undefined)
+        await setDeviceDisplayName(storage.db, r.userId, d.device_id, body.display_name);
+      return {};
+    },
+  );
 
   /** DELETE /_matrix/client/v3/devices/{deviceId} */
   app.delete<{ Params: { deviceId: string } }>('/_matrix/client/v3/devices/:deviceId', guard, async (req) => {
@@ -57,7 +66,9 @@ export function deviceRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const body = parseBody(DeleteDeviceBody, req.body);
     const d = await getDevice(storage.db, r.userId, req.params.deviceId);
     if (!d) throw notFound('Unknown device');
-    await uia.require({ req, auth: body.auth, flows: [['m.login.password']], userId: r.userId });
+    // No user-interactive auth for an application service (spec v1.17).
+    if (r.appServiceId === undefined)
+      await uia.require({ req, auth: body.auth, flows: [['m.login.password']], userId: r.userId });
     await removeDevices(deps, r.userId, [d.device_id]);
     return {};
   });
@@ -66,7 +77,8 @@ export function deviceRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.post('/_matrix/client/v3/delete_devices', guard, async (req) => {
     const r = requester(req);
     const body = parseBody(DeleteDevicesBody, req.body);
-    await uia.require({ req, auth: body.auth, flows: [['m.login.password']], userId: r.userId });
+    if (r.appServiceId === undefined)
+      await uia.require({ req, auth: body.auth, flows: [['m.login.password']], userId: r.userId });
     await removeDevices(deps, r.userId, body.devices);
     return {};
   });
