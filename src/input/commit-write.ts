@@ -9,7 +9,7 @@ import { canonicalJson } from '../rooms/canonical-json.js';
 import type { JsonObject, Pdu } from '../rooms/event.js';
 import { injectFault } from '../integrity/faults.js';
 import type { Engine } from '../storage/dialect.js';
-import { insertEvent } from '../storage/events.js';
+import { insertEvent, insertEventEdges } from '../storage/events.js';
 import { indexEventForSearch } from '../storage/search.js';
 import type { Database } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
@@ -79,6 +79,7 @@ export async function writeRoomEvents(
   }
   let working: RoomHead = { ...cloneHead(head), roomNid, snapshot };
   const persisted: PersistedEvent[] = [];
+  const edges: { eventNid: number; prevIds: string[]; authIds: string[] }[] = [];
   for (const [i, p] of prepared.entries()) {
     cursor.event = i;
     const pos = positions[i] as number;
@@ -97,9 +98,10 @@ export async function writeRoomEvents(
         stateSnapshotNid: working.snapshot.nid,
         containsUrl: typeof p.pdu.content.url === 'string',
       },
-      p.prevIds,
-      p.authIds,
+      [],
+      [],
     );
+    edges.push({ eventNid, prevIds: p.prevIds, authIds: p.authIds });
     if (p.pdu.state_key !== undefined) {
       working = await writeState(trx, working, p, eventNid, pos);
     } else {
@@ -121,6 +123,8 @@ export async function writeRoomEvents(
     }
     persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
   }
+  // The graph edges of all the room's events at once (a group's events cite each other: all are written by now).
+  await insertEventEdges(trx, edges);
   const last = persisted[persisted.length - 1];
   if (last) {
     await trx.deleteFrom('forward_extremities').where('room_nid', '=', roomNid).execute();

@@ -553,10 +553,17 @@ export class RoomWriter {
       this.#signing(version),
     );
     refuseOversized(built.pdu);
-    const ids = new Map<Pdu, string>();
-    for (const e of working.state.values()) ids.set(e.pdu, e.eventId);
+    // Built only when the rules ask (rarely): a room's whole state is not walked for every message.
+    let ids: Map<Pdu, string> | undefined;
+    const eventIdOf = (p: Pdu): string => {
+      if (!ids) {
+        ids = new Map();
+        for (const e of working.state.values()) ids.set(e.pdu, e.eventId);
+      }
+      return ids.get(p) ?? '';
+    };
     const result = checkEventAuth(forAuth(built.pdu, version), lookupIn(working.state), version, {
-      eventIdOf: (p) => ids.get(p) ?? '',
+      eventIdOf,
     });
     if (!result.allowed) throw new MatrixError('M_FORBIDDEN', result.reason);
     Object.assign(working, applyToHead(working, built.pdu, built.eventId));

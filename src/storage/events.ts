@@ -124,3 +124,28 @@ export async function findTxnEvents(
   for (const r of rows) out.set(JSON.stringify([r.user_id, r.device_id, r.txn_id]), r.event_id);
   return out;
 }
+
+/** The prev and auth edges of several events written in one transaction, as two multi-row inserts (in chunks). */
+export async function insertEventEdges(
+  db: Executor,
+  events: readonly { eventNid: number; prevIds: readonly string[]; authIds: readonly string[] }[],
+): Promise<void> {
+  const prev = events.flatMap((e) =>
+    [...new Set(e.prevIds)].map((prev_event_id) => ({ event_nid: e.eventNid, prev_event_id })),
+  );
+  const auth = events.flatMap((e) =>
+    [...new Set(e.authIds)].map((auth_event_id) => ({ event_nid: e.eventNid, auth_event_id })),
+  );
+  for (let i = 0; i < prev.length; i += 500) {
+    await db
+      .insertInto('event_edges')
+      .values(prev.slice(i, i + 500))
+      .execute();
+  }
+  for (let i = 0; i < auth.length; i += 500) {
+    await db
+      .insertInto('event_auth_edges')
+      .values(auth.slice(i, i + 500))
+      .execute();
+  }
+}
