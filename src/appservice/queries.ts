@@ -3,6 +3,7 @@
  * an AS namespace makes the homeserver ask that AS (`GET /_matrix/app/v1/rooms/{alias}`, `/users/{userId}`), which
  * may create it before answering 200; the caller then looks again.
  */
+import { getUser, type Executor } from '../storage/users.js';
 import { appServiceRequest } from './http.js';
 import type { AppService, AppServiceRegistry } from './registration.js';
 
@@ -31,6 +32,13 @@ export class AppServiceQueries {
       this.registry.all().filter((as) => this.registry.isInterestedInUser(as, userId)),
       () => `/_matrix/app/v1/users/${encodeURIComponent(userId)}`,
     );
+
+  /** Before an invite: a user of this server not known here is asked of its AS (which may create it). */
+  async queryUnknownUser(db: Executor, userId: string, serverName: string): Promise<void> {
+    if (this.registry.all().length === 0 || !userId.endsWith(`:${serverName}`)) return;
+    if (await getUser(db, userId)) return;
+    await this.queryUser(userId);
+  }
 
   async #ask(services: AppService[], path: (as: AppService) => string): Promise<boolean> {
     for (const as of services) {

@@ -367,6 +367,20 @@ for (const engine of ENGINES) {
       assert.equal(profile.status, 200, JSON.stringify(profile.body));
       assert.equal((await dave.get('/_matrix/client/v3/profile/@_bridge_never:test.local')).status, 404);
 
+      // An invite to an unknown user of the namespace asks the AS first.
+      const inviter = await server.user('ivan');
+      const invRoom = await inviter.post('/_matrix/client/v3/createRoom', {});
+      const usersAsked = () => fake.seen.filter((q) => q.url.startsWith('/_matrix/app/v1/users/')).length;
+      const beforeInvite = usersAsked();
+      const invited = await inviter.post(
+        `/_matrix/client/v3/rooms/${encodeURIComponent(invRoom.body.room_id as string)}/invite`,
+        {
+          user_id: '@_bridge_invitee:test.local',
+        },
+      );
+      assert.equal(invited.status, 200);
+      assert.equal(usersAsked(), beforeInvite + 1);
+
       // Joining by an alias the AS makes on demand.
       const erin = await server.user('erin');
       const joined = await erin.post('/_matrix/client/v3/join/%23_bridge_lazy:test.local', {});

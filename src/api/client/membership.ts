@@ -94,6 +94,7 @@ export function membershipRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.post<RoomParams>('/_matrix/client/v3/rooms/:roomId/invite', guard, async (req) => {
     const body = parseBody(TargetBody, req.body);
     limit(req, 'invites');
+    await deps.appServiceQueries?.queryUnknownUser(storage.db, target(body.user_id), config.server_name);
     await changeMembership(
       m,
       req.params.roomId,
