@@ -270,6 +270,18 @@ for (const engine of ENGINES) {
       );
       assert.equal(noDevice.status, 400);
       assert.equal(noDevice.body.errcode, 'M_UNKNOWN_DEVICE');
+      // Keys need a device: refused without device_id, accepted with it.
+      const keysNoDevice = await as.post(
+        '/_matrix/client/v3/keys/upload?user_id=@_bridge_alice:test.local',
+        {},
+      );
+      assert.equal(keysNoDevice.status, 400);
+      const keys = await as.post(
+        '/_matrix/client/v3/keys/upload?user_id=@_bridge_alice:test.local&device_id=ALICEDEV',
+        { one_time_keys: { 'signed_curve25519:AAAA': { key: 'k', signatures: {} } } },
+      );
+      assert.equal(keys.status, 200, JSON.stringify(keys.body));
+      assert.equal((keys.body.one_time_key_counts as Record<string, number>).signed_curve25519, 1);
       const badToken = await server.client('as-token-wrong').get('/_matrix/client/v3/account/whoami');
       assert.equal(badToken.status, 401);
       assert.equal(badToken.body.errcode, 'M_UNKNOWN_TOKEN');

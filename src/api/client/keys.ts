@@ -7,6 +7,7 @@ import { parseStreamToken } from '../../read/tokens.js';
 import type { JsonObject } from '../../rooms/event.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
+import { MatrixError } from '../errors.js';
 import { parseBody, parseQuery } from '../validate.js';
 
 const JsonObj = z.record(z.string(), z.unknown());
@@ -40,6 +41,14 @@ export function keysRoutes(app: FastifyInstance, deps: ApiDeps): void {
   app.post('/_matrix/client/v3/keys/upload', guard, async (req) => {
     const r = requester(req);
     const body = parseBody(UploadBody, req.body);
+    // An application service acting without device_id has no device to upload keys for (as Synapse).
+    if (r.deviceId === '')
+      throw new MatrixError(
+        'M_UNKNOWN',
+        'To upload keys, you must pass device_id when authenticating',
+        {},
+        400,
+      );
     return uploadKeys(deps, r.userId, r.deviceId, {
       device_keys: body.device_keys as JsonObject | undefined,
       one_time_keys: body.one_time_keys,
