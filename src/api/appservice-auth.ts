@@ -17,6 +17,21 @@ function queryString(req: FastifyRequest, key: string): string | undefined {
   return typeof first === 'string' && first !== '' ? first : undefined;
 }
 
+/**
+ * Timestamp massaging (spec "Timestamp massaging"): the `ts` query parameter of an application service's send and
+ * state requests becomes the event's origin_server_ts; ignored for other requesters, as Synapse does.
+ */
+export function massagedTs(req: { query?: unknown; requester: Requester | null }): number | undefined {
+  if (req.requester?.appServiceId === undefined) return undefined;
+  const raw: unknown = (req.query as Record<string, unknown> | undefined)?.ts;
+  const first: unknown = Array.isArray(raw) ? (raw as unknown[])[0] : raw;
+  if (first === undefined) return undefined;
+  const ts = typeof first === 'string' && /^\d{1,16}$/.test(first) ? Number(first) : NaN;
+  if (!Number.isSafeInteger(ts))
+    throw new MatrixError('M_INVALID_PARAM', 'ts must be a timestamp in milliseconds');
+  return ts;
+}
+
 export async function appServiceRequester(
   db: Executor,
   registry: AppServiceRegistry,

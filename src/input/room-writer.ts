@@ -53,6 +53,8 @@ export interface NewEvent {
   state_key?: string;
   /** The event an m.room.redaction redacts. */
   redacts?: string;
+  /** origin_server_ts other than now (application service timestamp massaging, `?ts=`). */
+  originServerTs?: number;
 }
 
 export interface CommittedBatch {
@@ -548,7 +550,7 @@ export class RoomWriter {
         prev_events: prevIds,
         auth_events: authEvents,
         depth,
-        origin_server_ts: Date.now(),
+        origin_server_ts: ev.originServerTs ?? Date.now(),
       },
       this.#signing(version),
     );

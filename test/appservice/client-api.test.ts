@@ -316,6 +316,30 @@ for (const engine of ENGINES) {
         });
         assert.equal(sent.status, 200, JSON.stringify(sent.body));
       }
+      // Timestamp massaging: ?ts= sets origin_server_ts for the AS (a bad value is 400).
+      const dated = await as.put(
+        `/_matrix/client/v3/rooms/${roomId}/send/m.room.message/ts1?ts=1234567890123`,
+        {
+          msgtype: 'm.text',
+          body: 'old',
+        },
+      );
+      assert.equal(dated.status, 200);
+      const ev = await as.get(
+        `/_matrix/client/v3/rooms/${roomId}/event/${encodeURIComponent(dated.body.event_id as string)}`,
+      );
+      assert.equal(ev.body.origin_server_ts, 1234567890123);
+      const stateTs = await as.put(`/_matrix/client/v3/rooms/${roomId}/state/m.room.topic?ts=1000`, {
+        topic: 't',
+      });
+      const topic = await as.get(
+        `/_matrix/client/v3/rooms/${roomId}/event/${encodeURIComponent(stateTs.body.event_id as string)}`,
+      );
+      assert.equal(topic.body.origin_server_ts, 1000);
+      const badTs = await as.put(`/_matrix/client/v3/rooms/${roomId}/send/m.room.message/ts2?ts=soon`, {
+        body: 'x',
+      });
+      assert.equal(badTs.status, 400);
       const carol = await server.user('carol');
       const own = await carol.post('/_matrix/client/v3/createRoom', {});
       const ownId = encodeURIComponent(own.body.room_id as string);

@@ -5,6 +5,7 @@ import { scopedTxnId } from '../../util/txn.js';
 import { canonicalJson } from '../../rooms/canonical-json.js';
 import { checkContent, checkEventType, checkStateKey, MAX_PDU_BYTES } from '../../roomsvc/content.js';
 import { requester, type Requester } from '../auth.js';
+import { massagedTs } from '../appservice-auth.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError } from '../errors.js';
 import { parseBody } from '../validate.js';
@@ -40,7 +41,7 @@ export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
     limit(r);
     const res = await writer.send(
       roomId,
-      { type: eventType, sender: r.userId, content },
+      { type: eventType, sender: r.userId, content, originServerTs: massagedTs(req) },
       { userId: r.userId, deviceId: r.deviceId, txnId: scopedTxnId(`send/${roomId}/${eventType}`, txnId) },
     );
     return { event_id: res.eventId };
@@ -50,6 +51,7 @@ export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const putState = async (req: {
     params: StateParams['Params'];
     body: unknown;
+    query?: unknown;
     requester: Requester | null;
   }) => {
     const r = req.requester as Requester;
@@ -65,6 +67,7 @@ export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
       state_key: stateKey,
       sender: r.userId,
       content,
+      originServerTs: massagedTs(req),
     });
     return { event_id: res.eventId };
   };
