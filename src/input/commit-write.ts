@@ -4,14 +4,14 @@
  * ids, then the room's forward extremity and current snapshot. Also the in-memory head arithmetic the writer
  * shares with it.
  */
-import type { Transaction } from 'kysely';
+import type { Insertable, Transaction } from 'kysely';
 import { canonicalJson } from '../rooms/canonical-json.js';
 import type { JsonObject, Pdu } from '../rooms/event.js';
 import { injectFault } from '../integrity/faults.js';
 import type { Engine } from '../storage/dialect.js';
 import { insertEvent, insertEventEdges } from '../storage/events.js';
 import { indexEventForSearch } from '../storage/search.js';
-import type { Database } from '../storage/schema.js';
+import type { Database, EventTxnIdsTable } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
 import { referenceHashOf, type RoomHead, type StateEntry } from './room-head.js';
 
@@ -80,6 +80,7 @@ export async function writeRoomEvents(
   let working: RoomHead = { ...cloneHead(head), roomNid, snapshot };
   const persisted: PersistedEvent[] = [];
   const edges: { eventNid: number; prevIds: string[]; authIds: string[] }[] = [];
+  const txns: Insertable<EventTxnIdsTable>[] = [];
   for (const [i, p] of prepared.entries()) {
     cursor.event = i;
     const pos = positions[i] as number;
@@ -110,28 +111,43 @@ export async function writeRoomEvents(
     await injectFault('persist-event', trx);
     await writeSideTables(trx, engine, p, eventNid, roomNid);
     if (p.txn) {
-      await trx
-        .insertInto('event_txn_ids')
-        .values({
-          user_id: p.txn.userId,
-          device_id: p.txn.deviceId,
-          txn_id: p.txn.txnId,
-          event_nid: eventNid,
-          created_ts: Date.now(),
-        })
-        .execute();
+      txns.push({
+        user_id: p.txn.userId,
+        device_id: p.txn.deviceId,
+        txn_id: p.txn.txnId,
+        event_nid: eventNid,
+        created_ts: Date.now(),
+      });
     }
     persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
   }
   // The graph edges of all the room's events at once (a group's events cite each other: all are written by now).
   await insertEventEdges(trx, edges);
+  // The group commit answers a repeated transaction id before writing: none of these can collide.
+  for (let i = 0; i < txns.length; i += 500) {
+    await trx
+      .insertInto('event_txn_ids')
+      .values(txns.slice(i, i + 500))
+      .execute();
+  }
   const last = persisted[persisted.length - 1];
   if (last) {
-    await trx.deleteFrom('forward_extremities').where('room_nid', '=', roomNid).execute();
-    await trx
-      .insertInto('forward_extremities')
-      .values({ room_nid: roomNid, event_nid: last.eventNid })
-      .execute();
+    // One extremity before (the usual case): move its row; otherwise replace them all.
+    const moved =
+      !newRoom && head.extremities.length === 1
+        ? await trx
+            .updateTable('forward_extremities')
+            .set({ event_nid: last.eventNid })
+            .where('room_nid', '=', roomNid)
+            .executeTakeFirst()
+        : undefined;
+    if (Number(moved?.numUpdatedRows ?? 0) !== 1) {
+      await trx.deleteFrom('forward_extremities').where('room_nid', '=', roomNid).execute();
+      await trx
+        .insertInto('forward_extremities')
+        .values({ room_nid: roomNid, event_nid: last.eventNid })
+        .execute();
+    }
     working.extremities = [
       {
         eventId: last.eventId,
