@@ -74,11 +74,20 @@ export async function timedSlide(
   body: Json,
   query = '',
 ): Promise<{ body: Json; ms: number; bytes: number }> {
-  const t0 = performance.now();
-  const res = await fetch(url + SLIDING_PATH + query, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
+  const send = (): Promise<Response> =>
+    fetch(url + SLIDING_PATH + query, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  let t0 = performance.now();
+  // A keep-alive socket left idle through a long build may have been closed by the server under us: retry once, on
+  // a new connection, and time that.
+  const res = await send().catch(async (err: unknown) => {
+    const code = ((err as { cause?: { code?: unknown } }).cause ?? {}).code;
+    if (code !== 'ECONNRESET' && code !== 'UND_ERR_SOCKET') throw err;
+    t0 = performance.now();
+    return send();
   });
   const text = await res.text();
   const ms = performance.now() - t0;
