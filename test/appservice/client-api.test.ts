@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -205,6 +206,19 @@ for (const engine of ENGINES) {
         .client()
         .get('/_matrix/client/v3/register/available?username=_bridge_mallory');
       assert.equal(avail.body.errcode, 'M_EXCLUSIVE');
+      // The shared-secret admin registration too.
+      const { nonce } = (await server.client().get('/_synapse/admin/v1/register')).body as { nonce: string };
+      const mac = createHmac('sha1', 'test-shared-secret')
+        .update([nonce, '_bridge_mallory', 'pw', 'notadmin'].join('\0'))
+        .digest('hex');
+      const shared = await server.client().post('/_synapse/admin/v1/register', {
+        nonce,
+        username: '_bridge_mallory',
+        password: 'pw',
+        mac,
+      });
+      assert.equal(shared.status, 400);
+      assert.equal(shared.body.errcode, 'M_EXCLUSIVE');
     });
 
     it('logs in users of its namespace with m.login.application_service', async () => {

@@ -12,6 +12,7 @@ import { createSession } from '../../accounts/sessions.js';
 import { setProfileField } from '../../storage/users.js';
 import type { ApiDeps } from '../context.js';
 import { MatrixError } from '../errors.js';
+import { checkUserNotExclusive } from '../appservice-accounts.js';
 import { parseBody } from '../validate.js';
 
 const NONCE_LIFETIME_MS = 60_000;
@@ -61,6 +62,7 @@ export function sharedSecretRegisterRoutes(app: FastifyInstance, deps: ApiDeps):
     const want = createHmac('sha1', key).update(parts.join('\0')).digest('hex');
     if (!constantTimeEqual(want, body.mac.toLowerCase()))
       throw new MatrixError('M_FORBIDDEN', 'HMAC incorrect');
+    checkUserNotExclusive(deps.appServices, `@${body.username.toLowerCase()}:${config.server_name}`);
     const userId = await createAccount(storage.db, {
       localpart: body.username.toLowerCase(),
       serverName: config.server_name,
