@@ -60,7 +60,10 @@ const Registration = z.object({
 
 function compile(file: string, key: string, entry: { exclusive: boolean; regex: string }): Namespace {
   try {
-    return { exclusive: entry.exclusive, regex: entry.regex, re: new RegExp(`^(?:${entry.regex})`, 'u') };
+    // Python syntax as registration files are written for Synapse: no unicode mode (it refuses escapes such as `\#`
+    // that mautrix bridges write), and Python's named groups `(?P<name>` spelled as JavaScript's.
+    const source = entry.regex.replace(/\(\?P</g, '(?<');
+    return { exclusive: entry.exclusive, regex: entry.regex, re: new RegExp(`^(?:${source})`) };
   } catch (err) {
     throw new Error(`${file}: ${key}.regex: invalid regular expression: ${(err as Error).message}`, {
       cause: err,

@@ -63,6 +63,27 @@ describe('application service registration files', () => {
     assert.ok(!reg.isInterestedInRoom(as, '!a:test.local'));
   });
 
+  it("accepts Python regex escapes and named groups of bridges' registrations", () => {
+    const as = parseAppService(
+      'tg.yaml',
+      [
+        'id: tg',
+        'url: null',
+        'as_token: a',
+        'hs_token: h',
+        'sender_localpart: tg',
+        'namespaces:',
+        '  users: [{exclusive: true, regex: "@telegram_(?P<id>[0-9]+):test\\\\.local"}]',
+        '  aliases: [{exclusive: true, regex: \\#telegram_.*:test\\.local}]',
+      ].join('\n'),
+      'test.local',
+    );
+    const reg = new AppServiceRegistry([as]);
+    assert.ok(reg.isInterestedInAlias(as, '#telegram_42:test.local'));
+    assert.ok(reg.isInterestedInUser(as, '@telegram_42:test.local'));
+    assert.ok(!reg.isInterestedInUser(as, '@telegram_x:test.local'));
+  });
+
   it('accepts url: null and receive_ephemeral', () => {
     const as = parseAppService(
       'x.yaml',
