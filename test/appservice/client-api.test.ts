@@ -470,6 +470,16 @@ for (const engine of ENGINES) {
       });
       const bridgedId = bridged.body.room_id as string;
       const path = `/_matrix/client/v3/directory/list/appservice/chatnet/${encodeURIComponent(bridgedId)}`;
+      const unknownRoom = await as.put('/_matrix/client/v3/directory/list/appservice/chatnet/not-a-room', {
+        visibility: 'public',
+      });
+      assert.equal(unknownRoom.status, 404);
+      assert.equal((await as.put(path, { visibility: 'sideways' })).status, 400);
+      assert.equal((await as.post('/_matrix/client/v1/appservice/bridge/ping', [])).status, 400);
+      assert.equal(
+        (await gina.get('/_matrix/client/v3/publicRooms?third_party_instance_id=nobar')).status,
+        400,
+      );
       const byUser = await gina.put(path, { visibility: 'public' });
       assert.equal(byUser.status, 403);
       const put = await as.put(path, { visibility: 'public' });
