@@ -130,8 +130,12 @@ for (const engine of ENGINES) {
       dir = mkdtempSync(join(tmpdir(), 'hearth-as-'));
       writeFileSync(join(dir, 'bridge.yaml'), registration(url));
       writeFileSync(join(dir, 'other.yaml'), other);
+      writeFileSync(
+        join(dir, 'down.yaml'),
+        'id: down\nurl: http://127.0.0.1:1\nas_token: as-down\nhs_token: hs-down\nsender_localpart: downbot\n',
+      );
       server = await startTestServer(engine, {
-        app_service_config_files: [join(dir, 'bridge.yaml'), join(dir, 'other.yaml')],
+        app_service_config_files: [join(dir, 'bridge.yaml'), join(dir, 'other.yaml'), join(dir, 'down.yaml')],
         enable_registration: true,
         rate_limiting: {
           enabled: true,
@@ -519,6 +523,9 @@ for (const engine of ENGINES) {
       const noUrl = await server.client(OTHER_TOKEN).post('/_matrix/client/v1/appservice/other/ping', {});
       assert.equal(noUrl.status, 400);
       assert.equal(noUrl.body.errcode, 'M_URL_NOT_SET');
+      const down = await server.client('as-down').post('/_matrix/client/v1/appservice/down/ping', {});
+      assert.equal(down.status, 502);
+      assert.equal(down.body.errcode, 'M_CONNECTION_FAILED');
       fake.pingStatus = 500;
       const bad = await as.post('/_matrix/client/v1/appservice/bridge/ping', {});
       fake.pingStatus = 200;
