@@ -1,7 +1,7 @@
 /**
  * Group commit for the room writer's sends. Sends that arrive while a transaction is being written wait in
- * per-room batches; when the writer is free it takes every ready batch, of any room, and commits them in ONE
- * transaction (one fsync for many events). A batch becomes ready only when it holds its room's turn in the room's
+ * per-room batches; when a transaction is free it takes every ready batch, of any room, and commits them in ONE
+ * transaction (one fsync for many events). SQLite writes one group at a time; PostgreSQL a few at once. A batch becomes ready only when it holds its room's turn in the room's
  * write queue, so it is ordered with the room's other writes (createRoom, ingestRemote, repairs...) and with the
  * room's earlier batches; it keeps the turn until its group has committed or failed.
  */
@@ -29,15 +29,19 @@ export class GroupCommitter<In, Out> {
   #open = new Map<string, Pending<In, Out>>();
   /** Batches holding their room's turn, waiting for the next transaction. */
   #ready: Pending<In, Out>[] = [];
-  #running = false;
+  #scheduled = false;
+  #inFlight = 0;
 
   /**
    * @param commitGroup writes the batches in one transaction (retrying without failed events) and answers every
    *   job; a job it leaves unanswered is failed with the error it throws, or with a generic one.
+   * @param parallel how many groups (of different rooms) may be written at once: 1 for SQLite (one connection),
+   *   a few for PostgreSQL, whose connections commit in parallel.
    */
   constructor(
     private readonly queue: KeyedQueue,
     private readonly commitGroup: (batches: RoomBatch<In, Out>[]) => Promise<void>,
+    private readonly parallel = 1,
   ) {}
 
   submit(roomId: string, input: In): Promise<Out> {
@@ -62,44 +66,53 @@ export class GroupCommitter<In, Out> {
   }
 
   #kick(): void {
-    if (this.#running) return;
-    this.#running = true;
+    if (this.#scheduled) return;
+    this.#scheduled = true;
     // setImmediate: requests read in this turn of the event loop join the group before it starts.
-    setImmediate(() => void this.#loop());
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#startGroups();
+    });
   }
 
-  async #loop(): Promise<void> {
-    while (this.#ready.length > 0) {
+  #startGroups(): void {
+    while (this.#ready.length > 0 && this.#inFlight < this.parallel) {
       const batches = this.#ready.splice(0);
       for (const b of batches) if (this.#open.get(b.roomId) === b) this.#open.delete(b.roomId);
-      const answered = new Set<GroupJob<In, Out>>();
-      const tracked = batches.map((b) => ({
-        roomId: b.roomId,
-        jobs: b.jobs.map((j) => ({
-          input: j.input,
-          resolve: (v: Out) => {
-            answered.add(j);
-            j.resolve(v);
-          },
-          reject: (e: unknown) => {
-            answered.add(j);
-            j.reject(e);
-          },
-        })),
-      }));
-      let failure: unknown = new Error('the group commit left a send unanswered');
-      try {
-        await this.commitGroup(tracked);
-      } catch (err) {
-        failure = err;
-      }
-      for (const b of batches) {
-        for (const j of b.jobs) if (!answered.has(j)) j.reject(failure);
-        b.release?.();
-      }
-      // Let the rooms' next batches take their turns (and requests arrive) before the next group.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      this.#inFlight++;
+      void this.#run(batches).finally(() => {
+        this.#inFlight--;
+        // The rooms' next batches take their turns (and requests arrive) before the next group starts.
+        this.#kick();
+      });
     }
-    this.#running = false;
+  }
+
+  async #run(batches: Pending<In, Out>[]): Promise<void> {
+    const answered = new Set<GroupJob<In, Out>>();
+    const tracked = batches.map((b) => ({
+      roomId: b.roomId,
+      jobs: b.jobs.map((j) => ({
+        input: j.input,
+        resolve: (v: Out) => {
+          answered.add(j);
+          j.resolve(v);
+        },
+        reject: (e: unknown) => {
+          answered.add(j);
+          j.reject(e);
+        },
+      })),
+    }));
+    let failure: unknown = new Error('the group commit left a send unanswered');
+    try {
+      await this.commitGroup(tracked);
+    } catch (err) {
+      failure = err;
+    }
+    for (const b of batches) {
+      for (const j of b.jobs) if (!answered.has(j)) j.reject(failure);
+      b.release?.();
+    }
   }
 }

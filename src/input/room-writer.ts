@@ -109,7 +109,7 @@ function refuseOversized(pdu: Pdu): void {
 
 export class RoomWriter {
   #queue = new KeyedQueue();
-  #group = new GroupCommitter<SendInput, SendResult>(this.#queue, (batches) => this.#commitGroup(batches));
+  #group: GroupCommitter<SendInput, SendResult>;
   #heads = new Map<string, RoomHead>();
   #listeners = new Set<CommitListener>();
 
@@ -117,7 +117,11 @@ export class RoomWriter {
     private readonly storage: Storage,
     private readonly serverName: string,
     private readonly key: SigningKey,
-  ) {}
+  ) {
+    // PostgreSQL commits on several connections at once: a few groups of different rooms may be written together.
+    const parallel = storage.engine === 'postgres' ? 4 : 1;
+    this.#group = new GroupCommitter(this.#queue, (batches) => this.#commitGroup(batches), parallel);
+  }
 
   onCommit(listener: CommitListener): () => void {
     this.#listeners.add(listener);
