@@ -57,6 +57,7 @@ export async function writeRoomEvents(
   positions: readonly number[],
   cursor: WriteCursor,
   newRoom?: { creator: string; createdTs: number },
+  deferred?: GroupRows,
 ): Promise<{ newHead: RoomHead; persisted: PersistedEvent[] }> {
   let roomNid = head.roomNid;
   let snapshot = head.snapshot;
@@ -79,8 +80,8 @@ export async function writeRoomEvents(
   }
   let working: RoomHead = { ...cloneHead(head), roomNid, snapshot };
   const persisted: PersistedEvent[] = [];
-  const edges: { eventNid: number; prevIds: string[]; authIds: string[] }[] = [];
-  const txns: Insertable<EventTxnIdsTable>[] = [];
+  const rows: GroupRows = deferred ?? { edges: [], txns: [] };
+  const { edges, txns } = rows;
   for (const [i, p] of prepared.entries()) {
     cursor.event = i;
     const pos = positions[i] as number;
@@ -121,15 +122,7 @@ export async function writeRoomEvents(
     }
     persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
   }
-  // The graph edges of all the room's events at once (a group's events cite each other: all are written by now).
-  await insertEventEdges(trx, edges);
-  // The group commit answers a repeated transaction id before writing: none of these can collide.
-  for (let i = 0; i < txns.length; i += 500) {
-    await trx
-      .insertInto('event_txn_ids')
-      .values(txns.slice(i, i + 500))
-      .execute();
-  }
+  if (!deferred) await writeGroupRows(trx, rows);
   const last = persisted[persisted.length - 1];
   if (last) {
     // One extremity before (the usual case): move its row; otherwise replace them all.
@@ -166,6 +159,26 @@ export async function writeRoomEvents(
       .execute();
   }
   return { newHead: working, persisted };
+}
+
+/** Rows of several events (of one room or a whole group) written together, after the events. */
+export interface GroupRows {
+  edges: { eventNid: number; prevIds: string[]; authIds: string[] }[];
+  txns: Insertable<EventTxnIdsTable>[];
+}
+
+/**
+ * The graph edges and transaction ids of many events in a few multi-row inserts (the events cite each other: all
+ * are written by now). The group commit answers a repeated transaction id before writing: none of these collide.
+ */
+export async function writeGroupRows(trx: Transaction<Database>, rows: GroupRows): Promise<void> {
+  await insertEventEdges(trx, rows.edges);
+  for (let i = 0; i < rows.txns.length; i += 500) {
+    await trx
+      .insertInto('event_txn_ids')
+      .values(rows.txns.slice(i, i + 500))
+      .execute();
+  }
 }
 
 /** A state event: a new snapshot (delta, or full when the chain is long), current state and memberships. */

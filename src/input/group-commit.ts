@@ -1,9 +1,10 @@
 /**
  * Group commit for the room writer's sends. Sends that arrive while a transaction is being written wait in
  * per-room batches; when a transaction is free it takes every ready batch, of any room, and commits them in ONE
- * transaction (one fsync for many events). SQLite writes one group at a time; PostgreSQL a few at once. A batch becomes ready only when it holds its room's turn in the room's
- * write queue, so it is ordered with the room's other writes (createRoom, ingestRemote, repairs...) and with the
- * room's earlier batches; it keeps the turn until its group has committed or failed.
+ * transaction (one fsync for many events). SQLite writes one group at a time; PostgreSQL a few at once. A batch
+ * becomes ready only when it holds its room's turn in the room's write queue, so it is ordered with the room's other
+ * writes (createRoom, ingestRemote, repairs...) and with the room's earlier batches; it keeps the turn until its
+ * group has committed or failed.
  */
 import type { KeyedQueue } from '../util/keyed-queue.js';
 

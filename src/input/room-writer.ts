@@ -25,8 +25,10 @@ import { KeyedQueue } from '../util/keyed-queue.js';
 import {
   applyToHead,
   cloneHead,
+  writeGroupRows,
   writeRoomEvents,
   writeSideTables,
+  type GroupRows,
   type PersistedEvent,
   type Prepared,
   type TxnKey,
@@ -309,6 +311,7 @@ export class RoomWriter {
     try {
       results = await this.storage.db.transaction().execute(async (trx) => {
         const out: Awaited<ReturnType<typeof writeRoomEvents>>[] = [];
+        const rows: GroupRows = { edges: [], txns: [] };
         for (const [i, plan] of plans.entries()) {
           if (plan.writes.length === 0) continue;
           cursor.room = i;
@@ -320,8 +323,12 @@ export class RoomWriter {
             prepared,
             positions[i] ?? [],
             cursor,
+            undefined,
+            rows,
           );
         }
+        // The edges and transaction ids of every room at once (a failure here counts as the last event's).
+        await writeGroupRows(trx, rows);
         cursor.room = -1;
         return out;
       });
