@@ -25,6 +25,7 @@ import federationSend from './federation-send.js';
 import federationJoin from './federation-join.js';
 import slidingSyncInitial from './sliding-sync-initial.js';
 import slidingSyncWake from './sliding-sync-wake.js';
+import appservice from './appservice.js';
 
 /** Scenario name → module. Add a scenario by writing bench/<name>.ts and adding it here. */
 const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
@@ -38,6 +39,7 @@ const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
     federationJoin,
     slidingSyncInitial,
     slidingSyncWake,
+    appservice,
   ].map((s) => [s.name, s]),
 );
 
@@ -48,6 +50,7 @@ ${[...SCENARIOS.values()].map((s) => `  ${s.name.padEnd(18)} ${s.description}`).
 
 environment: BENCH_MESSAGES (messages per case, default 1000), BENCH_SENDERS (default 20),
   BENCH_SLIDING_ROOMS (sliding-sync-initial room counts, default 200,2000),
+  BENCH_AS_EVENTS / BENCH_AS_OUTAGE (appservice live and outage messages, default 2000 / 10000),
   HEARTH_TEST_PG_URL (use this PostgreSQL instead of starting a cluster), HEARTH_BENCH_LOG (server log level)`;
 
 interface Args {
