@@ -138,6 +138,13 @@ for (const engine of ENGINES) {
         filter: { generic_search_term: 'garden' },
       });
       assert.deepEqual(ids((posted.body as Json).chunk), [garden]);
+      // Synapse 1.67 sends include_all_networks as a string in the body too.
+      const synapseStyle = await client.post(a.serverName, '/_matrix/federation/v1/publicRooms', {
+        include_all_networks: 'false',
+        limit: 5,
+        filter: { generic_search_term: 'garden' },
+      });
+      assert.deepEqual(ids((synapseStyle.body as Json).chunk), [garden]);
       const network = await client.get(a.serverName, '/_matrix/federation/v1/publicRooms', {
         query: { third_party_instance_id: 'irc|freenode' },
       });

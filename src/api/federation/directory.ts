@@ -21,6 +21,12 @@ import { PublicRoomsBody } from '../client/directory.js';
 import { notFound } from '../errors.js';
 import { parseBody, parseParams, parseQuery } from '../validate.js';
 
+const FederationPublicRoomsBody = z.preprocess((body) => {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
+  const all = (body as { include_all_networks?: unknown }).include_all_networks;
+  return all === 'true' || all === 'false' ? { ...body, include_all_networks: all === 'true' } : body;
+}, PublicRoomsBody);
+
 export interface DirectoryRoutesDeps {
   serverName: string;
   storage: Storage;
@@ -65,9 +71,12 @@ export function federationDirectoryRoutes(app: FastifyInstance, deps: DirectoryR
     );
   });
 
-  /** POST /_matrix/federation/v1/publicRooms */
+  /**
+   * POST /_matrix/federation/v1/publicRooms. Synapse (at least to 1.67) sends include_all_networks as the string
+   * "true"/"false" here as in the GET query; both forms are accepted.
+   */
   app.post('/_matrix/federation/v1/publicRooms', guard, async (req) => {
-    const body = parseBody(PublicRoomsBody, req.body);
+    const body = parseBody(FederationPublicRoomsBody, req.body);
     return list(
       {
         limit: body.limit,
