@@ -11,9 +11,11 @@ import { parse } from 'yaml';
 
 type Schema = { [key: string]: unknown };
 
+/** The spec's client-server OpenAPI files: `../shared/matrix-spec` beside the checkout, or HEARTH_MATRIX_SPEC. */
 export const SPEC_API_DIR = resolve(
-  dirname(fileURLToPath(import.meta.url)),
-  '../../../shared/matrix-spec/data/api/client-server',
+  process.env.HEARTH_MATRIX_SPEC ??
+    resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/matrix-spec'),
+  'data/api/client-server',
 );
 
 export const specAvailable = (): boolean => existsSync(SPEC_API_DIR);
