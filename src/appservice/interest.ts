@@ -6,7 +6,7 @@
  * joined members is in the users namespace. Room interest is judged on the room as it is now, like Synapse.
  */
 import type { FanoutEvent } from '../storage/federation-queue.js';
-import { roomFacts, roomNidById, type RoomFacts } from '../storage/appservice.js';
+import { roomInterestFacts, roomNidById, type RoomFacts } from '../storage/appservice.js';
 import type { Executor } from '../storage/users.js';
 
 /** The namespace tests of one application service (built from AS-1's registry). */
@@ -29,7 +29,7 @@ export class RoomInterest {
 
   async facts(roomNid: number): Promise<RoomFacts | undefined> {
     if (this.#facts.has(roomNid)) return this.#facts.get(roomNid);
-    const f = await roomFacts(this.db, roomNid);
+    const f = await roomInterestFacts(this.db, roomNid);
     this.#facts.set(roomNid, f);
     if (f) this.#byId.set(f.roomId, roomNid);
     return f;

@@ -150,7 +150,7 @@ export interface RoomFacts {
 }
 
 /** What decides an application service's interest in a room: its id, joined members and aliases. */
-export async function roomFacts(db: Executor, roomNid: number): Promise<RoomFacts | undefined> {
+export async function roomInterestFacts(db: Executor, roomNid: number): Promise<RoomFacts | undefined> {
   const room = await db
     .selectFrom('rooms')
     .select('room_id')

@@ -5,55 +5,17 @@
  * the spec asks of a service), in the order sent; a txn id re-sent after a kill carries the same events. Every engine.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { ENGINES } from '../helpers/engines.js';
 import { Client, startTestServer, type TestServer } from '../helpers/server.js';
 import { writeConfig } from '../integrity/util.js';
 import { FakeAppService, writeRegistration, type TxnEvent } from './transactions-helpers.js';
+import { kill, startChild } from '../integrity/child-harness.js';
 
 const CYCLES = 3;
-const ROOT = join(import.meta.dirname, '..', '..');
-
-async function bundleChild(): Promise<string> {
-  const { build } = await import('esbuild');
-  const outfile = join(ROOT, 'node_modules', '.cache', `hearth-as-kill-child-${process.pid}.mjs`);
-  await build({
-    entryPoints: [join(import.meta.dirname, '..', 'integrity', 'child-server.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    outfile,
-    logLevel: 'silent',
-  });
-  process.once('exit', () => rmSync(outfile, { force: true }));
-  return outfile;
-}
-let bundled: string | undefined;
-
-async function startChild(config: string): Promise<{ child: ChildProcess; url: string }> {
-  bundled ??= await bundleChild();
-  const proc = spawn(process.execPath, [bundled, config], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
-    rl.once('line', (line) => resolve({ child: proc, url: (JSON.parse(line) as { url: string }).url }));
-    proc.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
 
 for (const engine of ENGINES) {
   describe(`${engine}: SIGKILL with a non-empty application service queue`, () => {

@@ -5,11 +5,9 @@
  * its 2xx named, and the sends that were in flight, retried with their txnId, are stored exactly once.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { createAccount } from '../../src/accounts/register.js';
 import { runDoctor } from '../../src/integrity/doctor.js';
@@ -17,46 +15,10 @@ import { openStorage } from '../../src/storage/db.js';
 import { ENGINES, freshDatabase, type TestDatabase } from '../helpers/engines.js';
 import { Client, type TestServer } from '../helpers/server.js';
 import { allMessages, enc, writeConfig } from './util.js';
+import { kill, startChild } from './child-harness.js';
 
 const CYCLES: Record<string, number> = { sqlite: 3, postgres: 3 };
 const USERS = 6;
-const ROOT = join(import.meta.dirname, '..', '..');
-
-/** The child server bundled once with esbuild (as kill.test.ts does): a restart is then quick. */
-let bundled: string | undefined;
-async function bundleChild(): Promise<string> {
-  const { build } = await import('esbuild');
-  const outfile = join(ROOT, 'node_modules', '.cache', `hearth-gc-kill-child-${process.pid}.mjs`);
-  await build({
-    entryPoints: [join(import.meta.dirname, 'child-server.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    outfile,
-    logLevel: 'silent',
-  });
-  process.once('exit', () => rmSync(outfile, { force: true }));
-  return outfile;
-}
-
-async function startChild(config: string): Promise<{ child: ChildProcess; url: string }> {
-  bundled ??= await bundleChild();
-  const proc = spawn(process.execPath, [bundled, config], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
-    rl.once('line', (line) => resolve({ child: proc, url: (JSON.parse(line) as { url: string }).url }));
-    proc.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
 
 interface Send {
   client: Client;

@@ -11,11 +11,10 @@
  * receipt in an initial /sync is the last acknowledged one, or the one in flight at the kill.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { createAccount } from '../../src/accounts/register.js';
 import { runDoctor } from '../../src/integrity/doctor.js';
@@ -23,46 +22,10 @@ import { openStorage } from '../../src/storage/db.js';
 import { ENGINES, freshDatabase, type TestDatabase } from '../helpers/engines.js';
 import { Client, type Json, type Response, type TestServer } from '../helpers/server.js';
 import { allMessages, enc, readReceiptOf, writeConfig } from './util.js';
+import { kill, startChild } from './child-harness.js';
 
 const CYCLES: Record<string, number> = { sqlite: 20, postgres: 10 };
 const TD_TYPE = 'org.hearth.kill';
-const ROOT = join(import.meta.dirname, '..', '..');
-
-/** The child server bundled once with esbuild: starting it is then a fraction of a second, not a full tsx load. */
-async function bundleChild(): Promise<string> {
-  const { build } = await import('esbuild');
-  const outfile = join(ROOT, 'node_modules', '.cache', `hearth-kill-child-${process.pid}.mjs`);
-  await build({
-    entryPoints: [join(import.meta.dirname, 'child-server.ts')],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    outfile,
-    logLevel: 'silent',
-  });
-  process.once('exit', () => rmSync(outfile, { force: true }));
-  return outfile;
-}
-let bundled: string | undefined;
-
-async function startChild(config: string): Promise<{ child: ChildProcess; url: string }> {
-  bundled ??= await bundleChild();
-  const proc = spawn(process.execPath, [bundled, config], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: proc.stdout as NodeJS.ReadableStream });
-    rl.once('line', (line) => resolve({ child: proc, url: (JSON.parse(line) as { url: string }).url }));
-    proc.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-  });
-}
-
-function kill(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
 
 for (const engine of ENGINES) {
   describe(`${engine}: SIGKILL at random moments`, () => {
