@@ -287,6 +287,18 @@ for (const engine of ENGINES) {
       assert.equal(events[hv]?.content.history_visibility, 'joined');
       assert.ok(events.slice(0, hv).every((e) => e.sender === bob.userId));
       assert.equal(events.filter((e) => e.sender === alice.userId).length, events.length - hv);
+      // A served the messages B's server could not see redacted: their bodies never reached B's database.
+      const rows = await b.hs.storage.db
+        .selectFrom('events')
+        .innerJoin('rooms', 'rooms.room_nid', 'events.room_nid')
+        .select(['events.json'])
+        .where('rooms.room_id', '=', roomId)
+        .execute();
+      assert.ok(
+        rows.some((r) => r.json.includes('"m.room.message"')),
+        'the redacted messages are in the graph',
+      );
+      assert.ok(!rows.some((r) => /"body":"m\d+"/.test(r.json)), 'no message body before the join reached B');
       await doctorClean(b, roomId);
     });
 

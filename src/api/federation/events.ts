@@ -2,7 +2,8 @@
  * Reading a room's graph over federation (server-server API "Retrieving events", "Backfilling"): an event, the state
  * before an event (full or as ids) with its auth chain, an event's auth chain, get_missing_events and backfill. Only
  * servers with a member joined to the room, or any server when its history is world_readable, may read, and
- * m.room.server_acl applies. Rejected events are never served.
+ * m.room.server_acl applies. Rejected events are never served; events from before the server could see the room
+ * (history visibility) are served redacted (federation/server-visibility.ts).
  */
 import type { FastifyInstance, preHandlerAsyncHookHandler } from 'fastify';
 import { z } from 'zod';
@@ -17,6 +18,7 @@ import {
 import type { RoomHead } from '../../input/room-head.js';
 import type { RoomWriter } from '../../input/room-writer.js';
 import type { Storage } from '../../storage/db.js';
+import { eventsForServer } from '../../federation/server-visibility.js';
 import { parseBody, parseParams, parseQuery } from '../../util/validate.js';
 import { MatrixError } from '../errors.js';
 
@@ -67,7 +69,8 @@ export function federationEventRoutes(app: FastifyInstance, deps: EventRoutesDep
       .executeTakeFirst();
     if (!row) throw new MatrixError('M_NOT_FOUND', `Unknown event ${eventId}`);
     const head = await readable(row.room_id, req.federationOrigin);
-    return envelope([(await roomEvent(deps.storage, head, eventId)).raw]);
+    const ev = await roomEvent(deps.storage, head, eventId);
+    return envelope(await eventsForServer(deps.storage, head, req.federationOrigin, [ev]));
   });
 
   const stateAt = async (roomId: string, eventId: string, origin: string) => {
@@ -119,7 +122,7 @@ export function federationEventRoutes(app: FastifyInstance, deps: EventRoutesDep
       limit,
       body.min_depth ?? 0,
     );
-    return { events: events.map((e) => e.raw) };
+    return { events: await eventsForServer(deps.storage, head, req.federationOrigin, events) };
   });
 
   /** GET /_matrix/federation/v1/backfill/{roomId}?v=&limit= */
@@ -129,6 +132,6 @@ export function federationEventRoutes(app: FastifyInstance, deps: EventRoutesDep
     const head = await readable(roomId, req.federationOrigin);
     const from = Array.isArray(q.v) ? q.v : [q.v];
     const events = await backfillEvents(deps.storage, head, from, Math.min(q.limit, 100));
-    return envelope(events.map((e) => e.raw));
+    return envelope(await eventsForServer(deps.storage, head, req.federationOrigin, events));
   });
 }
