@@ -57,8 +57,8 @@ export async function roomInfo(storage: Storage, roomId: string): Promise<RoomIn
 }
 
 /**
- * Ingests the PDUs of a transaction from `origin`. Returns a result per event id: {} when the event was accepted (or
- * already known), `{ error }` when it was dropped, rejected or soft-failed.
+ * Ingests the PDUs of a transaction from `origin`. Returns a result per event id: {} when the event was accepted,
+ * soft-failed or already known, `{ error }` when it was dropped or rejected.
  */
 export async function ingestRemotePdus(
   deps: IngestDeps,
@@ -126,7 +126,13 @@ async function ingestOne(
         raw,
         ...(prevStates ? { prevStates } : {}),
       });
-      if (out.status === 'accepted' || (out.status === 'duplicate' && out.reason === undefined))
+      // A soft-failed event is stored (kept out of the timeline and the extremities), not rejected: like Synapse,
+      // the sending server gets no error for it.
+      if (
+        out.status === 'accepted' ||
+        out.status === 'soft_failed' ||
+        (out.status === 'duplicate' && out.reason === undefined)
+      )
         return undefined;
       return out.reason ?? out.status;
     } catch (err) {
