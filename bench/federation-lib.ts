@@ -12,6 +12,7 @@ import {
   federationConfig,
   freshDatabase,
   onCleanup,
+  type BenchDatabase,
   type BenchUser,
   type Engine,
 } from './lib.js';
@@ -38,10 +39,11 @@ export async function startChildServer(
   engine: Engine,
   pgAdminUrl: string | undefined,
   localparts: readonly string[],
-  opts: { execArgv?: readonly string[]; config?: Record<string, unknown> } = {},
+  opts: { execArgv?: readonly string[]; config?: Record<string, unknown>; database?: BenchDatabase } = {},
 ): Promise<ChildServer> {
-  const db = await freshDatabase(engine, pgAdminUrl);
-  const dropDb = onCleanup(() => db.drop());
+  // A database the caller passes (already filled) stays the caller's to drop.
+  const db = opts.database ?? (await freshDatabase(engine, pgAdminUrl));
+  const dropDb = opts.database ? async () => undefined : onCleanup(() => db.drop());
   const dataDir = mkdtempSync(join(tmpdir(), 'hearth-bench-child-'));
   const removeData = onCleanup(() => rmSync(dataDir, { recursive: true, force: true }));
   const federation = await federationConfig(dataDir);
