@@ -304,6 +304,27 @@ for (const engine of ENGINES) {
       }
     });
 
+    it("the online doctor knows the configured services: a removed service's queue is reported and repaired", async () => {
+      await s.hs.storage.db
+        .insertInto('appservice_state')
+        .values({ as_id: 'gone', stream_pos: 0, last_txn_id: 0 })
+        .execute();
+      const admin = await s.user('doctor', { admin: true });
+      const check = await admin.post('/_hearth/admin/v1/doctor', { repair: false });
+      assert.equal(check.status, 200, JSON.stringify(check.body));
+      const found = (check.body.problems as { kind: string; detail: string }[]).filter(
+        (p) => p.kind === 'appservice_queue_invalid',
+      );
+      assert.equal(found.length, 1, JSON.stringify(found));
+      assert.match(found[0]?.detail ?? '', /gone/);
+      const repair = await admin.post('/_hearth/admin/v1/doctor', { repair: true });
+      assert.equal(repair.status, 200, JSON.stringify(repair.body));
+      assert.equal(repair.body.clean, true, JSON.stringify(repair.body.remaining));
+      const rows = await s.hs.storage.db.selectFrom('appservice_state').select('as_id').execute();
+      const ids = rows.map((r) => r.as_id);
+      assert.ok(!ids.includes('gone') && ids.includes('bridge') && ids.includes('plain'), ids.join());
+    });
+
     it('the doctor reports a position beyond the head and a removed service; repair fixes both', async () => {
       await s.stop();
       const storage = await openStorage(s.db.config);

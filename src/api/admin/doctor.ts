@@ -16,7 +16,7 @@ const Body = z.looseObject({ repair: z.boolean().optional(), room_id: z.string()
 
 export function doctorAdminRoutes(
   app: FastifyInstance,
-  deps: Pick<ApiDeps, 'auth' | 'storage' | 'writer' | 'reader' | 'media'>,
+  deps: Pick<ApiDeps, 'auth' | 'storage' | 'writer' | 'reader' | 'media' | 'appServices'>,
 ): void {
   const { storage, writer, reader } = deps;
   let running: Promise<unknown> | undefined;
@@ -36,6 +36,8 @@ export function doctorAdminRoutes(
       },
       sampleCaches: () => sampleCaches({ storage, reader, writer }),
       extraChecks: (repair) => mediaProblems(deps.media, repair, { storage, log: req.log }),
+      // Queue rows of a service no longer configured are reported (and deleted on repair), as the CLI doctor does.
+      ...(deps.appServices ? { appServiceIds: deps.appServices.all().map((a) => a.id) } : {}),
     });
     running = run;
     try {
