@@ -18,6 +18,8 @@ import { KeyRing } from './federation/keyring.js';
 import { aclAllows } from './federation/room-access.js';
 import type { JsonObject } from './rooms/event.js';
 import { remoteKeys } from './federation/remote-keys.js';
+import { cachingRemoteKeys, RemoteDeviceCache } from './federation/remote-device-cache.js';
+import { usersSharingRoomWithLocal } from './storage/tracked-users.js';
 import { remoteQueries } from './federation/remote-queries.js';
 import { FederationSender } from './federation/sender/sender.js';
 import { loadOrCreateSigningKey, type SigningKey } from './keys/signing-key.js';
@@ -229,6 +231,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const federation = startFederation(config, storage, signingKey, logFor('federation'), damage);
   instrument?.federationSender(federation.sender);
   instrument?.appServiceSender(appServiceSender);
+  const remoteDevices = new RemoteDeviceCache();
   const deps = {
     config,
     storage,
@@ -258,7 +261,9 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       client: federation.client,
       store: media.store,
     }),
-    remoteKeys: remoteKeys(federation.client),
+    remoteKeys: cachingRemoteKeys(remoteKeys(federation.client), remoteDevices, (users) =>
+      usersSharingRoomWithLocal(storage.db, users),
+    ),
     remoteQueries: remoteQueries(federation.client),
     federation: { client: federation.client, keyRing: federation.keyRing },
     appServices,
@@ -278,6 +283,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       notifier,
       log: logFor('federation'),
       presenceEnabled: config.presence.enabled,
+      remoteDevices,
       aclAllows: async (roomId: string, origin: string) => {
         const head = await writer.head(roomId);
         return !head || aclAllows(head, origin);

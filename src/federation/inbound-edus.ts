@@ -46,6 +46,8 @@ export interface InboundEduDeps {
   aclAllows(roomId: string, origin: string): Promise<boolean>;
   /** presence.enabled: m.presence EDUs are ignored otherwise. */
   presenceEnabled?: boolean | undefined;
+  /** The cache of other servers' users' keys: a device-list or signing-key update marks the user's entry stale. */
+  remoteDevices?: { invalidate(userId: string): void } | undefined;
 }
 
 export interface InboundEdu {
@@ -180,6 +182,7 @@ async function deviceListUpdate(
 ): Promise<void> {
   const userId = c.user_id;
   if (typeof userId !== 'string' || serverOf(userId) !== origin) return;
+  deps.remoteDevices?.invalidate(userId);
   const { db, stream } = deps.storage;
   const rooms = await joinedRoomIds(db, userId);
   // Nobody here shares a room with the user: nothing to tell.
