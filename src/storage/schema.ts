@@ -548,6 +548,8 @@ export interface SlidingSyncPositionsTable {
   stream: number;
   typing: number;
   created_ts: number;
+  /** JSON: list name → count in that response (0020; null before). */
+  list_counts: string | null;
 }
 
 /** What one sliding sync response sent of one room (0018). */

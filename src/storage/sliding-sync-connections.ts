@@ -89,6 +89,21 @@ export interface PositionRow {
   parent: number | null;
   stream: number;
   typing: number;
+  /** The `count` of each list in that response (null: not recorded, written before migration 0020). */
+  listCounts: Record<string, number> | null;
+}
+
+function parseCounts(raw: string | null): Record<string, number> | null {
+  if (raw === null) return null;
+  try {
+    const v: unknown = JSON.parse(raw);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return null;
+    const out: Record<string, number> = {};
+    for (const [k, n] of Object.entries(v)) if (typeof n === 'number') out[k] = n;
+    return out;
+  } catch {
+    return null;
+  }
 }
 
 export interface SentRoomRow {
@@ -114,7 +129,7 @@ export async function loadAndFold(
   return db.transaction().execute(async (trx) => {
     const positions = await trx
       .selectFrom('sliding_sync_positions')
-      .select(['pos_nid', 'parent_pos_nid', 'stream', 'typing'])
+      .select(['pos_nid', 'parent_pos_nid', 'stream', 'typing', 'list_counts'])
       .where('conn_nid', '=', connNid)
       .execute();
     const byNid = new Map(
@@ -125,6 +140,7 @@ export async function loadAndFold(
           parent: p.parent_pos_nid === null ? null : Number(p.parent_pos_nid),
           stream: Number(p.stream),
           typing: Number(p.typing),
+          listCounts: parseCounts(p.list_counts),
         },
       ]),
     );
@@ -155,21 +171,29 @@ export async function loadAndFold(
       keep.set(r.room_id, Number(r.pos_nid));
     }
     if (chain.length > 1) {
-      // Move the newest row of each room onto posNid, then drop the ancestors (their other rows go with them).
-      for (const [roomId, from] of keep) {
-        if (from === posNid) continue;
-        await trx
-          .deleteFrom('sliding_sync_rooms')
-          .where('pos_nid', '=', posNid)
-          .where('room_id', '=', roomId)
-          .execute();
-        await trx
-          .updateTable('sliding_sync_rooms')
-          .set({ pos_nid: posNid })
-          .where('pos_nid', '=', from)
-          .where('room_id', '=', roomId)
-          .execute();
+      // The newest row of each room stays: older rows of the same room on the chain go, then every row left on an
+      // ancestor moves onto posNid (a statement per ancestor holding stale rows, and one update, whatever the
+      // number of rooms).
+      const stale = new Map<number, string[]>();
+      for (const r of rows) {
+        const from = Number(r.pos_nid);
+        if (keep.get(r.room_id) === from) continue;
+        const list = stale.get(from) ?? [];
+        list.push(r.room_id);
+        stale.set(from, list);
       }
+      for (const [from, roomIds] of stale)
+        for (let i = 0; i < roomIds.length; i += 500)
+          await trx
+            .deleteFrom('sliding_sync_rooms')
+            .where('pos_nid', '=', from)
+            .where('room_id', 'in', roomIds.slice(i, i + 500))
+            .execute();
+      await trx
+        .updateTable('sliding_sync_rooms')
+        .set({ pos_nid: posNid })
+        .where('pos_nid', 'in', chain.slice(1))
+        .execute();
       await trx
         .updateTable('sliding_sync_positions')
         .set({ parent_pos_nid: null })
@@ -194,6 +218,7 @@ export async function savePosition(
   connNid: number,
   parent: number | null,
   at: { stream: number; typing: number },
+  listCounts: Record<string, number>,
   rooms: readonly SentRoomRow[],
   now: number,
 ): Promise<number> {
@@ -206,6 +231,7 @@ export async function savePosition(
         stream: at.stream,
         typing: at.typing,
         created_ts: now,
+        list_counts: JSON.stringify(listCounts),
       })
       .returning('pos_nid')
       .executeTakeFirstOrThrow();

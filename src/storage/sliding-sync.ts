@@ -130,3 +130,169 @@ export async function roomAccountDataOfType(
     .execute();
   return new Map(rows.map((r) => [r.room_id, r.content]));
 }
+
+export interface TimelineQuery {
+  roomNid: number;
+  /** Only events after this stream position (null: from the start). */
+  after: number | null;
+  upTo: number;
+  limit: number;
+}
+
+export interface TimelineRows {
+  /** Event nids, oldest first. */
+  nids: number[];
+  streams: number[];
+  /** More events than `limit` matched. */
+  limited: boolean;
+}
+
+/** Rooms per statement of a batched timeline query (SQLite allows 500 terms in a compound select). */
+const TIMELINE_UNION = 100;
+
+/**
+ * The latest `limit` events (oldest first) in (after, upTo] of many rooms in one statement per 100 rooms: a UNION ALL
+ * of one indexed (room_nid, stream_ordering) lookup per room, as /sync's timeline query does for one room.
+ */
+export async function timelinesOf(
+  db: Kysely<Database>,
+  queries: readonly TimelineQuery[],
+): Promise<Map<number, TimelineRows>> {
+  const out = new Map<number, TimelineRows>();
+  for (const q of queries) out.set(q.roomNid, { nids: [], streams: [], limited: false });
+  for (let i = 0; i < queries.length; i += TIMELINE_UNION) {
+    const parts = queries.slice(i, i + TIMELINE_UNION).map((q, k) => {
+      let sub = db
+        .selectFrom('events')
+        .select(['room_nid', 'event_nid', 'stream_ordering'])
+        .where('room_nid', '=', q.roomNid)
+        .where('outlier', '=', 0)
+        .where('stream_ordering', '<=', q.upTo);
+      if (q.after !== null) sub = sub.where('stream_ordering', '>', q.after);
+      const limited = sub.orderBy('stream_ordering', 'desc').limit(q.limit + 1);
+      return db.selectFrom(limited.as(`t${k}`)).selectAll();
+    });
+    const [first, ...rest] = parts;
+    if (!first) continue;
+    const rows = await rest.reduce((acc, p) => acc.unionAll(p), first).execute();
+    const byRoom = new Map<number, { nid: number; stream: number }[]>();
+    for (const r of rows) {
+      const nid = Number(r.room_nid);
+      const list = byRoom.get(nid) ?? [];
+      list.push({ nid: Number(r.event_nid), stream: Number(r.stream_ordering) });
+      byRoom.set(nid, list);
+    }
+    for (const q of queries.slice(i, i + TIMELINE_UNION)) {
+      const list = (byRoom.get(q.roomNid) ?? []).sort((a, b) => b.stream - a.stream);
+      const kept = list.slice(0, q.limit).reverse();
+      out.set(q.roomNid, {
+        nids: kept.map((e) => e.nid),
+        streams: kept.map((e) => e.stream),
+        limited: list.length > q.limit,
+      });
+    }
+  }
+  return out;
+}
+
+export interface RoomMembers {
+  joined: number;
+  invited: number;
+  /** Joined and invited members, sorted by user id. */
+  members: string[];
+}
+
+/** Joined and invited members of many rooms (room_nid → counts and ids): one query per 500 rooms. */
+export async function membersOfRooms(
+  db: Kysely<Database>,
+  roomNids: readonly number[],
+): Promise<Map<number, RoomMembers>> {
+  const out = new Map<number, RoomMembers>();
+  for (const nid of roomNids) out.set(nid, { joined: 0, invited: 0, members: [] });
+  for (let i = 0; i < roomNids.length; i += CHUNK) {
+    const rows = await db
+      .selectFrom('room_members')
+      .select(['room_nid', 'user_id', 'membership'])
+      .where('room_nid', 'in', roomNids.slice(i, i + CHUNK))
+      .where('membership', 'in', ['join', 'invite'])
+      .orderBy('room_nid')
+      .orderBy('user_id')
+      .execute();
+    for (const r of rows) {
+      const m = out.get(Number(r.room_nid));
+      if (!m) continue;
+      if (r.membership === 'join') m.joined++;
+      else m.invited++;
+      m.members.push(r.user_id);
+    }
+  }
+  return out;
+}
+
+/** Stream position of the user's latest read receipt (m.read or m.read.private, main timeline) per room. */
+export async function readReceiptPositions(
+  db: Kysely<Database>,
+  userId: string,
+  roomNids: readonly number[],
+): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  for (let i = 0; i < roomNids.length; i += CHUNK) {
+    const rows = await db
+      .selectFrom('receipts as r')
+      .innerJoin('events as e', 'e.event_id', 'r.event_id')
+      .select(['r.room_nid', (eb) => eb.fn.max('e.stream_ordering').as('pos')])
+      .where('r.room_nid', 'in', roomNids.slice(i, i + CHUNK))
+      .where('r.user_id', '=', userId)
+      .where('r.receipt_type', 'in', ['m.read', 'm.read.private'])
+      .where('r.thread_id', 'in', ['', 'main'])
+      .groupBy('r.room_nid')
+      .execute();
+    for (const r of rows) out.set(Number(r.room_nid), Number(r.pos ?? 0));
+  }
+  return out;
+}
+
+/**
+ * The latest `limit` events from others in (from, upTo] of many rooms (room_nid → event nids, newest first): one
+ * UNION ALL statement per 100 rooms, each part an indexed (room_nid, stream_ordering) range.
+ */
+export async function unreadCandidates(
+  db: Kysely<Database>,
+  userId: string,
+  rooms: readonly { roomNid: number; from: number }[],
+  upTo: number,
+  limit: number,
+): Promise<Map<number, number[]>> {
+  const out = new Map<number, number[]>();
+  for (let i = 0; i < rooms.length; i += TIMELINE_UNION) {
+    const parts = rooms
+      .slice(i, i + TIMELINE_UNION)
+      .map((r, k) =>
+        db
+          .selectFrom(
+            db
+              .selectFrom('events')
+              .select(['room_nid', 'event_nid', 'stream_ordering'])
+              .where('room_nid', '=', r.roomNid)
+              .where('stream_ordering', '>', r.from)
+              .where('stream_ordering', '<=', upTo)
+              .where('sender', '!=', userId)
+              .orderBy('stream_ordering', 'desc')
+              .limit(limit)
+              .as(`u${k}`),
+          )
+          .selectAll(),
+      );
+    const [first, ...rest] = parts;
+    if (!first) continue;
+    const rows = await rest.reduce((acc, p) => acc.unionAll(p), first).execute();
+    rows.sort((a, b) => Number(b.stream_ordering) - Number(a.stream_ordering));
+    for (const r of rows) {
+      const nid = Number(r.room_nid);
+      const list = out.get(nid) ?? [];
+      list.push(Number(r.event_nid));
+      out.set(nid, list);
+    }
+  }
+  return out;
+}

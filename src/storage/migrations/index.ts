@@ -17,6 +17,7 @@ import { m0016 } from './0016_remote_media_cache.js';
 import { m0017 } from './0017_appservice_queue.js';
 import { m0018 } from './0018_sliding_sync.js';
 import { m0019 } from './0019_appservice_room_list.js';
+import { m0020 } from './0020_sliding_sync_list_counts.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -40,4 +41,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0017,
   m0018,
   m0019,
+  m0020,
 ];

@@ -5,14 +5,13 @@
  */
 import type { JsonObject } from '../../rooms/event.js';
 import type { LoadedEvent } from '../../read/event-reader.js';
-import { txnIdsFor } from '../../read/room-queries.js';
 import { formatStreamToken } from '../../read/tokens.js';
 import type { SentRoomRow } from '../../storage/sliding-sync-connections.js';
 import { splitStateKey, stateKey, type StateMapNids } from '../../storage/state.js';
 import { formatEvents, strippedState } from '../format.js';
-import { memberCounts, timelineNids } from '../queries.js';
 import { stateAtPosition, stateBefore } from '../room-state.js';
 import type { SyncDeps } from '../sync.js';
+import type { RoomBatch } from './batch.js';
 import type { Flavour } from './request.js';
 import { isLazy, parseStates, serialiseStates, wants, type CombinedConfig } from './required-state.js';
 import type { ListedRoom } from './room-list.js';
@@ -26,6 +25,8 @@ export interface BuildContext {
   /** Stream position where the previous response of the connection ended (null: initial request). */
   since: number | null;
   to: number;
+  /** Batched per-room reads of this computation. */
+  batch: RoomBatch;
 }
 
 export interface RoomInput {
@@ -141,8 +142,14 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
 
   // Timeline: what is new since the room was last sent, or the latest events (first time, or a larger limit).
   const after = initial || expand ? null : (prev?.sentTo ?? null);
-  const tl = await timelineNids(storage.db, room.roomNid, after, upTo, config.timelineLimit, undefined);
+  const tl = await ctx.batch.timeline({
+    roomNid: room.roomNid,
+    after,
+    upTo,
+    limit: config.timelineLimit,
+  });
   const loaded = await reader.listByNids(tl.nids);
+  const complete = loaded.length === tl.nids.length;
   // Events after the user's current join were sent while they were in the room: visible under every history
   // setting, so only older ones need the full check (and a damaged snapshot does not hide them).
   const sinceJoin = (e: LoadedEvent) => joined && (e.streamOrdering ?? 0) > room.membershipStream;
@@ -154,11 +161,20 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
   const expanded = expand && prev !== undefined && events.some((e) => (e.streamOrdering ?? 0) <= prev.sentTo);
 
   // required_state: the current state (at the leave for a left room), as a delta after the first time.
-  const endState = await stateAtPosition(storage, reader, room.roomNid, room.roomId, upTo);
+  // The timeline's newest event is the room's newest at upTo (same query): the state after it is the end state.
+  const newest = complete ? loaded[loaded.length - 1] : undefined;
+  const endState = newest
+    ? await stateAfterEvent(ctx, newest)
+    : await stateAtPosition(storage, reader, room.roomNid, room.roomId, upTo);
+  // Every event since the last response is in the timeline and none is state: the state then was the same.
+  const unchanged =
+    !initial && !expand && !tl.limited && complete && loaded.every((e) => e.pdu.state_key === undefined);
   const before: StateMapNids =
     initial || !prev
       ? new Map()
-      : await stateAtPosition(storage, reader, room.roomNid, room.roomId, prev.sentTo);
+      : unchanged
+        ? endState
+        : await stateAtPosition(storage, reader, room.roomNid, room.roomId, prev.sentTo);
   const changed = new Set<string>();
   for (const [k, nid] of endState) if (before.get(k) !== nid) changed.add(k);
   const removed = [...before.keys()].filter((k) => !endState.has(k));
@@ -214,12 +230,7 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
     return undefined;
 
   const fmt = { format: 'client', omitRoomId: true } as const;
-  const txnIds = await txnIdsFor(
-    storage.db,
-    ctx.userId,
-    ctx.deviceId,
-    events.map((e) => e.nid),
-  );
+  const txnIds = await ctx.batch.txnIds(events.filter((e) => e.pdu.sender === ctx.userId).map((e) => e.nid));
   const timeline = await formatEvents({ storage, reader }, events, { ...fmt, txnIds });
   const body = common(ctx, input, initial);
   const named = await nameAndAvatar(ctx, room.roomId, endState);
@@ -228,10 +239,10 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
   if (avatarChanged && (named.avatar !== undefined || (ctx.flavour === 'v4' && !initial)))
     body.avatar = named.avatar ?? null;
   if (membersChanged || nameChanged) {
-    const counts = await memberCounts(storage.db, room.roomNid);
+    const counts = await ctx.batch.members(room.roomNid);
     body.joined_count = counts.joined;
     body.invited_count = counts.invited;
-    if (named.name === undefined) body.heroes = await heroes(ctx, room.roomId, endState, counts.heroes);
+    if (named.name === undefined) body.heroes = await heroes(ctx, room.roomId, endState, counts.members);
   }
   const first = events[0];
   body.timeline = timeline;
@@ -243,6 +254,13 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
   // Always an array: matrix-js-sdk maps over it without a check.
   body.required_state = [...(await formatEvents({ storage, reader }, sortByKey(stateEvents), fmt)), ...stubs];
   return { body, sent: sentRow(input, upTo, lazySent), timeline };
+}
+
+/** The state after an event: its snapshot (empty if damaged, reported by the reader) plus itself if state. */
+async function stateAfterEvent(ctx: BuildContext, ev: LoadedEvent): Promise<StateMapNids> {
+  const out = new Map(await stateBefore(ctx.deps.reader, ev));
+  if (ev.pdu.state_key !== undefined) out.set(stateKey(ev.pdu.type, ev.pdu.state_key), ev.nid);
+  return out;
 }
 
 function sortByKey(events: LoadedEvent[]): LoadedEvent[] {

@@ -22,9 +22,10 @@ import {
   type SentRoomRow,
 } from '../../storage/sliding-sync-connections.js';
 import type { SyncDeps } from '../sync.js';
-import { unreadCountsForRooms } from '../unread.js';
 import type { RoomConfig, SlidingRequest } from './request.js';
+import { RoomBatch } from './batch.js';
 import { combine } from './required-state.js';
+import { SlidingUnread } from './unread.js';
 import { applyFilters, FilterFacts, inRanges, listableRooms, type ListedRoom } from './room-list.js';
 import { fullRoom, strippedRoom, type BuildContext, type RoomOutcome } from './room-result.js';
 
@@ -60,6 +61,8 @@ interface Connection {
   posNid: number | null;
   since: SlidingPosition | null;
   sent: Map<string, SentRoomRow>;
+  /** The lists' counts in the response `pos` named (null: initial, or not recorded). */
+  listCounts: Record<string, number> | null;
 }
 
 /** `pos` is `s<stream>_<typing>_<position id>`: usable as a /messages token, like a /sync next_batch. */
@@ -74,6 +77,8 @@ function parsePos(pos: string): number {
 }
 
 export class SlidingSyncService {
+  readonly #unread = new SlidingUnread();
+
   constructor(
     private readonly deps: SyncDeps,
     private readonly extensions?: ExtensionsFn,
@@ -106,7 +111,7 @@ export class SlidingSyncService {
       const connNid = await resetConnection(db, userId, deviceId, req.connId, now);
       await trimConnections(db, userId, deviceId, MAX_CONNECTIONS_PER_DEVICE);
       await expireConnections(db, now - CONNECTION_TTL_MS);
-      return { connNid, posNid: null, since: null, sent: new Map() };
+      return { connNid, posNid: null, since: null, sent: new Map(), listCounts: null };
     }
     const posNid = parsePos(req.pos);
     const found = await findConnection(db, userId, deviceId, req.connId);
@@ -121,6 +126,7 @@ export class SlidingSyncService {
       // A position from the future (a restored database) counts as now.
       since: { stream: Math.min(state.position.stream, current), typing: state.position.typing },
       sent: state.rooms,
+      listCounts: state.position.listCounts,
     };
   }
 
@@ -130,6 +136,7 @@ export class SlidingSyncService {
       conn.connNid,
       conn.posNid,
       c.to,
+      c.listCounts,
       c.sent,
       Date.now(),
     ).catch(() => {
@@ -148,10 +155,12 @@ export class SlidingSyncService {
     const configs = new Map<string, { room: ListedRoom; configs: RoomConfig[]; lists: string[] }>();
     const lists: JsonObject = {};
     const listRooms = new Map<string, string[]>();
+    const listCounts: Record<string, number> = {};
     for (const [name, list] of req.lists) {
       const filtered = await applyFilters(all, list.filters, facts);
       const window = inRanges(filtered, list);
       lists[name] = { count: filtered.length };
+      listCounts[name] = filtered.length;
       listRooms.set(
         name,
         window.map((r) => r.roomId),
@@ -187,20 +196,27 @@ export class SlidingSyncService {
       flavour: req.flavour,
       since: conn.since?.stream ?? null,
       to: to.stream,
+      batch: new RoomBatch(storage.db, userId, deviceId),
     };
+    // The rooms are built concurrently so that their reads batch (see batch.ts); the response keeps config order.
+    const built = await Promise.all(
+      [...configs].map(([roomId, e]) => {
+        const input = {
+          room: e.room,
+          config: combine(e.configs),
+          prev: conn.sent.get(roomId),
+          lists: e.lists,
+          isDm: dms.has(roomId),
+        };
+        const stripped = e.room.membership === 'invite' || e.room.membership === 'knock';
+        return stripped ? strippedRoom(ctx, input) : fullRoom(ctx, input);
+      }),
+    );
     const outcomes = new Map<string, RoomOutcome>();
-    for (const [roomId, e] of configs) {
-      const input = {
-        room: e.room,
-        config: combine(e.configs),
-        prev: conn.sent.get(roomId),
-        lists: e.lists,
-        isDm: dms.has(roomId),
-      };
-      const stripped = e.room.membership === 'invite' || e.room.membership === 'knock';
-      const out = stripped ? await strippedRoom(ctx, input) : await fullRoom(ctx, input);
+    [...configs.keys()].forEach((roomId, i) => {
+      const out = built[i];
       if (out) outcomes.set(roomId, out);
-    }
+    });
     await this.#decorate(req, userId, deviceId, outcomes, configs, to.stream);
 
     const rooms: JsonObject = {};
@@ -224,7 +240,9 @@ export class SlidingSyncService {
       to,
       body: { lists, rooms, extensions },
       sent: [...outcomes.values()].map((o) => o.sent),
-      hasData: outcomes.size > 0 || extData,
+      listCounts,
+      // A list whose count changed (a room joined or left outside its window) is news too.
+      hasData: outcomes.size > 0 || extData || countsChanged(conn.listCounts, listCounts),
     };
   }
 
@@ -245,7 +263,7 @@ export class SlidingSyncService {
       .map((id) => configs.get(id)?.room)
       .filter((r): r is ListedRoom => r?.membership === 'join');
     if (!joined.length) return;
-    const counts = await unreadCountsForRooms(
+    const counts = await this.#unread.counts(
       { db: storage.db, reader, rules: () => loadPushRules(storage, userId) },
       userId,
       joined.map((r) => ({ roomNid: r.roomNid, joinedAt: r.membershipStream })),
@@ -259,9 +277,16 @@ export class SlidingSyncService {
   }
 }
 
+/** Whether a list the previous response also carried has another count now (unknown before: no). */
+function countsChanged(before: Record<string, number> | null, now: Record<string, number>): boolean {
+  if (before === null) return false;
+  return Object.entries(now).some(([name, n]) => before[name] !== undefined && before[name] !== n);
+}
+
 interface Computed {
   to: SlidingPosition;
   body: JsonObject;
   sent: SentRoomRow[];
+  listCounts: Record<string, number>;
   hasData: boolean;
 }

@@ -1,0 +1,118 @@
+/**
+ * notification_count / highlight_count of the rooms of a sliding sync response: the same rule as /sync's
+ * (src/sync/unread.ts: the user's push rules over the events from others after their latest read receipt, or after
+ * their join, the latest UNREAD_SCAN_LIMIT at most), with the events of all rooms read in one statement instead of
+ * one per room, and each room's counts remembered per user: a later response whose read receipt is unchanged
+ * evaluates only the events since (a long-poll woken by one message evaluates that message).
+ */
+import type { Kysely } from 'kysely';
+import { LruCache } from '../../cache/lru.js';
+import type { PushRuleset } from '../../push/default-rules.js';
+import { evaluateForUser, loadRoomsPushFacts } from '../../push/room-push.js';
+import type { EventReader } from '../../read/event-reader.js';
+import type { Database } from '../../storage/schema.js';
+import { readReceiptPositions, unreadCandidates } from '../../storage/sliding-sync.js';
+import { UNREAD_SCAN_LIMIT, type UnreadCounts, type UnreadRoom } from '../unread.js';
+
+interface Remembered {
+  from: number;
+  upTo: number;
+  /** Events evaluated so far (a fresh count evaluates at most UNREAD_SCAN_LIMIT). */
+  scanned: number;
+  counts: UnreadCounts;
+}
+
+export interface SlidingUnreadDeps {
+  db: Kysely<Database>;
+  reader: EventReader;
+  rules: () => Promise<PushRuleset>;
+}
+
+export class SlidingUnread {
+  readonly #memory: LruCache<string, Remembered>;
+
+  constructor(capacity = 20_000) {
+    this.#memory = new LruCache('sliding_unread', capacity);
+  }
+
+  async counts(
+    deps: SlidingUnreadDeps,
+    userId: string,
+    rooms: readonly UnreadRoom[],
+    upTo: number,
+  ): Promise<Map<number, UnreadCounts>> {
+    const receipts = await readReceiptPositions(
+      deps.db,
+      userId,
+      rooms.map((r) => r.roomNid),
+    );
+    const out = new Map<number, UnreadCounts>();
+    const scan: { roomNid: number; from: number; base: Remembered | undefined; start: number }[] = [];
+    for (const r of rooms) {
+      const from = Math.max(r.joinedAt, receipts.get(r.roomNid) ?? 0);
+      const key = `${userId}\u0000${r.roomNid}`;
+      const known = this.#memory.get(key);
+      const usable = known && known.from === from && known.upTo <= upTo ? known : undefined;
+      if (usable && usable.upTo === upTo) out.set(r.roomNid, { ...usable.counts });
+      else if (from >= upTo) {
+        out.set(r.roomNid, { notification_count: 0, highlight_count: 0 });
+      } else scan.push({ roomNid: r.roomNid, from, base: usable, start: usable?.upTo ?? from });
+    }
+    if (scan.length === 0) return out;
+    // Each room from where its remembered count ends (or its own `from`): one statement for all.
+    const candidates = await unreadCandidates(
+      deps.db,
+      userId,
+      scan.map((s) => ({ roomNid: s.roomNid, from: s.start })),
+      upTo,
+      UNREAD_SCAN_LIMIT,
+    );
+    const withEvents = [...candidates.keys()];
+    const [events, rules, facts] = withEvents.length
+      ? await Promise.all([
+          deps.reader.byNids([...candidates.values()].flat()),
+          deps.rules(),
+          loadRoomsPushFacts(deps.db, deps.reader, withEvents, [userId]),
+        ])
+      : [new Map(), undefined, new Map()];
+    for (const s of scan) {
+      const fresh = candidates.get(s.roomNid) ?? [];
+      // Past the scan limit the remembered counts would cover more than a fresh count: count afresh.
+      const base = s.base && s.base.scanned + fresh.length <= UNREAD_SCAN_LIMIT ? s.base : undefined;
+      let list = fresh;
+      if (!base && s.base) {
+        list =
+          (
+            await unreadCandidates(
+              deps.db,
+              userId,
+              [{ roomNid: s.roomNid, from: s.from }],
+              upTo,
+              UNREAD_SCAN_LIMIT,
+            )
+          ).get(s.roomNid) ?? [];
+      }
+      const counts: UnreadCounts = base ? { ...base.counts } : { notification_count: 0, highlight_count: 0 };
+      const roomFacts = facts.get(s.roomNid);
+      if (roomFacts && rules) {
+        const missing = list.filter((n) => !events.has(n));
+        const more = missing.length ? await deps.reader.byNids(missing) : new Map();
+        for (const nid of list) {
+          const ev = events.get(nid) ?? more.get(nid);
+          if (!ev) continue;
+          const outcome = evaluateForUser(ev, userId, rules, roomFacts);
+          if (outcome?.notify) counts.notification_count++;
+          if (outcome?.highlight) counts.highlight_count++;
+        }
+      }
+      this.#memory.set(`${userId}\u0000${s.roomNid}`, {
+        from: s.from,
+        upTo,
+        scanned: (base?.scanned ?? 0) + list.length,
+        counts: { ...counts },
+      });
+      out.set(s.roomNid, counts);
+    }
+    return out;
+  }
+}
