@@ -37,6 +37,10 @@ const MISSING_EVENTS_LIMIT = 20;
  * citing hundreds of unknown prev events must not make this server send hundreds of requests.
  */
 const MAX_PREV_STATE_FETCHES = 10;
+/** More unknown events than this in a /state_ids answer are fetched with one /state request instead of /event each. */
+const STATE_FETCH_THRESHOLD = 20;
+/** /event requests in flight at once towards one server while filling in a state. */
+const EVENT_FETCH_CONCURRENCY = 8;
 const enc = encodeURIComponent;
 
 export interface RoomInfo {
@@ -217,6 +221,64 @@ async function fetchEvent(
   return { eventId: c.eventId, raw: c.raw };
 }
 
+/** The events by id with /event, a few requests at a time; an event the server does not return is left out. */
+async function fetchEvents(
+  deps: IngestDeps,
+  origin: string,
+  room: RoomInfo,
+  ids: readonly string[],
+): Promise<{ eventId: string; raw: Pdu }[]> {
+  const out: { eventId: string; raw: Pdu }[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < ids.length) {
+      const id = ids[next++] as string;
+      const ev = await fetchEvent(deps, origin, room, id);
+      if (ev) out.push(ev);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(EVENT_FETCH_CONCURRENCY, ids.length) }, worker));
+  return out;
+}
+
+/**
+ * The state before `prevId` and its auth chain in one /state request, when too many of them are unknown to ask
+ * for each (as Synapse does); each event is checked (signatures, hashes, id) and only the wanted ones are kept.
+ */
+async function fetchFullState(
+  deps: IngestDeps,
+  origin: string,
+  room: RoomInfo,
+  prevId: string,
+  wanted: ReadonlySet<string>,
+): Promise<{ eventId: string; raw: Pdu }[]> {
+  const client = deps.client as NonNullable<IngestDeps['client']>;
+  const res = await client.get(origin, `/_matrix/federation/v1/state/${enc(room.roomId)}`, {
+    query: { event_id: prevId },
+  });
+  const body = res.body as { pdus?: unknown; auth_chain?: unknown } | undefined;
+  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+  const out: { eventId: string; raw: Pdu }[] = [];
+  const seen = new Set<string>();
+  for (const p of [...list(body?.pdus), ...list(body?.auth_chain)]) {
+    if (typeof p !== 'object' || p === null) continue;
+    const c = await checkReceivedPdu(deps.keyRing, p as JsonObject, room.version);
+    if (!c.ok || !wanted.has(c.eventId) || seen.has(c.eventId)) continue;
+    seen.add(c.eventId);
+    out.push({ eventId: c.eventId, raw: c.raw });
+  }
+  // /state does not carry the event itself: fetch what is still missing (prevId at least) one by one.
+  return [
+    ...out,
+    ...(await fetchEvents(
+      deps,
+      origin,
+      room,
+      [...wanted].filter((id) => !seen.has(id)),
+    )),
+  ];
+}
+
 /** An auth event known before a batch of outliers is checked. */
 export interface KnownAuthEvent {
   eventId: string;
@@ -329,12 +391,11 @@ export async function fetchStateAfter(
   const stateIds = strings(body?.pdu_ids);
   const all = new Set([...stateIds, ...strings(body?.auth_chain_ids), prevId]);
   const known = await eventsById(deps.storage.db, room.roomNid, all, room.version);
-  const fetched: { eventId: string; raw: Pdu }[] = [];
-  for (const id of all) {
-    if (known.has(id)) continue;
-    const ev = await fetchEvent(deps, origin, room, id);
-    if (ev) fetched.push(ev);
-  }
+  const unknown = [...all].filter((id) => !known.has(id));
+  const fetched =
+    unknown.length > STATE_FETCH_THRESHOLD
+      ? await fetchFullState(deps, origin, room, prevId, new Set(unknown))
+      : await fetchEvents(deps, origin, room, unknown);
   const nids = await storeCheckedOutliers(deps, room, fetched);
   for (const k of known.values()) nids.set(k.eventId, k.nid);
   const events = await eventsById(deps.storage.db, room.roomNid, [...stateIds, prevId], room.version);

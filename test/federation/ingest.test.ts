@@ -315,6 +315,57 @@ for (const engine of ENGINES) {
         await doctorClean(roomId);
       });
 
+      it('fetches a state with many unknown events with one /state request instead of /event each', async () => {
+        const roomId = await newRoom();
+        await bobJoins(roomId);
+        const head = await server.hs.writer.head(roomId);
+        const stateIds = [...(head?.state.values() ?? [])].map((e) => e.eventId);
+        const joins: Built[] = [];
+        for (let i = 0; i < 25; i++) {
+          const prev = joins.at(-1);
+          joins.push(
+            await remote(
+              roomId,
+              {
+                type: 'm.room.member',
+                state_key: `@u${i}:${REMOTE}`,
+                sender: `@u${i}:${REMOTE}`,
+                content: { membership: 'join' },
+              },
+              prev ? { prev: [prev.eventId], depth: (prev.pdu as { depth: number }).depth + 1 } : {},
+            ),
+          );
+        }
+        const last = joins.at(-1) as Built;
+        const after = await remote(
+          roomId,
+          { type: 'm.room.message', content: { body: 'after 25 unseen joins', msgtype: 'm.text' } },
+          { prev: [last.eventId], depth: (last.pdu as { depth: number }).depth + 1 },
+        );
+        const r = encodeURIComponent(roomId);
+        missing = [];
+        // Only /state and the one /event it lacks are scripted: an /event per unknown join would be refused.
+        gets = new Map<string, unknown>([
+          [
+            `/_matrix/federation/v1/state_ids/${r}?event_id=${last.eventId}`,
+            { pdu_ids: [...stateIds, ...joins.slice(0, -1).map((j) => j.eventId)], auth_chain_ids: [] },
+          ],
+          [
+            `/_matrix/federation/v1/state/${r}?event_id=${last.eventId}`,
+            { pdus: joins.slice(0, -1).map((j) => j.pdu), auth_chain: [] },
+          ],
+          [`/_matrix/federation/v1/event/${encodeURIComponent(last.eventId)}`, { pdus: [last.pdu] }],
+        ]);
+        const res = await ingest(after);
+        gets = new Map();
+        assert.deepEqual(res, { [after.eventId]: {} });
+        for (const j of joins)
+          assert.equal((await getEventRowById(server.hs.storage.db, j.eventId))?.outlier, 1);
+        const members = await alice.get(`/_matrix/client/v3/rooms/${r}/joined_members`);
+        assert.ok(`@u0:${REMOTE}` in (members.body.joined as object), JSON.stringify(members.body));
+        await doctorClean(roomId);
+      });
+
       it('drops the PDUs of a server m.room.server_acl denies', async () => {
         const roomId = await newRoom();
         await bobJoins(roomId);
