@@ -77,7 +77,12 @@ for (const engine of ENGINES) {
             if (res?.status === 200) acknowledged.push(body);
           }
         })();
-        await new Promise((r) => setTimeout(r, 150 + Math.random() * 350));
+        // Kill at a random moment once the server is taking sends (a loaded machine may take a while to start).
+        const ackedBefore = acknowledged.length;
+        const waitUntil = Date.now() + 15_000;
+        while (acknowledged.length === ackedBefore && Date.now() < waitUntil)
+          await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => setTimeout(r, 50 + Math.random() * 350));
         killed = true;
         await kill(child);
         await sending;

@@ -150,11 +150,16 @@ for (const engine of ENGINES) {
       a.hs.federation.sender.remoteIsUp(remote.serverName);
       await until('x1, x2', () => remote.bodies().length >= 2);
       assert.deepEqual(remote.bodies(), ['x1', 'x2']);
-      const row3 = await a.hs.storage.db
-        .selectFrom('federation_destinations')
-        .selectAll()
-        .where('destination', '=', remote.serverName)
-        .executeTakeFirstOrThrow();
+      // The success is recorded after the remote answered: wait for that write.
+      await a.hs.federation.sender.idle();
+      const destination = () =>
+        a.hs.storage.db
+          .selectFrom('federation_destinations')
+          .selectAll()
+          .where('destination', '=', remote.serverName)
+          .executeTakeFirstOrThrow();
+      await until('the success recorded', async () => Number((await destination()).failure_count) === 0);
+      const row3 = await destination();
       assert.equal(Number(row3.failure_count), 0);
       assert.equal(Number(row3.retry_interval_ms), 0);
     });
