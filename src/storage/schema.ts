@@ -265,6 +265,26 @@ export interface EventReportsTable {
   received_ts: number;
 }
 
+export interface UserReportsTable {
+  id: Generated<number>;
+  target_user_id: string;
+  user_id: string;
+  reason: string;
+  received_ts: number;
+}
+
+export interface ProfileFieldsTable {
+  user_id: string;
+  field: string;
+  /** The field's value, canonical JSON text. */
+  value_json: string;
+}
+
+export interface UserSuspensionsTable {
+  user_id: string;
+  suspended_ts: number;
+}
+
 export interface ReceiptsTable {
   room_nid: number;
   user_id: string;
@@ -596,6 +616,9 @@ export interface Database {
   event_relations: EventRelationsTable;
   room_aliases: RoomAliasesTable;
   event_reports: EventReportsTable;
+  user_reports: UserReportsTable;
+  profile_fields: ProfileFieldsTable;
+  user_suspensions: UserSuspensionsTable;
   users: UsersTable;
   media: MediaTable;
   media_thumbnails: MediaThumbnailsTable;

@@ -18,6 +18,7 @@ import { m0017 } from './0017_appservice_queue.js';
 import { m0018 } from './0018_sliding_sync.js';
 import { m0019 } from './0019_appservice_room_list.js';
 import { m0020 } from './0020_sliding_sync_list_counts.js';
+import { m0021 } from './0021_user_reports_profile_fields.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -42,4 +43,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0018,
   m0019,
   m0020,
+  m0021,
 ];
