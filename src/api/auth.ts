@@ -1,7 +1,8 @@
 /** Bearer-token authentication of client requests. */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { hashToken } from '../accounts/secrets.js';
-import { findAccessToken, touchDevice } from '../storage/devices.js';
+import { writeGeneration } from '../storage/write-watch.js';
+import { findAccessToken, touchDevice, type TokenOwner } from '../storage/devices.js';
 import type { Storage } from '../storage/db.js';
 import { MatrixError } from './errors.js';
 import { appServiceRequester } from './appservice-auth.js';
@@ -26,6 +27,9 @@ declare module 'fastify' {
 }
 
 const LAST_SEEN_INTERVAL_MS = 60_000;
+/** Token owners cached at most this long (a bound for changes made by another process, e.g. the CLI). */
+const TOKEN_CACHE_MS = 60_000;
+const TOKEN_CACHE_SIZE = 10_000;
 
 /**
  * The access token of a request: the `Authorization: Bearer` header, else the deprecated (Matrix v1.11) but
@@ -47,6 +51,12 @@ export function bearerToken(req: FastifyRequest): string | undefined {
 
 export class Authenticator {
   #lastSeen = new Map<string, number>();
+  /**
+   * Token hash → owner, so a request costs no query. Every write that may revoke a token (logout, device deletion,
+   * deactivation, locking, admin changes: storage/write-watch.ts) moves the generation and empties it.
+   */
+  #tokens = new Map<string, { owner: TokenOwner; at: number }>();
+  #generation = writeGeneration('auth');
 
   constructor(
     private readonly storage: Storage,
@@ -63,7 +73,7 @@ export class Authenticator {
     const registry = this.appServices;
     const as = registry?.byToken(token);
     if (registry && as) return appServiceRequester(this.storage.db, registry, as, req);
-    const owner = await findAccessToken(this.storage.db, hashToken(token));
+    const owner = await this.#owner(hashToken(token));
     if (!owner || owner.deactivated) {
       throw new MatrixError('M_UNKNOWN_TOKEN', 'Unrecognised access token', { soft_logout: false });
     }
@@ -80,6 +90,24 @@ export class Authenticator {
       isAdmin: owner.isAdmin,
       isGuest: owner.isGuest,
     };
+  }
+
+  async #owner(hash: string): Promise<TokenOwner | undefined> {
+    const generation = writeGeneration('auth');
+    if (generation !== this.#generation) {
+      this.#tokens.clear();
+      this.#generation = generation;
+    }
+    const now = Date.now();
+    const hit = this.#tokens.get(hash);
+    if (hit && now - hit.at < TOKEN_CACHE_MS) return hit.owner;
+    const owner = await findAccessToken(this.storage.db, hash);
+    // A revoking write while the row was read: the row may be stale, do not keep it.
+    if (owner && !owner.deactivated && writeGeneration('auth') === generation) {
+      if (this.#tokens.size >= TOKEN_CACHE_SIZE) this.#tokens.clear();
+      this.#tokens.set(hash, { owner, at: now });
+    }
+    return owner;
   }
 
   /** preHandler: the request must carry a valid token. */
@@ -101,6 +129,7 @@ export class Authenticator {
 
   /** Forgets cached last-seen times of a user (after logout or deactivation). */
   forget(userId: string): void {
+    for (const [hash, t] of this.#tokens) if (t.owner.userId === userId) this.#tokens.delete(hash);
     for (const key of this.#lastSeen.keys()) if (key.startsWith(`${userId}|`)) this.#lastSeen.delete(key);
   }
 

@@ -10,6 +10,7 @@ import { loadPushRules } from './rules-store.js';
 import type { CommittedBatch, PersistedEvent } from '../input/room-writer.js';
 import type { EventReader, LoadedEvent } from '../read/event-reader.js';
 import type { Storage } from '../storage/db.js';
+import { writeGeneration } from '../storage/write-watch.js';
 import { unreadCounts } from '../sync/unread.js';
 import type { PushAction } from './default-rules.js';
 import { evaluateForUser, loadRoomPushFacts } from './room-push.js';
@@ -53,6 +54,8 @@ function tweaksOf(actions: PushAction[]): Record<string, unknown> {
 export class PushSender {
   #inflight = new Set<Promise<void>>();
   #closed = false;
+  /** Whether any http pusher exists, with the `pushers` write generation it was read at. */
+  #anyPushers: { generation: number; any: boolean } | undefined;
 
   constructor(private readonly deps: PushSenderDeps) {}
 
@@ -72,8 +75,24 @@ export class PushSender {
     while (this.#inflight.size) await Promise.allSettled([...this.#inflight]);
   }
 
+  /** Most servers' rooms have no pushers at all: one cached answer spares every commit its query. */
+  async #anyHttpPushers(): Promise<boolean> {
+    const generation = writeGeneration('pushers');
+    if (this.#anyPushers?.generation === generation) return this.#anyPushers.any;
+    const row = await this.deps.storage.db
+      .selectFrom('pushers')
+      .select('user_id')
+      .where('kind', '=', 'http')
+      .limit(1)
+      .executeTakeFirst();
+    // A pusher write while this read ran: answer it, but read again next time.
+    if (writeGeneration('pushers') === generation) this.#anyPushers = { generation, any: row !== undefined };
+    return row !== undefined;
+  }
+
   async #handle(batch: CommittedBatch): Promise<void> {
     const { db } = this.deps.storage;
+    if (!(await this.#anyHttpPushers())) return;
     const invitees = batch.events
       .filter((e) => e.pdu.type === 'm.room.member' && e.pdu.content.membership === 'invite')
       .map((e) => e.pdu.state_key)

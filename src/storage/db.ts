@@ -1,14 +1,16 @@
 /** Opens the database of either engine behind one Kysely instance and migrates it. */
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import { createRequire } from 'node:module';
 import type PgModule from 'pg';
 import type { Config } from '../config/schema.js';
 import { StreamPositions } from '../util/stream.js';
 import type { Engine } from './dialect.js';
 import { migrate } from './migrate.js';
+import { watchedPool } from './pg-driver.js';
+import { hearthSqliteDialect } from './sqlite-driver.js';
 import type { Database } from './schema.js';
 
 /** pg is loaded only for a PostgreSQL database, so an embedded SQLite server does not carry it. */
@@ -48,11 +50,15 @@ export function openKysely(dbConfig: Config['database']): Kysely<Database> {
     } catch (err) {
       throw new DatabaseUnavailableError(`cannot open SQLite database ${path}: ${(err as Error).message}`);
     }
-    conn.pragma('journal_mode = WAL');
-    conn.pragma('synchronous = FULL');
+    const wal = String(conn.pragma('journal_mode = WAL', { simple: true })).toLowerCase() === 'wal';
+    // In WAL mode the commit's WAL fsync is done by the driver, off the main thread, before the commit resolves
+    // (sqlite-driver.ts): as durable as synchronous = FULL.
+    conn.pragma(wal ? 'synchronous = NORMAL' : 'synchronous = FULL');
     conn.pragma('foreign_keys = ON');
     conn.pragma('busy_timeout = 5000');
-    return new Kysely<Database>({ dialect: new SqliteDialect({ database: conn }) });
+    return new Kysely<Database>({
+      dialect: hearthSqliteDialect(conn, wal ? `${resolve(path)}-wal` : undefined),
+    });
   }
   // Bounded waits: while PostgreSQL is down a request fails fast (503) instead of hanging on a connect or a query.
   const pool = new (loadPg().Pool)({
@@ -67,7 +73,7 @@ export function openKysely(dbConfig: Config['database']): Kysely<Database> {
   pool.on('error', () => undefined);
   // A checked-out client whose server goes away emits 'error' too: the failing query reports it (503).
   pool.on('connect', (client) => client.on('error', () => undefined));
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: watchedPool(pool) }) });
 }
 
 /** Highest stream position used by any table; the stream counter starts from there. */

@@ -1,0 +1,35 @@
+/**
+ * Writes that in-memory caches must hear of, recognised by their SQL text:
+ * - `auth`: writes that can revoke an access token: an update or delete of `access_tokens` or `users` (logout,
+ *   deactivation, locking, admin changes, guest upgrade) or a delete of `devices` (device deletion takes its
+ *   tokens). Writes that only add tokens or users cannot revoke anything and do not count.
+ * - `pushers`: any write to `pushers`.
+ * The engines' drivers (sqlite-driver.ts, pg-driver.ts) see every statement and call noteWrite() when one runs,
+ * and on PostgreSQL again when its transaction ends (the other connections see it only then). A cache keeps what
+ * it read together with the generation it read it at, and drops it when the generation moved (api/auth.ts's
+ * access-token cache, push/sender.ts's "any pushers?").
+ */
+
+export type WatchKind = 'auth' | 'pushers';
+
+const AUTH_WRITE =
+  /^\s*(?:(?:update|delete\s+from)\s+"?(?:access_tokens|users)"?|delete\s+from\s+"?devices"?)[\s;(]/i;
+const PUSHERS_WRITE = /^\s*(?:insert\s+into|update|delete\s+from)\s+"?pushers"?[\s;(]/i;
+
+const generations: Record<WatchKind, number> = { auth: 0, pushers: 0 };
+
+/** The kinds of watched write `sqlText` is (usually none). */
+export function watchedWrite(sqlText: string): WatchKind | undefined {
+  if (AUTH_WRITE.test(sqlText)) return 'auth';
+  if (PUSHERS_WRITE.test(sqlText)) return 'pushers';
+  return undefined;
+}
+
+export function noteWrite(kind: WatchKind): void {
+  generations[kind]++;
+}
+
+/** Moves whenever a watched write of `kind` ran or committed in this process. */
+export function writeGeneration(kind: WatchKind): number {
+  return generations[kind];
+}
