@@ -26,6 +26,7 @@ import federationJoin from './federation-join.js';
 import slidingSyncInitial from './sliding-sync-initial.js';
 import slidingSyncWake from './sliding-sync-wake.js';
 import appservice from './appservice.js';
+import syncFanout from './sync-fanout.js';
 
 /** Scenario name → module. Add a scenario by writing bench/<name>.ts and adding it here. */
 const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
@@ -40,6 +41,7 @@ const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
     slidingSyncInitial,
     slidingSyncWake,
     appservice,
+    syncFanout,
   ].map((s) => [s.name, s]),
 );
 

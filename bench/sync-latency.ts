@@ -31,11 +31,15 @@ const POLL_TIMEOUT_MS = 30_000;
 const SETTLE_MS = 200;
 const WARMUP = 5;
 
-const now = (): bigint => process.hrtime.bigint();
-const msSince = (a: bigint, b: bigint): number => Number(b - a) / 1e6;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const now = (): bigint => process.hrtime.bigint();
+export const msSince = (a: bigint, b: bigint): number => Number(b - a) / 1e6;
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function getJson(agent: http.Agent, url: string, token: string): Promise<{ body: Json; arrived: bigint }> {
+export function getJson(
+  agent: http.Agent,
+  url: string,
+  token: string,
+): Promise<{ body: Json; arrived: bigint }> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
       const chunks: Buffer[] = [];

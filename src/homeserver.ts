@@ -32,11 +32,12 @@ import { guestAccessEnforcer } from './roomsvc/guest-access.js';
 import { profilePropagation } from './roomsvc/profile-propagation.js';
 import { Notifier } from './sync/notifier.js';
 import { SyncService } from './sync/sync.js';
+import { RoomChangeCache } from './sync/change-cache.js';
 import { TypingStore } from './sync/typing.js';
 import { createLogger, moduleLogger } from './log.js';
 import { RemoteMediaCache } from './media/remote-media.js';
 import { MediaService } from './media/service.js';
-import { healthRoutes, Instrumentation, Metrics, metricsRoutes } from './metrics/index.js';
+import { healthRoutes, Instrumentation, loadMetrics, metricsRoutes } from './metrics/index.js';
 import { recordDamage } from './storage/damage.js';
 import { openStorage, type Storage } from './storage/db.js';
 import { AppServiceRegistry, loadAppServices } from './appservice/registration.js';
@@ -169,7 +170,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const storage = await openStorage(config.database);
   await ensureAppServiceSenders(storage.db, appServices);
   const metricsOn = config.enable_metrics || config.listeners.some((l) => l.type === 'metrics');
-  const metrics = metricsOn ? new Metrics() : undefined;
+  const metrics = metricsOn ? await loadMetrics() : undefined;
   const instrument = metrics ? new Instrumentation(metrics) : undefined;
   if (instrument) storage.db = storage.db.withPlugin(instrument.queryTimer());
 
@@ -195,7 +196,10 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   const typing = new TypingStore({ onChange: (roomId) => notifier.notifyRooms([roomId]) });
   const media = new MediaService({ storage, config, log: logFor('media') });
   await media.init();
+  const roomChanges = new RoomChangeCache(storage.stream.current);
   writer.onCommit((batch) => {
+    for (const ev of batch.events)
+      roomChanges.record(batch.roomId, ev.streamOrdering, ev.pdu.type === 'm.room.member');
     notifier.notifyRooms([batch.roomId]);
     const members = batch.events.filter(
       (e) => e.pdu.type === 'm.room.member' && typeof e.pdu.state_key === 'string',
@@ -250,6 +254,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       notifier,
       typing,
       presenceEnabled: config.presence.enabled,
+      roomChanges,
       visible: (userId, events) => filterVisible({ reader, db: storage.db }, userId, events),
     }),
     typing,

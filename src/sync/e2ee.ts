@@ -37,11 +37,21 @@ function acknowledged(ctx: SyncContext, sinceToken: string | undefined): number 
   return part === undefined ? ctx.since : Math.min(part, ctx.since);
 }
 
-export async function e2eeSync(ctx: SyncContext, sinceToken: string | undefined): Promise<E2eeSections> {
+/**
+ * `maybe` says which parts can have anything (from one probe of the tables): `toDevice` false when the device has
+ * no stored message at all, `deviceLists` false when no key changed and no membership changed in (since, to].
+ */
+export async function e2eeSync(
+  ctx: SyncContext,
+  sinceToken: string | undefined,
+  maybe: { toDevice: boolean; deviceLists: boolean } = { toDevice: true, deviceLists: true },
+): Promise<E2eeSections> {
   const { db } = ctx.storage;
   const ack = acknowledged(ctx, sinceToken);
-  if (ack !== null) await deleteToDeviceUpTo(db, ctx.userId, ctx.deviceId, ack);
-  const rows = await pendingToDevice(db, ctx.userId, ctx.deviceId, ack ?? 0, ctx.to, TO_DEVICE_LIMIT + 1);
+  if (ack !== null && maybe.toDevice) await deleteToDeviceUpTo(db, ctx.userId, ctx.deviceId, ack);
+  const rows = maybe.toDevice
+    ? await pendingToDevice(db, ctx.userId, ctx.deviceId, ack ?? 0, ctx.to, TO_DEVICE_LIMIT + 1)
+    : [];
   const delivered = rows.slice(0, TO_DEVICE_LIMIT);
   const last = delivered[delivered.length - 1];
   const tokenExtra = rows.length > TO_DEVICE_LIMIT && last ? [last.stream_pos] : [];
@@ -51,7 +61,9 @@ export async function e2eeSync(ctx: SyncContext, sinceToken: string | undefined)
     content: JSON.parse(r.content) as JsonObject,
   }));
   const lists =
-    ctx.since === null ? { changed: [], left: [] } : await deviceListDelta(db, ctx.userId, ctx.since, ctx.to);
+    ctx.since === null || !maybe.deviceLists
+      ? { changed: [], left: [] }
+      : await deviceListDelta(db, ctx.userId, ctx.since, ctx.to);
   return {
     to_device: { events },
     device_lists: lists,

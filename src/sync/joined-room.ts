@@ -30,6 +30,30 @@ export async function roomTimelineSection(
   full: boolean,
   visible: (events: LoadedEvent[]) => Promise<LoadedEvent[]>,
 ): Promise<RoomTimelineSection> {
+  return (await buildRoomSection(ctx, m, upTo, full, visible, false)).section;
+}
+
+/** A room section with what a caller sharing it among users needs to adapt it to each of them. */
+export interface BuiltRoomSection {
+  section: RoomTimelineSection;
+  /** The timeline events, as loaded (after `visible`). */
+  loaded: LoadedEvent[];
+  /** Whether a membership event is in the timeline or state (the summary is then due). */
+  membershipChanged: boolean;
+}
+
+/**
+ * The work of {@link roomTimelineSection}. `shared` leaves out what depends on the syncing user (transaction ids,
+ * the summary); the caller adds them per user.
+ */
+export async function buildRoomSection(
+  ctx: SyncContext,
+  m: Pick<MembershipRow, 'room_nid' | 'room_id'>,
+  upTo: number,
+  full: boolean,
+  visible: (events: LoadedEvent[]) => Promise<LoadedEvent[]>,
+  shared: boolean,
+): Promise<BuiltRoomSection> {
   const { storage, reader, filter } = ctx;
   const after = full && ctx.since === null ? null : ctx.since;
   const limit = timelineLimit(filter);
@@ -52,12 +76,11 @@ export async function roomTimelineSection(
 
   const timelineEvents = loaded;
   const stateEvents = await selectState(ctx, stateMap, startState, timelineEvents, m.room_id);
-  const txnIds = await txnIdsFor(
-    storage.db,
-    ctx.userId,
-    ctx.deviceId,
-    timelineEvents.map((e) => e.nid),
-  );
+  // Only the user's own events can carry their transaction ids: most timelines need no lookup.
+  const own = shared ? [] : timelineEvents.filter((e) => e.pdu.sender === ctx.userId).map((e) => e.nid);
+  const txnIds = own.length
+    ? await txnIdsFor(storage.db, ctx.userId, ctx.deviceId, own)
+    : new Map<number, string>();
   const fmt = {
     format: filter.event_format ?? 'client',
     eventFields: filter.event_fields,
@@ -96,8 +119,8 @@ export async function roomTimelineSection(
   const membershipChanged =
     timelineEvents.some((e) => e.pdu.type === 'm.room.member') ||
     stateEvents.some((e) => e.pdu.type === 'm.room.member');
-  if (full || membershipChanged) section.summary = await summary(ctx, m.room_nid);
-  return section;
+  if (!shared && (full || membershipChanged)) section.summary = await summary(ctx, m.room_nid);
+  return { section, loaded: timelineEvents, membershipChanged };
 }
 
 /** Applies the state filter and lazy-loading of members to a state map, loading the events. */
@@ -148,7 +171,7 @@ function timelineFiltered(f: RoomEventFilter | undefined): boolean {
   );
 }
 
-async function summary(ctx: SyncContext, roomNid: number): Promise<JsonObject> {
+export async function summary(ctx: SyncContext, roomNid: number): Promise<JsonObject> {
   const c = await memberCounts(ctx.storage.db, roomNid);
   return {
     'm.heroes': c.heroes.filter((u) => u !== ctx.userId).slice(0, 5),

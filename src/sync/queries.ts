@@ -165,3 +165,92 @@ export async function snapshotOfEvent(db: Kysely<Database>, eventNid: number): P
     ? null
     : Number(row.state_snapshot_nid);
 }
+
+/** Which per-user streams have anything for an incremental sync in (since, to]; true means "maybe". */
+export interface StreamActivity {
+  accountData: boolean;
+  /** Any to-device message is stored for the device at all (to acknowledge or to deliver). */
+  toDevice: boolean;
+  receipts: boolean;
+  presence: boolean;
+  deviceLists: boolean;
+}
+
+/**
+ * One statement telling a woken incremental sync which of its per-user streams can have something new, so it runs
+ * the queries of those streams only. Read from the tables themselves (never from what the process remembers), so
+ * it is exact whatever wrote the rows and whenever their writers woke the long-polls.
+ */
+export async function streamActivity(
+  db: Kysely<Database>,
+  userId: string,
+  deviceId: string,
+  since: number,
+  to: number,
+): Promise<StreamActivity> {
+  const row = await db
+    .selectNoFrom((eb) => [
+      eb
+        .exists(
+          eb
+            .selectFrom('account_data')
+            .select(sql<number>`1`.as('x'))
+            .where('user_id', '=', userId)
+            .where('stream_pos', '>', since)
+            .where('stream_pos', '<=', to),
+        )
+        .as('account_data'),
+      eb
+        .exists(
+          eb
+            .selectFrom('to_device_messages')
+            .select(sql<number>`1`.as('x'))
+            .where('user_id', '=', userId)
+            .where('device_id', '=', deviceId),
+        )
+        .as('to_device'),
+      eb
+        .exists(
+          eb
+            .selectFrom('receipts')
+            .select(sql<number>`1`.as('x'))
+            .where('stream_pos', '>', since)
+            .where('stream_pos', '<=', to)
+            .where('room_nid', 'in', (sub) =>
+              sub
+                .selectFrom('room_members')
+                .select('room_nid')
+                .where('user_id', '=', userId)
+                .where('membership', '=', 'join'),
+            ),
+        )
+        .as('receipts'),
+      eb
+        .exists(
+          eb
+            .selectFrom('presence')
+            .select(sql<number>`1`.as('x'))
+            .where('stream_pos', '>', since)
+            .where('stream_pos', '<=', to),
+        )
+        .as('presence'),
+      eb
+        .exists(
+          eb
+            .selectFrom('device_list_changes')
+            .select(sql<number>`1`.as('x'))
+            .where('stream_pos', '>', since)
+            .where('stream_pos', '<=', to),
+        )
+        .as('device_lists'),
+    ])
+    .executeTakeFirstOrThrow();
+  const yes = (v: unknown): boolean => v === true || Number(v) > 0;
+  return {
+    accountData: yes(row.account_data),
+    toDevice: yes(row.to_device),
+    receipts: yes(row.receipts),
+    presence: yes(row.presence),
+    deviceLists: yes(row.device_lists),
+  };
+}

@@ -18,7 +18,15 @@ import { roomTimelineSection } from './joined-room.js';
 import { presenceEventsFor, receiptEventsForRooms, typingEvent } from './ephemeral.js';
 import type { Notifier } from './notifier.js';
 import type { TypingStore } from './typing.js';
-import { membershipsOf, roomsWithEvents, type MembershipRow } from './queries.js';
+import {
+  membershipsOf,
+  roomsWithEvents,
+  streamActivity,
+  type MembershipRow,
+  type StreamActivity,
+} from './queries.js';
+import type { RoomChangeCache } from './change-cache.js';
+import { SharedRoomDeltas } from './shared-room-delta.js';
 import { unreadCountsForRooms, type UnreadCounts } from './unread.js';
 import { e2eeSync } from './e2ee.js';
 import { stateBefore } from './room-state.js';
@@ -39,6 +47,8 @@ export interface SyncDeps {
   notifier: Notifier;
   typing: TypingStore;
   presenceEnabled: boolean;
+  /** Rooms with new events since a position, from the writer's commits (queried when absent). */
+  roomChanges?: RoomChangeCache;
   /** Filters events the user may not see (history visibility); identity when absent. */
   visible?: (userId: string, events: LoadedEvent[]) => Promise<LoadedEvent[]>;
 }
@@ -69,7 +79,19 @@ async function activeRoomIds(storage: Storage, userId: string): Promise<string[]
   return rows.map((r) => r.room_id);
 }
 
+/** Every stream may have something: an initial sync, or no probe. */
+const ALL_ACTIVE: StreamActivity = {
+  accountData: true,
+  toDevice: true,
+  receipts: true,
+  presence: true,
+  deviceLists: true,
+};
+
 export class SyncService {
+  /** Room sections shared by the requests woken for the same position. */
+  readonly shared = new SharedRoomDeltas();
+
   constructor(private readonly deps: SyncDeps) {}
 
   async sync(req: SyncRequest): Promise<JsonObject> {
@@ -131,11 +153,22 @@ export class SyncService {
     const invite: JsonObject = {};
     const knock: JsonObject = {};
     const leave: JsonObject = {};
-    const accountData = await this.#accountData(ctx);
+    // An incremental sync first asks, in one statement, which per-user streams have anything new.
+    const activity =
+      since === null || since >= to
+        ? since === null
+          ? ALL_ACTIVE
+          : { ...ALL_ACTIVE, accountData: false, receipts: false, presence: false, deviceLists: false }
+        : await streamActivity(storage.db, req.userId, req.deviceId, since, to);
+    const accountData = activity.accountData
+      ? await this.#accountData(ctx)
+      : { global: [], rooms: new Map<string, JsonObject[]>() };
     const joinedRooms = new Map(
       memberships.filter((m) => m.membership === 'join').map((m) => [m.room_nid, m.room_id]),
     );
-    const receipts = await receiptEventsForRooms(storage.db, joinedRooms, req.userId, since, to);
+    const receipts = activity.receipts
+      ? await receiptEventsForRooms(storage.db, joinedRooms, req.userId, since, to)
+      : new Map<string, never>();
     const typingChanged = new Set(typingSince === null ? [] : typing.roomsChangedSince(typingSince));
     const ephemeralFilter = req.filter.room?.ephemeral;
     const ephemeralOf = (roomId: string): JsonObject[] => {
@@ -163,9 +196,7 @@ export class SyncService {
       };
     // An incremental sync touches only rooms where something happened: one query finds them.
     const active =
-      since === null || req.fullState
-        ? undefined
-        : await roomsWithEvents(storage.db, [...joinedRooms.keys()], since, to);
+      since === null || req.fullState ? undefined : await this.#roomsWithEvents(joinedRooms, since, to);
 
     // Unread counts are computed for all the rooms of the response at once, after the loop.
     const unread = new Map<number, { joinedAt: number; counts: UnreadCounts }>();
@@ -182,7 +213,9 @@ export class SyncService {
         const roomData = accountData.rooms.get(m.room_id);
         const ephemeral = ephemeralOf(m.room_id);
         if (!full && active && !active.has(m.room_nid) && !roomData && ephemeral.length === 0) continue;
-        const section = await roomTimelineSection(ctx, m, to, full, visibleWhileJoined(m));
+        const section =
+          (await this.shared.section(ctx, m, to)) ??
+          (await roomTimelineSection(ctx, m, to, full, visibleWhileJoined(m)));
         if (section.empty && !roomData && ephemeral.length === 0) continue;
         const { empty: _empty, ...rest } = section;
         join[m.room_id] = {
@@ -246,8 +279,11 @@ export class SyncService {
     if (Object.keys(invite).length) rooms.invite = invite;
     if (Object.keys(knock).length) rooms.knock = knock;
     if (Object.keys(leave).length) rooms.leave = leave;
-    const presence = await this.#presence(ctx, [...joinedRooms.keys()]);
-    const e2ee = await e2eeSync(ctx, req.since);
+    const presence = activity.presence ? await this.#presence(ctx, [...joinedRooms.keys()]) : [];
+    const e2ee = await e2eeSync(ctx, req.since, {
+      toDevice: activity.toDevice,
+      deviceLists: activity.deviceLists || this.#membershipsChanged(memberships, joinedRooms, since),
+    });
     const body: JsonObject = {
       next_batch: formatStreamToken(to, [typingSerial, ...e2ee.tokenExtra]),
       rooms,
@@ -264,6 +300,34 @@ export class SyncService {
       presence.length === 0 &&
       e2ee.empty;
     return { body, empty };
+  }
+
+  /** The joined rooms (by nid) with an event in (since, to]: from the change cache when it covers `since`. */
+  async #roomsWithEvents(
+    joined: ReadonlyMap<number, string>,
+    since: number,
+    to: number,
+  ): Promise<Set<number>> {
+    const cached = this.deps.roomChanges?.maybeChangedSince(joined.values(), since);
+    if (!cached) return roomsWithEvents(this.deps.storage.db, [...joined.keys()], since, to);
+    const out = new Set<number>();
+    for (const [nid, id] of joined) if (cached.has(id)) out.add(nid);
+    return out;
+  }
+
+  /**
+   * Whether a membership changed since `since` in a room the user is in, or the user's own: device-list changes
+   * follow them. True (ask the database) when the change cache does not cover `since`.
+   */
+  #membershipsChanged(
+    memberships: readonly MembershipRow[],
+    joined: ReadonlyMap<number, string>,
+    since: number | null,
+  ): boolean {
+    if (since === null) return true;
+    if (memberships.some((m) => m.stream_ordering > since)) return true;
+    const cached = this.deps.roomChanges?.maybeChangedSince(joined.values(), since, true);
+    return cached === undefined || cached.size > 0;
   }
 
   /** Adds bundled aggregations to every timeline of the response in one pass (client format only). */
