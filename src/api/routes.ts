@@ -30,6 +30,7 @@ import { upgradeRoutes } from './client/upgrade.js';
 import { userDirectoryRoutes } from './client/user-directory.js';
 import { hierarchyRoutes } from './client/hierarchy.js';
 import { reportRoutes } from './client/report.js';
+import { roomSummaryRoutes } from './client/room-summary.js';
 import { typingRoutes } from './client/typing.js';
 import { receiptRoutes } from './client/receipts.js';
 import { tagRoutes } from './client/tags.js';
@@ -79,6 +80,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   userDirectoryRoutes(app, deps);
   hierarchyRoutes(app, deps);
   reportRoutes(app, deps);
+  roomSummaryRoutes(app, deps);
   typingRoutes(app, deps);
   receiptRoutes(app, deps);
   tagRoutes(app, deps);
