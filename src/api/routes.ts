@@ -31,6 +31,7 @@ import { userDirectoryRoutes } from './client/user-directory.js';
 import { hierarchyRoutes } from './client/hierarchy.js';
 import { reportRoutes } from './client/report.js';
 import { roomSummaryRoutes } from './client/room-summary.js';
+import { mutualRoomsRoutes } from './client/mutual-rooms.js';
 import { typingRoutes } from './client/typing.js';
 import { receiptRoutes } from './client/receipts.js';
 import { tagRoutes } from './client/tags.js';
@@ -81,6 +82,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   hierarchyRoutes(app, deps);
   reportRoutes(app, deps);
   roomSummaryRoutes(app, deps);
+  mutualRoomsRoutes(app, deps);
   typingRoutes(app, deps);
   receiptRoutes(app, deps);
   tagRoutes(app, deps);
