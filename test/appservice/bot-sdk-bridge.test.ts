@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Appservice } from 'matrix-bot-sdk';
 import { ENGINES } from '../helpers/engines.js';
 import { startTestServer, type Client, type Json, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 function stubNativeCrypto(): void {
   const sdkRequire = createRequire(createRequire(import.meta.url).resolve('matrix-bot-sdk'));
@@ -46,20 +47,6 @@ async function freePort(): Promise<number> {
   const port = (srv.address() as AddressInfo).port;
   await new Promise<void>((resolve) => srv.close(() => resolve()));
   return port;
-}
-
-async function until<T>(
-  what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  ms = 10_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const enc = encodeURIComponent;

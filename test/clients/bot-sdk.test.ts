@@ -13,7 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import type { MatrixClient } from 'matrix-bot-sdk';
 import { ENGINES } from '../helpers/engines.js';
 import { startTestServer, type Json, type TestServer } from '../helpers/server.js';
-import { createRoom, enc, sleep, text, type User } from '../sync/sync-util.js';
+import { createRoom, enc, text, type User } from '../sync/sync-util.js';
+import { until } from '../helpers/until.js';
 
 /** Puts a stub for the native crypto module in the CommonJS cache, where the sdk's require() finds it first. */
 function stubNativeCrypto(): void {
@@ -50,16 +51,6 @@ async function recent(user: User, roomId: string): Promise<Json[]> {
   const res = await user.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=20`);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body.chunk as Json[];
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 for (const engine of ENGINES) {

@@ -11,6 +11,7 @@ import { runDoctor } from '../../src/integrity/doctor.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import type { Client } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 type Me = Client & { userId: string };
 interface Ev {
@@ -19,16 +20,6 @@ interface Ev {
   sender: string;
   state_key?: string;
   content: { body?: string; topic?: string; name?: string; membership?: string; history_visibility?: string };
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function doctorClean(s: FederatedServer, roomId: string): Promise<void> {

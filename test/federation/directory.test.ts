@@ -12,6 +12,7 @@ import { FederationError } from '../../src/federation/client.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import type { Client, Json } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 type Me = Client & { userId: string };
 
@@ -31,16 +32,6 @@ function unsigned(base: string, path: string): Promise<{ status: number; body: J
     req.on('error', reject);
     req.end();
   });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const ids = (chunk: unknown): string[] => (chunk as { room_id: string }[]).map((r) => r.room_id).sort();

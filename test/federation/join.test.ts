@@ -10,18 +10,9 @@ import { runDoctor } from '../../src/integrity/doctor.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import type { Client } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 type Me = Client & { userId: string };
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function timeline(c: Me, roomId: string): Promise<{ event_id: string; content: { body?: string } }[]> {
   const res = await c.get(`/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=50`);

@@ -17,22 +17,13 @@ import { buildFromTemplate } from '../../src/roomsvc/remote-membership.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import type { Client } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 type Me = Client & { userId: string };
 type Answer = { status: number; body: JsonObject & { errcode?: string } };
 
 const enc = encodeURIComponent;
 const VERSION = '12';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** A signed federation request from `from` to `to`; refusals come back as their status and body. */
 async function fed(

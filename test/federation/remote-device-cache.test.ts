@@ -9,19 +9,10 @@ import { after, before, describe, it } from 'node:test';
 import { ENGINES } from '../helpers/engines.js';
 import { startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import type { Client } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 type Me = Client & { userId: string; deviceId: string };
 type Json = Record<string, unknown>;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function uploadDeviceKeys(c: Client, userId: string, deviceId: string): Promise<void> {
   const res = await c.post('/_matrix/client/v3/keys/upload', {

@@ -17,18 +17,9 @@ import { ENGINES, freshDatabase } from '../helpers/engines.js';
 import { freePort, startFederatedServer, type FederatedServer } from '../helpers/federation.js';
 import { mirrorRoom } from '../helpers/mirror-room.js';
 import type { Client, Json } from '../helpers/server.js';
+import { until } from '../helpers/until.js';
 
 type User = Client & { userId: string; deviceId: string };
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function sync(user: Client, since?: string): Promise<Json> {
   const q = since ? `?since=${encodeURIComponent(since)}&timeout=0` : '?timeout=0';

@@ -6,20 +6,12 @@
 import assert from 'node:assert/strict';
 import type { Client, Json } from './server.js';
 import type { FederatedServer } from './federation.js';
+import { until } from './until.js';
+export { until };
 
 export type FedUser = Client & { userId: string; deviceId: string };
 
 /** Polls `check` every 100 ms until it returns a value; the error names `what` and the last value seen. */
-export async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 export const enc = encodeURIComponent;
 
 interface SyncRoom {

@@ -14,20 +14,12 @@ import type { Engine } from '../../src/storage/dialect.js';
 import { startFederatedServer, type FederatedServer } from './federation.js';
 import { HostileServer, type Signer } from './hostile-server.js';
 import type { Client, Json } from './server.js';
+import { until } from './until.js';
+export { until };
 
 export type User = Client & { userId: string; deviceId: string };
 
 export const ROOM_VERSION = '12';
-
-export async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 export interface EventSpec {
   type: string;
