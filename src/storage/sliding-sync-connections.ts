@@ -4,28 +4,6 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
-import type { Executor } from './users.js';
-
-export interface ConnectionRow {
-  connNid: number;
-  lastUsedTs: number;
-}
-
-export async function findConnection(
-  db: Executor,
-  userId: string,
-  deviceId: string,
-  connId: string,
-): Promise<ConnectionRow | undefined> {
-  const row = await db
-    .selectFrom('sliding_sync_connections')
-    .select(['conn_nid', 'last_used_ts'])
-    .where('user_id', '=', userId)
-    .where('device_id', '=', deviceId)
-    .where('conn_id', '=', connId)
-    .executeTakeFirst();
-  return row ? { connNid: Number(row.conn_nid), lastUsedTs: Number(row.last_used_ts) } : undefined;
-}
 
 /** Starts a connection afresh: any earlier state of (user, device, conn_id) is dropped. */
 export async function resetConnection(
@@ -115,16 +93,125 @@ export interface SentRoomRow {
   lazyMembers: string;
 }
 
+/** Positions a chain may grow to before it is folded into its newest position. */
+export const FOLD_AT = 8;
+
+type PositionDbRow = {
+  pos_nid: number;
+  parent_pos_nid: number | null;
+  stream: number;
+  typing: number;
+  list_counts: string | null;
+};
+
+/** The chain of `posNid` (itself first, then its parents) among the connection's positions. */
+function chainOf(
+  positions: readonly PositionDbRow[],
+  posNid: number,
+): { byNid: Map<number, PositionRow>; chain: number[] } {
+  const byNid = new Map(
+    positions.map((p) => [
+      Number(p.pos_nid),
+      {
+        posNid: Number(p.pos_nid),
+        parent: p.parent_pos_nid === null ? null : Number(p.parent_pos_nid),
+        stream: Number(p.stream),
+        typing: Number(p.typing),
+        listCounts: parseCounts(p.list_counts),
+      },
+    ]),
+  );
+  const chain: number[] = [];
+  for (let p: PositionRow | undefined = byNid.get(posNid); p && !chain.includes(p.posNid);) {
+    chain.push(p.posNid);
+    p = p.parent === null ? undefined : byNid.get(p.parent);
+  }
+  return { byNid, chain };
+}
+
+export interface ConnectionState {
+  connNid: number;
+  lastUsedTs: number;
+  position: PositionRow;
+  rooms: Map<string, SentRoomRow>;
+}
+
 /**
- * The connection's state at `posNid`: the newest row per room along the position's chain of parents. Folds that
- * chain into `posNid` and deletes every other position of the connection (answers the client never processed).
- * Undefined when the position is not one of this connection's.
+ * The state of connection (user, device, conn_id) at `posNid`: the newest row per room along the position's chain
+ * of parents, with the connection, read in one statement. Only when the chain is longer than FOLD_AT, or the
+ * connection has positions off the chain (answers the client never processed), is it folded (loadAndFold).
+ * Undefined when there is no such connection or the position is not one of its.
+ */
+export async function loadState(
+  db: Kysely<Database>,
+  userId: string,
+  deviceId: string,
+  connId: string,
+  posNid: number,
+): Promise<ConnectionState | undefined> {
+  const rows = await db
+    .selectFrom('sliding_sync_connections as c')
+    .innerJoin('sliding_sync_positions as p', 'p.conn_nid', 'c.conn_nid')
+    .leftJoin('sliding_sync_rooms as r', 'r.pos_nid', 'p.pos_nid')
+    .select(['c.conn_nid', 'c.last_used_ts'])
+    .select(['p.pos_nid', 'p.parent_pos_nid', 'p.stream', 'p.typing', 'p.list_counts'])
+    .select([
+      'r.room_id',
+      'r.membership',
+      'r.sent_to',
+      'r.timeline_limit',
+      'r.required_state',
+      'r.lazy_members',
+    ])
+    .where('c.user_id', '=', userId)
+    .where('c.device_id', '=', deviceId)
+    .where('c.conn_id', '=', connId)
+    .execute();
+  const head = rows[0];
+  if (!head) return undefined;
+  const conn = { connNid: Number(head.conn_nid), lastUsedTs: Number(head.last_used_ts) };
+  const seen = new Set<number>();
+  const positions: PositionDbRow[] = [];
+  for (const r of rows)
+    if (!seen.has(Number(r.pos_nid))) {
+      seen.add(Number(r.pos_nid));
+      positions.push(r);
+    }
+  const { byNid, chain } = chainOf(positions, posNid);
+  const position = byNid.get(posNid);
+  if (!position) return undefined;
+  if (chain.length > FOLD_AT || byNid.size > chain.length) {
+    const folded = await loadAndFold(db, conn.connNid, posNid);
+    return folded && { ...conn, ...folded };
+  }
+  const order = new Map(chain.map((nid, i) => [nid, i]));
+  const rooms = new Map<string, SentRoomRow>();
+  const depth = new Map<string, number>();
+  for (const r of rows) {
+    if (r.room_id === null || r.membership === null) continue;
+    const d = order.get(Number(r.pos_nid));
+    if (d === undefined || (depth.get(r.room_id) ?? Infinity) <= d) continue;
+    depth.set(r.room_id, d);
+    rooms.set(r.room_id, {
+      roomId: r.room_id,
+      membership: r.membership,
+      sentTo: Number(r.sent_to),
+      timelineLimit: Number(r.timeline_limit),
+      requiredState: r.required_state ?? '[]',
+      lazyMembers: r.lazy_members ?? '[]',
+    });
+  }
+  return { ...conn, position, rooms };
+}
+
+/**
+ * The connection's state at `posNid` (as loadState), with the chain folded into `posNid` and every other position
+ * of the connection deleted (answers the client never processed), in one transaction.
  */
 export async function loadAndFold(
   db: Kysely<Database>,
   connNid: number,
   posNid: number,
-  now: number,
 ): Promise<{ position: PositionRow; rooms: Map<string, SentRoomRow> } | undefined> {
   return db.transaction().execute(async (trx) => {
     const positions = await trx
@@ -132,25 +219,9 @@ export async function loadAndFold(
       .select(['pos_nid', 'parent_pos_nid', 'stream', 'typing', 'list_counts'])
       .where('conn_nid', '=', connNid)
       .execute();
-    const byNid = new Map(
-      positions.map((p) => [
-        Number(p.pos_nid),
-        {
-          posNid: Number(p.pos_nid),
-          parent: p.parent_pos_nid === null ? null : Number(p.parent_pos_nid),
-          stream: Number(p.stream),
-          typing: Number(p.typing),
-          listCounts: parseCounts(p.list_counts),
-        },
-      ]),
-    );
+    const { byNid, chain } = chainOf(positions, posNid);
     const position = byNid.get(posNid);
     if (!position) return undefined;
-    const chain: number[] = [];
-    for (let p: PositionRow | undefined = position; p && !chain.includes(p.posNid);) {
-      chain.push(p.posNid);
-      p = p.parent === null ? undefined : byNid.get(p.parent);
-    }
     const rows = await trx
       .selectFrom('sliding_sync_rooms')
       .selectAll()
@@ -203,16 +274,14 @@ export async function loadAndFold(
     const others = [...byNid.keys()].filter((n) => n !== posNid);
     if (others.length)
       await trx.deleteFrom('sliding_sync_positions').where('pos_nid', 'in', others).execute();
-    await trx
-      .updateTable('sliding_sync_connections')
-      .set({ last_used_ts: now })
-      .where('conn_nid', '=', connNid)
-      .execute();
     return { position: { ...position, parent: null }, rooms };
   });
 }
 
-/** Records a response: a new position (child of `parent`) and what it sent of each room. */
+/**
+ * Records a response: a new position (child of `parent`) and what it sent of each room; `touch` also stamps the
+ * connection as used now (callers do it when the stamp is more than a minute old: expiry is counted in days).
+ */
 export async function savePosition(
   db: Kysely<Database>,
   connNid: number,
@@ -221,8 +290,15 @@ export async function savePosition(
   listCounts: Record<string, number>,
   rooms: readonly SentRoomRow[],
   now: number,
+  touch = false,
 ): Promise<number> {
   return db.transaction().execute(async (trx) => {
+    if (touch)
+      await trx
+        .updateTable('sliding_sync_connections')
+        .set({ last_used_ts: now })
+        .where('conn_nid', '=', connNid)
+        .execute();
     const row = await trx
       .insertInto('sliding_sync_positions')
       .values({

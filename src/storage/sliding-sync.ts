@@ -77,18 +77,6 @@ export async function userRooms(db: Kysely<Database>, userId: string): Promise<U
   }));
 }
 
-/** The rooms the user is joined to, invited to or knocking on (what a long-poll watches). */
-export async function activeRoomIds(db: Kysely<Database>, userId: string): Promise<string[]> {
-  const rows = await db
-    .selectFrom('room_members as m')
-    .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
-    .select('r.room_id')
-    .where('m.user_id', '=', userId)
-    .where('m.membership', 'in', ['join', 'invite', 'knock'])
-    .execute();
-  return rows.map((r) => r.room_id);
-}
-
 const CHUNK = 500;
 
 /** Current-state rows of the given type in the given rooms: room_nid → (state_key → event_nid). */

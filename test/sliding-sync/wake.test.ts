@@ -9,7 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { ENGINES } from '../helpers/engines.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { createRoom, enc, join, post, send, sync, text, type User } from '../sync/sync-util.js';
-import { listBody, ss } from './ss-util.js';
+import { FOLD_AT } from '../../src/storage/sliding-sync-connections.js';
+import { bodiesOf, listBody, ss } from './ss-util.js';
 
 for (const engine of ENGINES) {
   describe(`${engine}: sliding sync wake-ups and costs`, () => {
@@ -77,6 +78,30 @@ for (const engine of ENGINES) {
       const idle = await ss(bob, body, { pos: left.pos, timeout: 300 });
       assert.ok(Date.now() - t1 >= 250, 'no count change: waited');
       assert.equal(idle.lists.all?.count, 12);
+    });
+
+    it('keeps what a connection sent over more requests than a chain of positions holds (folded)', async () => {
+      const body = listBody([0, 2], { conn_id: 'fold', required_state: [['m.room.name', '']] });
+      let r = await ss(bob, body);
+      const window = Object.keys(r.rooms);
+      assert.equal(window.length, 3);
+      for (let i = 0; i < 2 * FOLD_AT + 3; i++) {
+        const room = window[i % 3] as string;
+        await text(alice, room, `fold ${i}`);
+        r = await ss(bob, body, { pos: r.pos });
+        assert.deepEqual(Object.keys(r.rooms), [room], `step ${i}`);
+        const got = r.rooms[room];
+        assert.equal(got?.initial, undefined, `step ${i}: the room is not sent as new again`);
+        assert.equal(got?.required_state?.length, 0, `step ${i}: unchanged state is not sent again`);
+        assert.deepEqual(bodiesOf(got?.timeline), [`fold ${i}`]);
+      }
+      const positions = await server.hs.storage.db
+        .selectFrom('sliding_sync_positions as p')
+        .innerJoin('sliding_sync_connections as c', 'c.conn_nid', 'p.conn_nid')
+        .select('p.pos_nid')
+        .where('c.conn_id', '=', 'fold')
+        .execute();
+      assert.ok(positions.length <= FOLD_AT + 1, `${positions.length} positions kept`);
     });
 
     it('runs as many statements for 12 rooms in the window as for 2', async () => {

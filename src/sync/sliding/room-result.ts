@@ -34,7 +34,6 @@ export interface RoomInput {
   config: CombinedConfig;
   prev: SentRoomRow | undefined;
   lists: string[];
-  isDm: boolean;
 }
 
 export interface RoomOutcome {
@@ -57,7 +56,6 @@ const STRIPPED_TYPES = new Set([
 function common(ctx: BuildContext, input: RoomInput, initial: boolean): JsonObject {
   const body: JsonObject = { bump_stamp: input.room.bumpStamp };
   if (initial) body.initial = true;
-  if (input.isDm) body.is_dm = true;
   if (ctx.flavour === 'v4') {
     body.membership = input.room.membership;
     if (input.lists.length) body.lists = input.lists;

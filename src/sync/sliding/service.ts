@@ -11,11 +11,10 @@ import { MatrixError } from '../../api/errors.js';
 import type { ClientEvent, JsonObject } from '../../rooms/event.js';
 import { bundleAggregations } from '../../read/aggregations.js';
 import { loadPushRules } from '../../push/rules-store.js';
-import { activeRoomIds, userRooms } from '../../storage/sliding-sync.js';
+import { userRooms, type UserRoomRow } from '../../storage/sliding-sync.js';
 import {
   expireConnections,
-  findConnection,
-  loadAndFold,
+  loadState,
   resetConnection,
   savePosition,
   trimConnections,
@@ -51,14 +50,21 @@ export type ExtensionsFn = (
   input: ExtensionsInput,
 ) => Promise<{ extensions: JsonObject; hasData: boolean }>;
 
+/** Memberships whose rooms a long-poll watches. */
+const ACTIVE = new Set(['join', 'invite', 'knock']);
+
 /** Connections unused this long are forgotten (their next request gets M_UNKNOWN_POS). */
 export const CONNECTION_TTL_MS = 7 * 24 * 3600_000;
+/** A connection's last-used stamp is renewed when older than this (a write saved on most requests). */
+const TOUCH_AFTER_MS = 60_000;
 /** Connections kept per device (the least recently used beyond are dropped). */
 export const MAX_CONNECTIONS_PER_DEVICE = 50;
 
 interface Connection {
   connNid: number;
   posNid: number | null;
+  /** The connection's last-used stamp is old enough to be renewed with the next position. */
+  stale: boolean;
   since: SlidingPosition | null;
   sent: Map<string, SentRoomRow>;
   /** The lists' counts in the response `pos` named (null: initial, or not recorded). */
@@ -91,10 +97,13 @@ export class SlidingSyncService {
     for (;;) {
       const remaining = deadline - Date.now();
       const waitable = conn.since !== null && remaining > 0;
-      const rooms = waitable ? await activeRoomIds(storage.db, userId) : [];
-      const waiter = notifier.register(userId, rooms, waitable ? remaining : 0);
+      // The room list is read before the waiter registers and the computation uses it: a membership change of the
+      // user in between wakes the waiter (it notifies the user), and every other change is read after registering.
+      const rows = await userRooms(storage.db, userId);
+      const watched = rows.filter((r) => ACTIVE.has(r.membership)).map((r) => r.roomId);
+      const waiter = notifier.register(userId, waitable ? watched : [], waitable ? remaining : 0);
       try {
-        const computed = await this.#compute(req, userId, deviceId, conn);
+        const computed = await this.#compute(req, userId, deviceId, conn, rows);
         if (computed.hasData || !waitable) return await this.#finish(conn, computed);
         const woken = await waiter.woken;
         if (!woken) return await this.#finish(conn, await this.#compute(req, userId, deviceId, conn));
@@ -111,18 +120,17 @@ export class SlidingSyncService {
       const connNid = await resetConnection(db, userId, deviceId, req.connId, now);
       await trimConnections(db, userId, deviceId, MAX_CONNECTIONS_PER_DEVICE);
       await expireConnections(db, now - CONNECTION_TTL_MS);
-      return { connNid, posNid: null, since: null, sent: new Map(), listCounts: null };
+      return { connNid, posNid: null, stale: false, since: null, sent: new Map(), listCounts: null };
     }
     const posNid = parsePos(req.pos);
-    const found = await findConnection(db, userId, deviceId, req.connId);
-    if (!found || found.lastUsedTs < now - CONNECTION_TTL_MS)
+    const state = await loadState(db, userId, deviceId, req.connId, posNid);
+    if (!state || state.lastUsedTs < now - CONNECTION_TTL_MS)
       throw new MatrixError('M_UNKNOWN_POS', 'Unknown position: start a new connection');
-    const state = await loadAndFold(db, found.connNid, posNid, now);
-    if (!state) throw new MatrixError('M_UNKNOWN_POS', 'Unknown position: start a new connection');
     const current = this.deps.storage.stream.current;
     return {
-      connNid: found.connNid,
+      connNid: state.connNid,
       posNid,
+      stale: state.lastUsedTs < now - TOUCH_AFTER_MS,
       // A position from the future (a restored database) counts as now.
       since: { stream: Math.min(state.position.stream, current), typing: state.position.typing },
       sent: state.rooms,
@@ -139,6 +147,7 @@ export class SlidingSyncService {
       c.listCounts,
       c.sent,
       Date.now(),
+      conn.stale,
     ).catch(() => {
       // The connection was started afresh while this request waited: this answer can no longer be continued.
       throw new MatrixError('M_UNKNOWN_POS', 'The connection was restarted by a newer request');
@@ -146,10 +155,16 @@ export class SlidingSyncService {
     return { pos: formatPos(c.to, posNid), ...c.body };
   }
 
-  async #compute(req: SlidingRequest, userId: string, deviceId: string, conn: Connection): Promise<Computed> {
+  async #compute(
+    req: SlidingRequest,
+    userId: string,
+    deviceId: string,
+    conn: Connection,
+    known?: UserRoomRow[],
+  ): Promise<Computed> {
     const { storage, reader, typing } = this.deps;
     const to: SlidingPosition = { stream: storage.stream.current, typing: typing.serial };
-    const rows = await userRooms(storage.db, userId);
+    const rows = known ?? (await userRooms(storage.db, userId));
     const all = listableRooms(rows, userId, (id) => conn.sent.has(id), req.flavour === 'v4');
     const facts = new FilterFacts(storage, reader, userId, all);
     const configs = new Map<string, { room: ListedRoom; configs: RoomConfig[]; lists: string[] }>();
@@ -188,7 +203,6 @@ export class SlidingSyncService {
       }
     }
 
-    const dms = configs.size ? await facts.dmRooms() : new Set<string>();
     const ctx: BuildContext = {
       deps: this.deps,
       userId,
@@ -206,7 +220,6 @@ export class SlidingSyncService {
           config: combine(e.configs),
           prev: conn.sent.get(roomId),
           lists: e.lists,
-          isDm: dms.has(roomId),
         };
         const stripped = e.room.membership === 'invite' || e.room.membership === 'knock';
         return stripped ? strippedRoom(ctx, input) : fullRoom(ctx, input);
@@ -217,6 +230,9 @@ export class SlidingSyncService {
       const out = built[i];
       if (out) outcomes.set(roomId, out);
     });
+    // m.direct is read only when some room is sent (an empty long-poll round does not need it).
+    const dms = outcomes.size ? await facts.dmRooms() : new Set<string>();
+    for (const [roomId, o] of outcomes) if (dms.has(roomId)) o.body.is_dm = true;
     await this.#decorate(req, userId, deviceId, outcomes, configs, to.stream);
 
     const rooms: JsonObject = {};
