@@ -32,6 +32,8 @@ import { hierarchyRoutes } from './client/hierarchy.js';
 import { reportRoutes } from './client/report.js';
 import { roomSummaryRoutes } from './client/room-summary.js';
 import { mutualRoomsRoutes } from './client/mutual-rooms.js';
+import { adminAccountRoutes } from './client/admin-accounts.js';
+import { suspensionGate } from './client/account-suspension.js';
 import { typingRoutes } from './client/typing.js';
 import { receiptRoutes } from './client/receipts.js';
 import { tagRoutes } from './client/tags.js';
@@ -52,6 +54,7 @@ import { thirdPartyRoutes } from './client/thirdparty.js';
 
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
   guestAccessGate(app);
+  suspensionGate(app, deps);
   versionRoutes(app, deps);
   profileRoutes(app, deps);
   accountDataRoutes(app, deps);
@@ -83,6 +86,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   reportRoutes(app, deps);
   roomSummaryRoutes(app, deps);
   mutualRoomsRoutes(app, deps);
+  adminAccountRoutes(app, deps);
   typingRoutes(app, deps);
   receiptRoutes(app, deps);
   tagRoutes(app, deps);
