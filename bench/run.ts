@@ -26,6 +26,7 @@ import federationJoin from './federation-join.js';
 import slidingSyncInitial from './sliding-sync-initial.js';
 import slidingSyncWake from './sliding-sync-wake.js';
 import appservice from './appservice.js';
+import idleRss from './idle-rss.js';
 import syncFanout from './sync-fanout.js';
 
 /** Scenario name → module. Add a scenario by writing bench/<name>.ts and adding it here. */
@@ -41,6 +42,7 @@ const SCENARIOS: ReadonlyMap<string, Scenario> = new Map(
     slidingSyncInitial,
     slidingSyncWake,
     appservice,
+    idleRss,
     syncFanout,
   ].map((s) => [s.name, s]),
 );

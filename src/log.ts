@@ -1,10 +1,19 @@
 /** The process logger (pino). Secrets never reach it: authorization headers and tokens are redacted. */
+import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type pretty from 'pino-pretty';
+
+const require = createRequire(import.meta.url);
 
 /** JSON lines by default (for log collectors); readable, coloured lines when stdout is a terminal. */
 function defaultDestination(): pino.DestinationStream {
-  if (process.stdout.isTTY) return pretty({ colorize: true, sync: true, ignore: 'svc,pid,hostname' });
+  // pino-pretty (and its dependencies) is loaded only for a terminal: a service writing JSON never needs it.
+  if (process.stdout.isTTY)
+    return (require('pino-pretty') as typeof pretty)({
+      colorize: true,
+      sync: true,
+      ignore: 'svc,pid,hostname',
+    });
   return pino.destination({ dest: 1, sync: false });
 }
 

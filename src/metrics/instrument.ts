@@ -26,7 +26,8 @@ import {
 import type { EventReader } from '../read/event-reader.js';
 import type { Storage } from '../storage/db.js';
 import type { Notifier } from '../sync/notifier.js';
-import { eventTypeLabel, type Metrics } from './metrics.js';
+import { eventTypeLabel } from './labels.js';
+import type { Metrics } from './metrics.js';
 
 const SYNC_ROUTES = new Set(['/_matrix/client/v3/sync']);
 

@@ -132,7 +132,4 @@ export class Metrics {
   }
 }
 
-/** Well-known event types keep their name as a label; custom types are one bucket, so labels stay bounded. */
-export function eventTypeLabel(type: string): string {
-  return /^m\.[a-z0-9._]{1,60}$/.test(type) ? type : 'other';
-}
+export { eventTypeLabel } from './labels.js';
