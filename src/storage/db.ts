@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.js';
 import { StreamPositions } from '../util/stream.js';
 import type { Engine } from './dialect.js';
 import { migrate } from './migrate.js';
-import { watchedPool } from './pg-driver.js';
+import { watchedPool, type WatchedPool } from './pg-driver.js';
 import { hearthSqliteDialect } from './sqlite-driver.js';
 import type { Database } from './schema.js';
 
@@ -73,8 +73,13 @@ export function openKysely(dbConfig: Config['database']): Kysely<Database> {
   pool.on('error', () => undefined);
   // A checked-out client whose server goes away emits 'error' too: the failing query reports it (503).
   pool.on('connect', (client) => client.on('error', () => undefined));
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: watchedPool(pool) }) });
+  const watched = watchedPool(pool);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: watched }) });
+  pgPools.set(db, watched);
+  return db;
 }
+
+const pgPools = new WeakMap<Kysely<Database>, WatchedPool>();
 
 /** Highest stream position used by any table; the stream counter starts from there. */
 async function maxStreamPosition(db: Kysely<Database>): Promise<number> {
@@ -136,6 +141,9 @@ export async function openStorage(dbConfig: Config['database']): Promise<Storage
     await db.destroy().catch(() => undefined);
     throw err;
   }
+  // The schema no longer changes under a prepared statement: PostgreSQL queries may be named from now on.
+  const watched = pgPools.get(db);
+  if (watched) watched.nameStatements = true;
   const stream = await openStreamPositions(db);
   const freshlyCreated = applied[0] === 1;
   return { db, engine: dbConfig.engine, stream, freshlyCreated, close: () => db.destroy() };
