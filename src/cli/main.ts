@@ -1,12 +1,24 @@
 /** The `hearth` command line. */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { backupCommand, restoreCommand } from './backup.js';
-import { doctorCommand } from './doctor.js';
+import type { DoctorCliOptions } from './doctor.js';
 import { CliError } from './errors.js';
-import { generateConfigCommand } from './generate-config.js';
-import { registerUserCommand } from './register-user.js';
-import { serveCommand } from './serve.js';
+import type { GenerateConfigOptions } from './generate-config.js';
+
+// Each command's module is imported when the command runs, so `serve` does not carry doctor, backup and
+// register-user code (and their dependencies) in its heap for its whole life (idle footprint).
+const serveCommand = async (opts: { config?: string }) => (await import('./serve.js')).serveCommand(opts);
+const generateConfigCommand = async (opts: GenerateConfigOptions) =>
+  (await import('./generate-config.js')).generateConfigCommand(opts);
+const registerUserCommand = async (
+  name: string,
+  opts: { config: string; password?: string; admin: boolean },
+) => (await import('./register-user.js')).registerUserCommand(name, opts);
+const doctorCommand = async (opts: DoctorCliOptions) => (await import('./doctor.js')).doctorCommand(opts);
+const backupCommand = async (opts: { config: string; out: string }) =>
+  (await import('./backup.js')).backupCommand(opts);
+const restoreCommand = async (opts: { config: string; from: string }) =>
+  (await import('./backup.js')).restoreCommand(opts);
 
 function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
