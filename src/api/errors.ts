@@ -49,7 +49,9 @@ export type ErrCode =
   | 'M_URL_NOT_SET'
   | 'M_CONNECTION_FAILED'
   | 'M_CONNECTION_TIMEOUT'
-  | 'M_BAD_STATUS';
+  | 'M_BAD_STATUS'
+  | 'M_PROFILE_TOO_LARGE'
+  | 'M_KEY_TOO_LARGE';
 
 const STATUS: Partial<Record<ErrCode, number>> = {
   M_FORBIDDEN: 403,

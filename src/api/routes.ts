@@ -34,6 +34,7 @@ import { roomSummaryRoutes } from './client/room-summary.js';
 import { mutualRoomsRoutes } from './client/mutual-rooms.js';
 import { adminAccountRoutes } from './client/admin-accounts.js';
 import { suspensionGate } from './client/account-suspension.js';
+import { profileFieldRoutes } from './client/profile-fields.js';
 import { typingRoutes } from './client/typing.js';
 import { receiptRoutes } from './client/receipts.js';
 import { tagRoutes } from './client/tags.js';
@@ -57,6 +58,7 @@ export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void 
   suspensionGate(app, deps);
   versionRoutes(app, deps);
   profileRoutes(app, deps);
+  profileFieldRoutes(app, deps);
   accountDataRoutes(app, deps);
   filterRoutes(app, deps);
   pushRulesRoutes(app, deps);

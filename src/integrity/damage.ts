@@ -10,7 +10,8 @@ export type DamageKind =
   | 'state_snapshot_missing'
   | 'state_entry_dangling'
   | 'membership_mismatch'
-  | 'outbox_row_unparsable';
+  | 'outbox_row_unparsable'
+  | 'profile_field_unparsable';
 
 export interface DamageRecord {
   kind: DamageKind;

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { parseUserId } from '../../rooms/identifiers.js';
 import type { UserRow } from '../../storage/schema.js';
+import { profileFields } from '../../storage/profile-fields.js';
 import { getUser, setProfileField } from '../../storage/users.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
@@ -30,7 +31,7 @@ export type ProfileChangeHook = (userId: string, profile: Profile) => Promise<vo
 
 export type ProfileDeps = Pick<
   ApiDeps,
-  'config' | 'storage' | 'auth' | 'remoteQueries' | 'appServiceQueries'
+  'config' | 'storage' | 'auth' | 'remoteQueries' | 'appServiceQueries' | 'reader'
 > & {
   onProfileChange?: ProfileChangeHook;
 };
@@ -106,7 +107,12 @@ export function profileRoutes(app: FastifyInstance, deps: ProfileDeps): void {
     const remote = await remoteProfile(req.params);
     if (remote) return remote;
     const user = await profileOwner(req.params);
+    // Custom fields (v1.16, profile-fields.ts) first: the two columns always win.
+    const custom = await profileFields(deps.storage.db, user.user_id, (rec) =>
+      deps.reader.damage.report(rec),
+    );
     return {
+      ...custom,
       ...(user.displayname !== null && { displayname: user.displayname }),
       ...(user.avatar_url !== null && { avatar_url: user.avatar_url }),
     };

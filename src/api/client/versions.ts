@@ -13,14 +13,14 @@ import type { ApiDeps } from '../context.js';
 /**
  * Spec versions whose required endpoints and behaviours Hearth serves. v1.12 adds account locking (401
  * M_USER_LOCKED with soft_logout on every endpoint but logout), authenticated media for guests and `via` on joins;
- * v1.13 room reports, one-time keys claimed in upload order and account suspension (a MAY: Hearth suspends no one).
+ * v1.13 room reports, one-time keys claimed in upload order and account suspension; v1.14 user reports
+ * (api/client/report.ts); v1.15 room summaries (room-summary.ts; OAuth 2.0's /auth_metadata is optional and
+ * answered 404); v1.16 custom profile fields and the m.profile_fields capability (profile-fields.ts); v1.17
+ * application services' device masquerading and device management (MSC4326, MSC4190).
  * Not yet listed, for want of what each version adds:
- * - v1.14: POST /_matrix/client/v3/users/{userId}/report;
- * - v1.15: GET /_matrix/client/v1/room_summary/{roomIdOrAlias};
- * - v1.16: custom profile fields (GET/PUT/DELETE /profile/{userId}/{keyName}, the m.profile_fields capability);
- * - v1.18: GET/PUT /_matrix/client/v1/admin/{lock,suspend}/{userId} and invite blocking
- *   (m.invite_permission_config);
- * - v1.19: GET /_matrix/client/v1/mutual_rooms.
+ * - v1.18: invite blocking (m.invite_permission_config) and m.room.redaction through PUT /send (MSC4169); the
+ *   admin lock/suspend endpoints are served (admin-accounts.ts);
+ * - v1.19: (needs v1.18) GET /_matrix/client/v1/mutual_rooms is served (mutual-rooms.ts).
  */
 export const SPEC_VERSIONS = [
   'v1.1',
@@ -36,6 +36,10 @@ export const SPEC_VERSIONS = [
   'v1.11',
   'v1.12',
   'v1.13',
+  'v1.14',
+  'v1.15',
+  'v1.16',
+  'v1.17',
 ];
 
 export function baseUrl(deps: Pick<ApiDeps, 'config'>): string {
@@ -48,7 +52,14 @@ export function versionRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'config'
   app.get('/_matrix/client/versions', async () => ({
     versions: SPEC_VERSIONS,
     // Simplified sliding sync (MSC4186) at /unstable/org.matrix.simplified_msc3575/sync (api/client/sliding-sync.ts).
-    unstable_features: { 'org.matrix.simplified_msc3575': true },
+    // The MSC flags Synapse advertises for what Hearth serves before the versions that define it are listed.
+    unstable_features: {
+      'org.matrix.simplified_msc3575': true,
+      'im.nheko.summary': true,
+      'uk.half-shot.msc2666.query_mutual_rooms': true,
+      'uk.tcpip.msc4133.stable': true,
+      'uk.timedout.msc4323': true,
+    },
   }));
 
   app.get('/.well-known/matrix/client', async () => ({
@@ -65,6 +76,8 @@ export function versionRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'config'
           ? deps.config.default_room_version
           : DEFAULT_ROOM_VERSION,
       ),
+      // Custom profile fields (v1.16, api/client/profile-fields.ts): every field may be changed.
+      'm.profile_fields': { enabled: true },
       'm.set_displayname': { enabled: true },
       'm.set_avatar_url': { enabled: true },
       'm.3pid_changes': { enabled: false },

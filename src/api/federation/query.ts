@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseRoomAlias, parseUserId } from '../../rooms/identifiers.js';
 import type { Storage } from '../../storage/db.js';
 import { joinedServersOfRoom } from '../../storage/federation-queue.js';
+import { profileFields } from '../../storage/profile-fields.js';
 import { getUser } from '../../storage/users.js';
 import { invalidParam, notFound } from '../errors.js';
 import { parseQuery } from '../validate.js';
@@ -28,7 +29,8 @@ export function queryRoutes(app: FastifyInstance, deps: QueryRoutesDeps): void {
     if (parsed.serverName !== deps.serverName) throw invalidParam('User is not hosted on this homeserver');
     const user = await getUser(deps.storage.db, userId);
     if (!user || user.deactivated) throw notFound('Profile was not found');
-    const profile: Record<string, string> = {};
+    // Custom profile fields (v1.16) too; the two columns win.
+    const profile: Record<string, unknown> = await profileFields(deps.storage.db, userId);
     if (user.displayname !== null) profile['displayname'] = user.displayname;
     if (user.avatar_url !== null) profile['avatar_url'] = user.avatar_url;
     if (field === undefined) return profile;
