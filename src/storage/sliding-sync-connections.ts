@@ -2,7 +2,7 @@
  * Per-connection state of simplified sliding sync (MSC4186): connections (user, device, conn_id), the positions
  * handed out on each, and what each response sent of each room (migration 0018).
  */
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Database } from './schema.js';
 
 /** Starts a connection afresh: any earlier state of (user, device, conn_id) is dropped. */
@@ -278,56 +278,70 @@ export async function loadAndFold(
   });
 }
 
+export interface NewPosition {
+  connNid: number;
+  /** The position the request continued from (null: the connection's first). */
+  parent: number | null;
+  at: { stream: number; typing: number };
+  listCounts: Record<string, number>;
+  rooms: readonly SentRoomRow[];
+  now: number;
+  /** Also stamp the connection as used now (callers do it when the stamp is more than a minute old). */
+  touch: boolean;
+}
+
+async function writePosition(trx: Transaction<Database>, p: NewPosition): Promise<number> {
+  if (p.touch)
+    await trx
+      .updateTable('sliding_sync_connections')
+      .set({ last_used_ts: p.now })
+      .where('conn_nid', '=', p.connNid)
+      .execute();
+  const row = await trx
+    .insertInto('sliding_sync_positions')
+    .values({
+      conn_nid: p.connNid,
+      parent_pos_nid: p.parent,
+      stream: p.at.stream,
+      typing: p.at.typing,
+      created_ts: p.now,
+      list_counts: JSON.stringify(p.listCounts),
+    })
+    .returning('pos_nid')
+    .executeTakeFirstOrThrow();
+  const posNid = Number(row.pos_nid);
+  for (let i = 0; i < p.rooms.length; i += 200) {
+    await trx
+      .insertInto('sliding_sync_rooms')
+      .values(
+        p.rooms.slice(i, i + 200).map((r) => ({
+          pos_nid: posNid,
+          room_id: r.roomId,
+          membership: r.membership,
+          sent_to: r.sentTo,
+          timeline_limit: r.timelineLimit,
+          required_state: r.requiredState,
+          lazy_members: r.lazyMembers,
+        })),
+      )
+      .execute();
+  }
+  return posNid;
+}
+
+/** Records a response: a new position (child of `parent`) and what it sent of each room, in one transaction. */
+export function savePosition(db: Kysely<Database>, p: NewPosition): Promise<number> {
+  return db.transaction().execute((trx) => writePosition(trx, p));
+}
+
 /**
- * Records a response: a new position (child of `parent`) and what it sent of each room; `touch` also stamps the
- * connection as used now (callers do it when the stamp is more than a minute old: expiry is counted in days).
+ * Records the responses of several connections in one transaction (one commit, one fsync on SQLite); the position
+ * ids in order. Fails as a whole when one fails (its connection was reset meanwhile): callers then save one by one.
  */
-export async function savePosition(
-  db: Kysely<Database>,
-  connNid: number,
-  parent: number | null,
-  at: { stream: number; typing: number },
-  listCounts: Record<string, number>,
-  rooms: readonly SentRoomRow[],
-  now: number,
-  touch = false,
-): Promise<number> {
+export function savePositions(db: Kysely<Database>, list: readonly NewPosition[]): Promise<number[]> {
   return db.transaction().execute(async (trx) => {
-    if (touch)
-      await trx
-        .updateTable('sliding_sync_connections')
-        .set({ last_used_ts: now })
-        .where('conn_nid', '=', connNid)
-        .execute();
-    const row = await trx
-      .insertInto('sliding_sync_positions')
-      .values({
-        conn_nid: connNid,
-        parent_pos_nid: parent,
-        stream: at.stream,
-        typing: at.typing,
-        created_ts: now,
-        list_counts: JSON.stringify(listCounts),
-      })
-      .returning('pos_nid')
-      .executeTakeFirstOrThrow();
-    const posNid = Number(row.pos_nid);
-    for (let i = 0; i < rooms.length; i += 200) {
-      await trx
-        .insertInto('sliding_sync_rooms')
-        .values(
-          rooms.slice(i, i + 200).map((r) => ({
-            pos_nid: posNid,
-            room_id: r.roomId,
-            membership: r.membership,
-            sent_to: r.sentTo,
-            timeline_limit: r.timelineLimit,
-            required_state: r.requiredState,
-            lazy_members: r.lazyMembers,
-          })),
-        )
-        .execute();
-    }
-    return posNid;
+    const out: number[] = [];
+    for (const p of list) out.push(await writePosition(trx, p));
+    return out;
   });
 }

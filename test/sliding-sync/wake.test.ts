@@ -10,7 +10,7 @@ import { ENGINES } from '../helpers/engines.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { createRoom, enc, join, post, send, sync, text, type User } from '../sync/sync-util.js';
 import { FOLD_AT } from '../../src/storage/sliding-sync-connections.js';
-import { bodiesOf, listBody, ss } from './ss-util.js';
+import { bodiesOf, listBody, ss, ssRaw, type SsResponse } from './ss-util.js';
 
 for (const engine of ENGINES) {
   describe(`${engine}: sliding sync wake-ups and costs`, () => {
@@ -102,6 +102,34 @@ for (const engine of ENGINES) {
         .where('c.conn_id', '=', 'fold')
         .execute();
       assert.ok(positions.length <= FOLD_AT + 1, `${positions.length} positions kept`);
+    });
+
+    it('saves the positions of long-polls woken together (one reset meanwhile fails alone)', async () => {
+      const room = rooms[1] as string;
+      const conns = ['g0', 'g1', 'g2', 'g3', 'g4'];
+      const firsts = await Promise.all(conns.map((c) => ss(bob, listBody([0, 19], { conn_id: c }))));
+      const polls = conns.map((c, i) =>
+        ssRaw(bob, listBody([0, 19], { conn_id: c }), { pos: firsts[i]?.pos, timeout: 20_000 }),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      // g4 starts afresh while its long-poll waits: that poll's answer can no longer be continued.
+      await ss(bob, listBody([0, 19], { conn_id: 'g4' }));
+      await text(alice, room, 'together');
+      const answers = await Promise.all(polls);
+      assert.equal(answers[4]?.status, 400);
+      assert.equal(answers[4]?.body.errcode, 'M_UNKNOWN_POS');
+      for (let i = 0; i < 4; i++) {
+        const a = answers[i];
+        assert.equal(a?.status, 200, JSON.stringify(a?.body));
+        const body = a?.body as unknown as SsResponse;
+        assert.deepEqual(bodiesOf(body.rooms[room]?.timeline), ['together']);
+        // The saved position continues: nothing new, and the room is not sent as new again.
+        await text(alice, room, `after ${i}`);
+        const next = await ss(bob, listBody([0, 19], { conn_id: conns[i] as string }), { pos: body.pos });
+        assert.deepEqual(Object.keys(next.rooms), [room]);
+        assert.equal(next.rooms[room]?.initial, undefined);
+        assert.deepEqual(bodiesOf(next.rooms[room]?.timeline), [`after ${i}`]);
+      }
     });
 
     it('runs as many statements for 12 rooms in the window as for 2', async () => {

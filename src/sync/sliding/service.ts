@@ -16,13 +16,13 @@ import {
   expireConnections,
   loadState,
   resetConnection,
-  savePosition,
   trimConnections,
   type SentRoomRow,
 } from '../../storage/sliding-sync-connections.js';
 import type { SyncDeps } from '../sync.js';
 import type { RoomConfig, SlidingRequest } from './request.js';
 import { RoomBatch } from './batch.js';
+import { PositionSaver } from './position-saver.js';
 import { combine } from './required-state.js';
 import { SlidingUnread } from './unread.js';
 import { applyFilters, FilterFacts, inRanges, listableRooms, type ListedRoom } from './room-list.js';
@@ -84,11 +84,14 @@ function parsePos(pos: string): number {
 
 export class SlidingSyncService {
   readonly #unread = new SlidingUnread();
+  readonly #saver: PositionSaver;
 
   constructor(
     private readonly deps: SyncDeps,
     private readonly extensions?: ExtensionsFn,
-  ) {}
+  ) {
+    this.#saver = new PositionSaver(deps.storage.db);
+  }
 
   async sync(req: SlidingRequest, userId: string, deviceId: string): Promise<JsonObject> {
     const conn = await this.#connection(req, userId, deviceId);
@@ -139,19 +142,20 @@ export class SlidingSyncService {
   }
 
   async #finish(conn: Connection, c: Computed): Promise<JsonObject> {
-    const posNid = await savePosition(
-      this.deps.storage.db,
-      conn.connNid,
-      conn.posNid,
-      c.to,
-      c.listCounts,
-      c.sent,
-      Date.now(),
-      conn.stale,
-    ).catch(() => {
-      // The connection was started afresh while this request waited: this answer can no longer be continued.
-      throw new MatrixError('M_UNKNOWN_POS', 'The connection was restarted by a newer request');
-    });
+    const posNid = await this.#saver
+      .save({
+        connNid: conn.connNid,
+        parent: conn.posNid,
+        at: c.to,
+        listCounts: c.listCounts,
+        rooms: c.sent,
+        now: Date.now(),
+        touch: conn.stale,
+      })
+      .catch(() => {
+        // The connection was started afresh while this request waited: this answer can no longer be continued.
+        throw new MatrixError('M_UNKNOWN_POS', 'The connection was restarted by a newer request');
+      });
     return { pos: formatPos(c.to, posNid), ...c.body };
   }
 
