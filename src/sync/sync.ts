@@ -117,6 +117,14 @@ export class SyncService {
       const waiter = notifier.register(req.userId, rooms, since === null ? 0 : Math.max(0, remaining));
       try {
         const to = storage.stream.current;
+        // Nothing committed after `since` and no typing change: the answer is empty, so wait without computing it
+        // (a long-poll re-issued right after its answer, the usual case). To-device messages left over from a
+        // response cut short are marked in the token, and computed.
+        if (this.#nothingNew(req, since, typingSince, to, rooms) && remaining > 0) {
+          const woken = await waiter.woken;
+          if (!woken) return (await this.compute(req, since, typingSince, storage.stream.current)).body;
+          continue;
+        }
         const result = await this.compute(req, since, typingSince, to);
         if (!result.empty || since === null || remaining <= 0) return result.body;
         const woken = await waiter.woken;
@@ -155,11 +163,7 @@ export class SyncService {
     const leave: JsonObject = {};
     // An incremental sync first asks, in one statement, which per-user streams have anything new.
     const activity =
-      since === null || since >= to
-        ? since === null
-          ? ALL_ACTIVE
-          : { ...ALL_ACTIVE, accountData: false, receipts: false, presence: false, deviceLists: false }
-        : await streamActivity(storage.db, req.userId, req.deviceId, since, to);
+      since === null ? ALL_ACTIVE : await streamActivity(storage.db, req.userId, req.deviceId, since, to);
     const accountData = activity.accountData
       ? await this.#accountData(ctx)
       : { global: [], rooms: new Map<string, JsonObject[]>() };
@@ -300,6 +304,21 @@ export class SyncService {
       presence.length === 0 &&
       e2ee.empty;
     return { body, empty };
+  }
+
+  #nothingNew(
+    req: SyncRequest,
+    since: number | null,
+    typingSince: number | null,
+    to: number,
+    rooms: readonly string[],
+  ): boolean {
+    if (since === null || since < to || typingSince === null || req.since === undefined) return false;
+    if (parseStreamToken(req.since, 'since').extra.length > 1) return false;
+    const changed = this.deps.typing.roomsChangedSince(typingSince);
+    if (changed.length === 0) return true;
+    const mine = new Set(rooms);
+    return !changed.some((r) => mine.has(r));
   }
 
   /** The joined rooms (by nid) with an event in (since, to]: from the change cache when it covers `since`. */
