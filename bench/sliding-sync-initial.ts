@@ -20,6 +20,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import pg from 'pg';
 import { startChildServer, type ChildServer } from './federation-lib.js';
 import {
   envInt,
@@ -142,18 +143,41 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 
-/** Waits until the process used at most one tick of CPU in each of two consecutive 250 ms windows (max 120 s). */
-export async function waitIdle(pid: number): Promise<number> {
+/**
+ * Waits until the process used at most one tick of CPU in each of two consecutive 250 ms windows and (PostgreSQL,
+ * whose server does the work of a query while the process waits) `dbActive` reports no running statement (max
+ * 300 s).
+ */
+export async function waitIdle(pid: number, dbActive?: () => Promise<number>): Promise<number> {
   const t0 = performance.now();
   let quiet = 0;
   let last = cpuTicks(pid);
-  while (quiet < 2 && performance.now() - t0 < 120_000) {
+  while (quiet < 2 && performance.now() - t0 < 300_000) {
     await new Promise((r) => setTimeout(r, 250));
     const now = cpuTicks(pid);
-    quiet = now - last <= 1 ? quiet + 1 : 0;
+    const active = dbActive ? await dbActive() : 0;
+    quiet = now - last <= 1 && active === 0 ? quiet + 1 : 0;
     last = now;
   }
   return performance.now() - t0;
+}
+
+/** Statements running right now in the bench database (other than this query), for waitIdle. */
+async function pgActivity(
+  url: string,
+): Promise<{ active: () => Promise<number>; close: () => Promise<void> }> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return {
+    active: async () => {
+      const r = await client.query<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`,
+      );
+      return Number(r.rows[0]?.n ?? 0);
+    },
+    close: () => client.end(),
+  };
 }
 
 interface Builder {
@@ -187,7 +211,7 @@ const slidingSyncInitial: Scenario = {
     const pool = Array.from({ length: poolSize }, (_, i) => `@member${i}:${SERVER_NAME}`);
     const rows: ResultRow[] = [];
     try {
-      let builder = await openBuilder(db.config, keyPath);
+      let builder: Builder | undefined = await openBuilder(db.config, keyPath);
       for (const localpart of ['hero', ...pool.map((u) => u.slice(1, u.indexOf(':')))])
         await createAccount(builder.deps.storage.db, {
           localpart,
@@ -196,6 +220,8 @@ const slidingSyncInitial: Scenario = {
         });
       let built = 0;
       for (const target of counts) {
+        const b: Builder = builder ?? (await openBuilder(db.config, keyPath));
+        builder = b;
         const t0 = performance.now();
         ctx.log(`building rooms ${built}..${target - 1} (${nMembers} members, ${nMessages} messages each)`);
         for (; built < target; built++) {
@@ -205,13 +231,13 @@ const slidingSyncInitial: Scenario = {
             (_, k) => pool[(i * 3 + k) % poolSize] as string,
           );
           const members = [hero, ...others];
-          builder.writer.extra = [
+          b.writer.extra = [
             ...(await Promise.all(
               others.map(async (m) => ({
                 type: 'm.room.member',
                 state_key: m,
                 sender: m,
-                content: await memberContent(builder.deps.storage, m, 'join'),
+                content: await memberContent(b.deps.storage, m, 'join'),
               })),
             )),
             ...Array.from({ length: nMessages }, (_, j) => ({
@@ -220,7 +246,7 @@ const slidingSyncInitial: Scenario = {
               content: { msgtype: 'm.text', body: `message ${j} in room ${i}` },
             })),
           ];
-          await createRoom(builder.deps, {
+          await createRoom(b.deps, {
             creator: hero,
             visibility: 'private',
             preset: 'public_chat',
@@ -234,7 +260,8 @@ const slidingSyncInitial: Scenario = {
           });
           if ((built + 1) % 200 === 0) ctx.log(`  ${built + 1}/${target} rooms`);
         }
-        await builder.close();
+        await b.close();
+        builder = undefined;
         ctx.log(`built in ${((performance.now() - t0) / 1000).toFixed(1)} s; starting the server`);
         const server: ChildServer = await startChildServer(ctx.engine, ctx.pgAdminUrl, [], {
           database: db,
@@ -247,7 +274,8 @@ const slidingSyncInitial: Scenario = {
         });
         try {
           const user = await server.login('hero');
-          const idleMs = await waitIdle(server.pid);
+          const activity = db.config.url ? await pgActivity(db.config.url) : undefined;
+          const idleMs = await waitIdle(server.pid, activity?.active).finally(() => activity?.close());
           ctx.log(`server idle after ${idleMs.toFixed(0)} ms (RSS ${server.rssMiB().toFixed(0)} MiB)`);
           const before = countStatements ? await statements(server.url) : undefined;
           const client: number[] = [];
@@ -282,9 +310,7 @@ const slidingSyncInitial: Scenario = {
         } finally {
           await server.stop();
         }
-        builder = await openBuilder(db.config, keyPath);
       }
-      await builder.close();
       return rows;
     } finally {
       await dropDb();
