@@ -51,7 +51,8 @@ export type ErrCode =
   | 'M_CONNECTION_TIMEOUT'
   | 'M_BAD_STATUS'
   | 'M_PROFILE_TOO_LARGE'
-  | 'M_KEY_TOO_LARGE';
+  | 'M_KEY_TOO_LARGE'
+  | 'M_INVITE_BLOCKED';
 
 const STATUS: Partial<Record<ErrCode, number>> = {
   M_FORBIDDEN: 403,

@@ -35,6 +35,7 @@ import { mutualRoomsRoutes } from './client/mutual-rooms.js';
 import { adminAccountRoutes } from './client/admin-accounts.js';
 import { suspensionGate } from './client/account-suspension.js';
 import { profileFieldRoutes } from './client/profile-fields.js';
+import { inviteBlockGate } from './client/invite-blocking.js';
 import { typingRoutes } from './client/typing.js';
 import { receiptRoutes } from './client/receipts.js';
 import { tagRoutes } from './client/tags.js';
@@ -56,6 +57,7 @@ import { thirdPartyRoutes } from './client/thirdparty.js';
 export function registerClientRoutes(app: FastifyInstance, deps: ApiDeps): void {
   guestAccessGate(app);
   suspensionGate(app, deps);
+  inviteBlockGate(app, { storage: deps.storage, serverName: deps.config.server_name }, 'client');
   versionRoutes(app, deps);
   profileRoutes(app, deps);
   profileFieldRoutes(app, deps);

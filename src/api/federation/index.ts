@@ -18,6 +18,7 @@ import { federationRoomRoutes } from './rooms.js';
 import { federationKnockRoutes } from './rooms-knock.js';
 import { sendRoutes, type SendRoutesDeps } from './send.js';
 import { thirdPartyInviteRoutes } from './third-party-invite.js';
+import { inviteBlockGate } from '../client/invite-blocking.js';
 import { userKeysRoutes } from './user-keys.js';
 import { federationVersionRoutes } from './version.js';
 
@@ -45,6 +46,7 @@ export interface FederationDeps {
 }
 
 export function registerFederationRoutes(app: FastifyInstance, deps: FederationDeps): void {
+  inviteBlockGate(app, deps, 'federation');
   const verify = federationAuth(app, {
     serverName: deps.serverName,
     keyRing: deps.keyRing,
