@@ -6,17 +6,17 @@
  * after its previous response and 200 ms must have passed since the last (re)issue, so all polls are parked in the
  * notifier. 50 messages by default (BENCH_WAKE_MESSAGES), spread round-robin across the rooms.
  *
- * The server runs in this process, so client and server share one event loop: the figures include the client's
- * own handling of 10 responses per message. The sender's 200 can reach us after a receiver's response (the
+ * The server runs in its own process (bench/child-server.ts): its peak RSS is reported apart from the client's.
+ * BENCH_CPU_PROF=<dir> runs it with `--cpu-prof`. The sender's 200 can reach us after a receiver's response (the
  * notifier fires on commit, before the sender's reply is written); such wakes count as 0 ms and are counted.
  * Polls go through node:http with a keep-alive agent of 500 sockets (Node 20's fetch has no per-origin limit
  * either; node:http just costs the shared event loop less).
  */
 import http from 'node:http';
+import { startChildServer } from './federation-lib.js';
 import {
   envInt,
   percentile,
-  rssMiB,
   type BenchContext,
   type BenchUser,
   type Json,
@@ -74,130 +74,146 @@ const syncLatency: Scenario = {
   description: '100 long-polling users in 10 rooms: time from a send 200 to each receiver’s /sync response',
   async run(ctx: BenchContext): Promise<ResultRow[]> {
     const messages = envInt('BENCH_WAKE_MESSAGES', 50);
-    const { server } = ctx;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 500 });
+    const profDir = process.env.BENCH_CPU_PROF;
+    const localparts = [
+      'wake_sender',
+      ...Array.from({ length: ROOMS * PER_ROOM }, (_, i) => `wake_recv${i}`),
+    ];
+    ctx.log(`starting the server in its own process with ${localparts.length} users`);
+    const server = await startChildServer(ctx.engine, ctx.pgAdminUrl, localparts, {
+      execArgv: profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+    });
+    try {
+      const sender = await server.login('wake_sender');
+      const users: BenchUser[] = [];
+      for (const lp of localparts.slice(1)) users.push(await server.login(lp));
+      const roomIds = await Promise.all(
+        Array.from({ length: ROOMS }, async (_, r) => {
+          const created = await sender.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+          const roomId = created.room_id as string;
+          for (const u of users.slice(r * PER_ROOM, (r + 1) * PER_ROOM))
+            await u.post(`/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/join`, {});
+          return roomId;
+        }),
+      );
+      const receivers: Receiver[] = await Promise.all(
+        users.map(async (user, i) => {
+          const first = await user.get('/_matrix/client/v3/sync?timeout=0');
+          return {
+            user,
+            roomId: roomIds[Math.floor(i / PER_ROOM)] as string,
+            since: first.next_batch as string,
+            parked: false,
+            seen: new Map<string, bigint>(),
+          };
+        }),
+      );
 
-    ctx.log(`creating ${ROOMS * PER_ROOM + 1} users and ${ROOMS} rooms`);
-    const sender = await server.user('wake_sender');
-    const users = await server.users('wake_recv', ROOMS * PER_ROOM);
-    const roomIds = await Promise.all(
-      Array.from({ length: ROOMS }, (_, r) =>
-        server.room(sender, users.slice(r * PER_ROOM, (r + 1) * PER_ROOM)),
-      ),
-    );
-    const receivers: Receiver[] = await Promise.all(
-      users.map(async (user, i) => {
-        const first = await user.get('/_matrix/client/v3/sync?timeout=0');
-        return {
-          user,
-          roomId: roomIds[Math.floor(i / PER_ROOM)] as string,
-          since: first.next_batch as string,
-          parked: false,
-          seen: new Map<string, bigint>(),
-        };
-      }),
-    );
+      let lastIssue = now();
+      let spurious = 0;
+      let stopping = false;
+      let failure: Error | undefined;
+      const pollLoop = async (r: Receiver): Promise<void> => {
+        while (!stopping) {
+          const url = `${server.url}/_matrix/client/v3/sync?since=${encodeURIComponent(r.since)}&timeout=${POLL_TIMEOUT_MS}`;
+          const pending = getJson(agent, url, r.user.token as string);
+          r.parked = true;
+          lastIssue = now();
+          const { body, arrived } = await pending;
+          r.parked = false;
+          r.since = body.next_batch as string;
+          if (stopping) return;
+          const join = (body.rooms as Json | undefined)?.join as Record<string, Json> | undefined;
+          const events = (join?.[r.roomId]?.timeline as { events: { event_id: string }[] } | undefined)
+            ?.events;
+          if (!events?.length) spurious++;
+          for (const e of events ?? []) r.seen.set(e.event_id, arrived);
+          const ex = r.expect;
+          const at = ex && r.seen.get(ex.eventId);
+          if (ex && at !== undefined) {
+            r.expect = undefined;
+            ex.done(at);
+          }
+        }
+      };
+      const loops = receivers.map((r) =>
+        pollLoop(r).catch((err: unknown) => {
+          failure ??= err as Error;
+        }),
+      );
 
-    let lastIssue = now();
-    let spurious = 0;
-    let stopping = false;
-    let failure: Error | undefined;
-    const pollLoop = async (r: Receiver): Promise<void> => {
-      while (!stopping) {
-        const url = `${server.url}/_matrix/client/v3/sync?since=${encodeURIComponent(r.since)}&timeout=${POLL_TIMEOUT_MS}`;
-        const pending = getJson(agent, url, r.user.token as string);
-        r.parked = true;
-        lastIssue = now();
-        const { body, arrived } = await pending;
-        r.parked = false;
-        r.since = body.next_batch as string;
-        if (stopping) return;
-        const join = (body.rooms as Json | undefined)?.join as Record<string, Json> | undefined;
-        const events = (join?.[r.roomId]?.timeline as { events: { event_id: string }[] } | undefined)?.events;
-        if (!events?.length) spurious++;
-        for (const e of events ?? []) r.seen.set(e.event_id, arrived);
-        const ex = r.expect;
-        const at = ex && r.seen.get(ex.eventId);
-        if (ex && at !== undefined) {
-          r.expect = undefined;
-          ex.done(at);
+      /** Resolves once every receiver has a poll outstanding and none was (re)issued in the last SETTLE_MS. */
+      const allParked = async (): Promise<void> => {
+        for (;;) {
+          if (failure) throw failure;
+          if (receivers.every((r) => r.parked) && msSince(lastIssue, now()) >= SETTLE_MS) return;
+          await sleep(20);
+        }
+      };
+
+      const fromSent: number[] = [];
+      const fromSendStart: number[] = [];
+      let early = 0;
+      const rssBefore = server.rssMiB();
+      ctx.log(`${receivers.length} polls parked; ${WARMUP} warm-up + ${messages} messages`);
+      for (let m = 0; m < WARMUP + messages; m++) {
+        const room = m % ROOMS;
+        const targets = receivers.filter((r) => r.roomId === roomIds[room]);
+        await allParked();
+        if (m === WARMUP) spurious = 0;
+        const tStart = now();
+        const eventId = await sendText(sender, roomIds[room] as string, `wake ${m}`);
+        const tSent = now();
+        const arrivals = targets.map(
+          (r) =>
+            new Promise<bigint>((resolve) => {
+              const seen = r.seen.get(eventId);
+              if (seen !== undefined) resolve(seen);
+              else r.expect = { eventId, done: resolve };
+            }),
+        );
+        let timer: NodeJS.Timeout | undefined;
+        const got = await Promise.race([
+          Promise.all(arrivals),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`message ${m}: not every receiver woke within 10 s`)),
+              10_000,
+            );
+          }),
+        ]).finally(() => clearTimeout(timer));
+        if (m < WARMUP) continue;
+        for (const arrived of got) {
+          const d = msSince(tSent, arrived);
+          if (d < 0) early++;
+          fromSent.push(Math.max(0, d));
+          fromSendStart.push(msSince(tStart, arrived));
         }
       }
-    };
-    const loops = receivers.map((r) =>
-      pollLoop(r).catch((err: unknown) => {
-        failure ??= err as Error;
-      }),
-    );
-
-    /** Resolves once every receiver has a poll outstanding and none was (re)issued in the last SETTLE_MS. */
-    const allParked = async (): Promise<void> => {
-      for (;;) {
-        if (failure) throw failure;
-        if (receivers.every((r) => r.parked) && msSince(lastIssue, now()) >= SETTLE_MS) return;
-        await sleep(20);
-      }
-    };
-
-    const fromSent: number[] = [];
-    const fromSendStart: number[] = [];
-    let early = 0;
-    const rssBefore = rssMiB();
-    ctx.log(`${receivers.length} polls parked; ${WARMUP} warm-up + ${messages} messages`);
-    for (let m = 0; m < WARMUP + messages; m++) {
-      const room = m % ROOMS;
-      const targets = receivers.filter((r) => r.roomId === roomIds[room]);
-      await allParked();
-      if (m === WARMUP) spurious = 0;
-      const tStart = now();
-      const eventId = await sendText(sender, roomIds[room] as string, `wake ${m}`);
-      const tSent = now();
-      const arrivals = targets.map(
-        (r) =>
-          new Promise<bigint>((resolve) => {
-            const seen = r.seen.get(eventId);
-            if (seen !== undefined) resolve(seen);
-            else r.expect = { eventId, done: resolve };
-          }),
-      );
-      let timer: NodeJS.Timeout | undefined;
-      const got = await Promise.race([
-        Promise.all(arrivals),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`message ${m}: not every receiver woke within 10 s`)),
-            10_000,
-          );
-        }),
-      ]).finally(() => clearTimeout(timer));
-      if (m < WARMUP) continue;
-      for (const arrived of got) {
-        const d = msSince(tSent, arrived);
-        if (d < 0) early++;
-        fromSent.push(Math.max(0, d));
-        fromSendStart.push(msSince(tStart, arrived));
-      }
+      stopping = true;
+      agent.destroy();
+      await Promise.allSettled(loops);
+      const row = (label: string, v: number[]): ResultRow => ({
+        case: label,
+        wakes: v.length,
+        'p50 ms': percentile(v, 50),
+        'p99 ms': percentile(v, 99),
+        'max ms': percentile(v, 100),
+      });
+      return [
+        {
+          ...row('send 200 → receiver response', fromSent),
+          'before 200': early,
+          'spurious wakes': spurious,
+          'server peak MiB': Math.round(server.peakRssMiB()),
+          'server RSS before': Math.round(rssBefore),
+        },
+        row('send issued → receiver response', fromSendStart),
+      ];
+    } finally {
+      await server.stop();
     }
-    stopping = true;
-    agent.destroy();
-    await Promise.allSettled(loops);
-    const row = (label: string, v: number[]): ResultRow => ({
-      case: label,
-      wakes: v.length,
-      'p50 ms': percentile(v, 50),
-      'p99 ms': percentile(v, 99),
-      'max ms': percentile(v, 100),
-    });
-    return [
-      {
-        ...row('send 200 → receiver response', fromSent),
-        'before 200': early,
-        'spurious wakes': spurious,
-        'RSS MiB': Math.round(rssMiB()),
-        'RSS before': Math.round(rssBefore),
-      },
-      row('send issued → receiver response', fromSendStart),
-    ];
   },
 };
 
