@@ -204,7 +204,13 @@ describe('generate-config --federation-port, end to end', () => {
     let out = '';
     const write = process.stdout.write.bind(process.stdout);
     const errWrite = process.stderr.write.bind(process.stderr);
-    process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+    // The CLI writes the config as a string; the test runner's own (binary) output, which may come while the
+    // lazily imported command loads, passes through.
+    process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      if (typeof chunk === 'string') out += chunk;
+      else return (write as (c: Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+      return true;
+    }) as typeof process.stdout.write;
     process.stderr.write = (() => true) as typeof process.stderr.write;
     try {
       await buildProgram().parseAsync(
