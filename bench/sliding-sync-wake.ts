@@ -23,6 +23,7 @@ import {
 } from './lib.js';
 import { sendText } from './initial-sync.js';
 import { SLIDING_PATH, statementDelta, statements } from './sliding-sync-initial.js';
+import { arrivalsOf, msSince, now, Parking, sawEvents, type Waiting } from './wake-lib.js';
 
 const ROOMS = 10;
 const PER_ROOM = 10;
@@ -32,10 +33,6 @@ const WARMUP = 5;
 const LIST = {
   lists: { all: { ranges: [[0, 19]], timeline_limit: 1, required_state: [['m.room.name', '']] } },
 };
-
-const now = (): bigint => process.hrtime.bigint();
-const msSince = (a: bigint, b: bigint): number => Number(b - a) / 1e6;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function postJson(
   agent: http.Agent,
@@ -74,13 +71,10 @@ function postJson(
   });
 }
 
-interface Receiver {
+interface Receiver extends Waiting {
   user: BenchUser;
   roomId: string;
   pos: string;
-  parked: boolean;
-  seen: Map<string, bigint>;
-  expect?: { eventId: string; done: (arrived: bigint) => void };
 }
 
 const slidingSyncWake: Scenario = {
@@ -143,15 +137,14 @@ async function measure(
     }),
   );
 
-  let lastIssue = now();
+  const parking = new Parking(receivers, SETTLE_MS);
   let spurious = 0;
   let stopping = false;
-  let failure: Error | undefined;
   const pollLoop = async (r: Receiver): Promise<void> => {
     while (!stopping) {
       const pending = postJson(agent, url(r.pos), r.user.token as string, LIST);
       r.parked = true;
-      lastIssue = now();
+      parking.issued();
       const { body, arrived } = await pending;
       r.parked = false;
       r.pos = body.pos as string;
@@ -159,27 +152,15 @@ async function measure(
       const room = (body.rooms as Record<string, Json> | undefined)?.[r.roomId];
       const events = (room?.timeline as { event_id: string }[] | undefined) ?? [];
       if (events.length === 0) spurious++;
-      for (const e of events) r.seen.set(e.event_id, arrived);
-      const ex = r.expect;
-      const at = ex && r.seen.get(ex.eventId);
-      if (ex && at !== undefined) {
-        r.expect = undefined;
-        ex.done(at);
-      }
+      sawEvents(
+        r,
+        events.map((e) => e.event_id),
+        arrived,
+      );
     }
   };
-  const loops = receivers.map((r) =>
-    pollLoop(r).catch((err: unknown) => {
-      failure ??= err as Error;
-    }),
-  );
-  const allParked = async (): Promise<void> => {
-    for (;;) {
-      if (failure) throw failure;
-      if (receivers.every((r) => r.parked) && msSince(lastIssue, now()) >= SETTLE_MS) return;
-      await sleep(20);
-    }
-  };
+  const loops = receivers.map((r) => pollLoop(r).catch((err: unknown) => parking.fail(err)));
+  const allParked = () => parking.all();
 
   const fromSent: number[] = [];
   let early = 0;
@@ -195,24 +176,12 @@ async function measure(
     }
     const eventId = await sendText(sender, roomIds[room] as string, `wake ${m}`);
     const tSent = now();
-    const arrivals = targets.map(
-      (r) =>
-        new Promise<bigint>((resolve) => {
-          const seen = r.seen.get(eventId);
-          if (seen !== undefined) resolve(seen);
-          else r.expect = { eventId, done: resolve };
-        }),
+    const got = await arrivalsOf(
+      targets,
+      eventId,
+      `message ${m}: not every receiver woke within 10 s`,
+      10_000,
     );
-    let timer: NodeJS.Timeout | undefined;
-    const got = await Promise.race([
-      Promise.all(arrivals),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`message ${m}: not every receiver woke within 10 s`)),
-          10_000,
-        );
-      }),
-    ]).finally(() => clearTimeout(timer));
     if (m < WARMUP) continue;
     for (const arrived of got) {
       const d = msSince(tSent, arrived);

@@ -18,7 +18,7 @@ import {
   type Scenario,
 } from './lib.js';
 import { sendText } from './initial-sync.js';
-import { getJson, msSince, now, sleep } from './sync-latency.js';
+import { arrivalsOf, getJson, msSince, now, Parking, sawEvents, type Waiting } from './wake-lib.js';
 
 /** SQL statements the server ran so far, by `operation table` (from its query timer metric). */
 async function statements(server: ChildServer): Promise<Map<string, number>> {
@@ -33,12 +33,9 @@ const POLL_TIMEOUT_MS = 30_000;
 const SETTLE_MS = 100;
 const WARMUP = 5;
 
-interface Receiver {
+interface Receiver extends Waiting {
   user: BenchUser;
   since: string;
-  parked: boolean;
-  seen: Map<string, bigint>;
-  expect?: { eventId: string; done: (arrived: bigint) => void };
 }
 
 async function fanOut(
@@ -68,15 +65,14 @@ async function fanOut(
     receivers.push({ user, since: first.next_batch as string, parked: false, seen: new Map() });
   }
 
-  let lastIssue = now();
+  const parking = new Parking(receivers, SETTLE_MS, 10);
   let stopping = false;
-  let failure: Error | undefined;
   const pollLoop = async (r: Receiver): Promise<void> => {
     while (!stopping) {
       const url = `${server.url}/_matrix/client/v3/sync?since=${encodeURIComponent(r.since)}&timeout=${POLL_TIMEOUT_MS}`;
       const pending = getJson(agent, url, r.user.token as string);
       r.parked = true;
-      lastIssue = now();
+      parking.issued();
       const { body, arrived } = await pending;
       r.parked = false;
       r.since = body.next_batch as string;
@@ -84,27 +80,15 @@ async function fanOut(
       const join = (
         body.rooms as { join?: Record<string, { timeline?: { events: { event_id: string }[] } }> }
       )?.join;
-      for (const e of join?.[roomId]?.timeline?.events ?? []) r.seen.set(e.event_id, arrived);
-      const ex = r.expect;
-      const at = ex && r.seen.get(ex.eventId);
-      if (ex && at !== undefined) {
-        r.expect = undefined;
-        ex.done(at);
-      }
+      sawEvents(
+        r,
+        (join?.[roomId]?.timeline?.events ?? []).map((e) => e.event_id),
+        arrived,
+      );
     }
   };
-  const loops = receivers.map((r) =>
-    pollLoop(r).catch((err: unknown) => {
-      failure ??= err as Error;
-    }),
-  );
-  const allParked = async (): Promise<void> => {
-    for (;;) {
-      if (failure) throw failure;
-      if (receivers.every((r) => r.parked) && msSince(lastIssue, now()) >= SETTLE_MS) return;
-      await sleep(10);
-    }
-  };
+  const loops = receivers.map((r) => pollLoop(r).catch((err: unknown) => parking.fail(err)));
+  const allParked = () => parking.all();
 
   const lag: number[] = [];
   let early = 0;
@@ -115,21 +99,7 @@ async function fanOut(
     if (m === WARMUP && countStatements) before = await statements(server);
     const eventId = await sendText(sender, roomId, `fan-out ${m}`);
     const tSent = now();
-    const arrivals = receivers.map(
-      (r) =>
-        new Promise<bigint>((resolve) => {
-          const seen = r.seen.get(eventId);
-          if (seen !== undefined) resolve(seen);
-          else r.expect = { eventId, done: resolve };
-        }),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    const got = await Promise.race([
-      Promise.all(arrivals),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`message ${m}: not every receiver woke in 20 s`)), 20_000);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    const got = await arrivalsOf(receivers, eventId, `message ${m}: not every receiver woke in 20 s`, 20_000);
     for (const r of receivers) r.seen.delete(eventId);
     if (m < WARMUP) continue;
     for (const arrived of got) {

@@ -24,6 +24,7 @@ import {
   type Scenario,
 } from './lib.js';
 import { sendText } from './initial-sync.js';
+import { arrivalsOf, getJson, msSince, now, Parking, sawEvents, type Waiting } from './wake-lib.js';
 
 const ROOMS = 10;
 const PER_ROOM = 10;
@@ -31,42 +32,10 @@ const POLL_TIMEOUT_MS = 30_000;
 const SETTLE_MS = 200;
 const WARMUP = 5;
 
-export const now = (): bigint => process.hrtime.bigint();
-export const msSince = (a: bigint, b: bigint): number => Number(b - a) / 1e6;
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-export function getJson(
-  agent: http.Agent,
-  url: string,
-  token: string,
-): Promise<{ body: Json; arrived: bigint }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const arrived = now();
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 200)
-          reject(new Error(`GET ${url}: HTTP ${res.statusCode} ${text.slice(0, 300)}`));
-        else resolve({ body: JSON.parse(text) as Json, arrived });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-  });
-}
-
-interface Receiver {
+interface Receiver extends Waiting {
   user: BenchUser;
   roomId: string;
   since: string;
-  /** True while a poll issued after the previous response is outstanding. */
-  parked: boolean;
-  /** Arrival time of each event of its room seen in a sync response (a response can beat the sender's 200). */
-  seen: Map<string, bigint>;
-  /** The event this receiver waits for, and what to call when a response carries it. */
-  expect?: { eventId: string; done: (arrived: bigint) => void };
 }
 
 const syncLatency: Scenario = {
@@ -110,16 +79,15 @@ const syncLatency: Scenario = {
         }),
       );
 
-      let lastIssue = now();
+      const parking = new Parking(receivers, SETTLE_MS);
       let spurious = 0;
       let stopping = false;
-      let failure: Error | undefined;
       const pollLoop = async (r: Receiver): Promise<void> => {
         while (!stopping) {
           const url = `${server.url}/_matrix/client/v3/sync?since=${encodeURIComponent(r.since)}&timeout=${POLL_TIMEOUT_MS}`;
           const pending = getJson(agent, url, r.user.token as string);
           r.parked = true;
-          lastIssue = now();
+          parking.issued();
           const { body, arrived } = await pending;
           r.parked = false;
           r.since = body.next_batch as string;
@@ -128,29 +96,16 @@ const syncLatency: Scenario = {
           const events = (join?.[r.roomId]?.timeline as { events: { event_id: string }[] } | undefined)
             ?.events;
           if (!events?.length) spurious++;
-          for (const e of events ?? []) r.seen.set(e.event_id, arrived);
-          const ex = r.expect;
-          const at = ex && r.seen.get(ex.eventId);
-          if (ex && at !== undefined) {
-            r.expect = undefined;
-            ex.done(at);
-          }
+          sawEvents(
+            r,
+            (events ?? []).map((e) => e.event_id),
+            arrived,
+          );
         }
       };
-      const loops = receivers.map((r) =>
-        pollLoop(r).catch((err: unknown) => {
-          failure ??= err as Error;
-        }),
-      );
+      const loops = receivers.map((r) => pollLoop(r).catch((err: unknown) => parking.fail(err)));
 
-      /** Resolves once every receiver has a poll outstanding and none was (re)issued in the last SETTLE_MS. */
-      const allParked = async (): Promise<void> => {
-        for (;;) {
-          if (failure) throw failure;
-          if (receivers.every((r) => r.parked) && msSince(lastIssue, now()) >= SETTLE_MS) return;
-          await sleep(20);
-        }
-      };
+      const allParked = () => parking.all();
 
       const fromSent: number[] = [];
       const fromSendStart: number[] = [];
@@ -165,24 +120,12 @@ const syncLatency: Scenario = {
         const tStart = now();
         const eventId = await sendText(sender, roomIds[room] as string, `wake ${m}`);
         const tSent = now();
-        const arrivals = targets.map(
-          (r) =>
-            new Promise<bigint>((resolve) => {
-              const seen = r.seen.get(eventId);
-              if (seen !== undefined) resolve(seen);
-              else r.expect = { eventId, done: resolve };
-            }),
+        const got = await arrivalsOf(
+          targets,
+          eventId,
+          `message ${m}: not every receiver woke within 10 s`,
+          10_000,
         );
-        let timer: NodeJS.Timeout | undefined;
-        const got = await Promise.race([
-          Promise.all(arrivals),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error(`message ${m}: not every receiver woke within 10 s`)),
-              10_000,
-            );
-          }),
-        ]).finally(() => clearTimeout(timer));
         if (m < WARMUP) continue;
         for (const arrived of got) {
           const d = msSince(tSent, arrived);
