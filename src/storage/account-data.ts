@@ -1,4 +1,5 @@
 /** Global and per-room account data, stamped with stream positions for /sync. */
+import { affectsExclusions, forgetExclusions } from './sync-exclusions.js';
 import type { Executor } from './users.js';
 
 /** Global (not per-room) account data is stored with this room id. */
@@ -23,6 +24,8 @@ export async function putAccountData(
         .doUpdateSet({ content: row.content, stream_pos: row.streamPos }),
     )
     .execute();
+  // Callers write with the database itself (autocommit): the row has committed.
+  if (affectsExclusions(row.roomId, row.type)) forgetExclusions(db, row.userId);
 }
 
 export async function getAccountData(

@@ -30,6 +30,7 @@ import { SharedRoomDeltas } from './shared-room-delta.js';
 import { unreadCountsForRooms, type UnreadCounts } from './unread.js';
 import { e2eeSync } from './e2ee.js';
 import { stateBefore } from './room-state.js';
+import { excludeFromSync } from './ignored.js';
 
 export interface SyncRequest {
   userId: string;
@@ -277,6 +278,7 @@ export class SyncService {
       );
       for (const [roomNid, u] of unread) Object.assign(u.counts, counts.get(roomNid));
     }
+    await excludeFromSync(storage.db, req.userId, { join, invite, leave }, since !== null);
     await this.#aggregate(req, [join, leave]);
     const rooms: JsonObject = {};
     if (Object.keys(join).length) rooms.join = join;

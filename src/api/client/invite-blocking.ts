@@ -10,12 +10,12 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import { parseUserId } from '../../rooms/identifiers.js';
-import { GLOBAL_ACCOUNT_DATA_ROOM, getAccountData } from '../../storage/account-data.js';
 import type { Storage } from '../../storage/db.js';
+import { syncExclusions } from '../../storage/sync-exclusions.js';
 import { isJsonObject } from '../../util/validate.js';
 import { MatrixError } from '../errors.js';
 
-export const INVITE_PERMISSION_TYPE = 'm.invite_permission_config';
+export { INVITE_PERMISSION_TYPE } from '../../storage/sync-exclusions.js';
 
 const CLIENT_PREFIX = /^\/_matrix\/client\/(?:r0|v3|unstable)(?=\/)/;
 
@@ -27,14 +27,7 @@ export function inviteBlocked(userId: string): MatrixError {
 
 /** Whether the local user `userId` blocks every invite. A missing or unparsable config blocks nothing. */
 export async function blocksInvites(storage: Storage, userId: string): Promise<boolean> {
-  const json = await getAccountData(storage.db, userId, GLOBAL_ACCOUNT_DATA_ROOM, INVITE_PERMISSION_TYPE);
-  if (json === undefined) return false;
-  try {
-    const content: unknown = JSON.parse(json);
-    return isJsonObject(content) && content.default_action === 'block';
-  } catch {
-    return false;
-  }
+  return (await syncExclusions(storage.db, userId)).blocksInvites;
 }
 
 const isLocal = (userId: unknown, serverName: string): userId is string =>

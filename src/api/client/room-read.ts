@@ -26,6 +26,7 @@ import type { ApiDeps } from '../context.js';
 import { forbidden, invalidParam, MatrixError, notFound } from '../errors.js';
 import { limitParam, parseParams, parseQuery } from '../validate.js';
 import { bundleAggregations } from '../../read/aggregations.js';
+import { ignoresSender, withoutIgnored } from '../../sync/ignored.js';
 
 const RoomParams = z.object({ roomId: z.string() });
 const EventParams = z.object({ roomId: z.string(), eventId: z.string() });
@@ -121,6 +122,8 @@ export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const start = from ?? (q.dir === 'b' ? readHead(deps, access) : TIMELINE_START);
     const wanted = { dir: q.dir, from: start, to, limit: q.limit, filter };
     const page = await paginateBackfilling(deps, access, wanted, backfill);
+    // Ignored users' events leave a shorter chunk (as Synapse does); the tokens still step over them.
+    page.events = await withoutIgnored(deps.storage.db, r.userId, page.events);
     const newest = q.dir === 'b' ? page.events[0] : page.events[page.events.length - 1];
     const state = filter?.lazy_load_members && newest ? await lazyMembers(deps, newest, page.events) : [];
     return {
@@ -142,7 +145,9 @@ export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const known = await deps.reader.byId(eventId);
     if (!known || known.roomId !== roomId || known.streamOrdering === null) throw notFound('Event not found');
     const ev = await visibleEvent(deps, access, eventId);
-    if (!ev) throw forbidden("You don't have permission to access that event");
+    // An event of an ignored user is refused like one the user may not see (Synapse).
+    if (!ev || (await ignoresSender(deps.storage.db, r.userId, ev)))
+      throw forbidden("You don't have permission to access that event");
     const pos = ev.streamOrdering as number;
     const nBefore = Math.floor(q.limit / 2);
     const [before, after] = await Promise.all([
@@ -151,11 +156,15 @@ export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
     ]);
     const lastBefore = before.events[before.events.length - 1];
     const lastAfter = after.events[after.events.length - 1];
+    const [shownBefore, shownAfter] = await Promise.all([
+      withoutIgnored(deps.storage.db, r.userId, before.events),
+      withoutIgnored(deps.storage.db, r.userId, after.events),
+    ]);
     const state = await contextState(deps, ev, [...before.events, ev, ...after.events], filter);
     return {
       event: (await serve(deps, [ev], r))[0],
-      events_before: await serve(deps, before.events, r),
-      events_after: await serve(deps, after.events, r),
+      events_before: await serve(deps, shownBefore, r),
+      events_after: await serve(deps, shownAfter, r),
       start: formatStreamToken(lastBefore ? (lastBefore.streamOrdering as number) - 1 : pos - 1),
       end: formatStreamToken(lastAfter ? (lastAfter.streamOrdering as number) : pos),
       state: await formatEvents(deps, state, r),
@@ -176,7 +185,7 @@ export function roomReadRoutes(app: FastifyInstance, deps: ApiDeps): void {
       throw err;
     }
     const ev = await visibleEvent(deps, access, eventId);
-    if (!ev) throw notFound('Event not found');
+    if (!ev || (await ignoresSender(deps.storage.db, r.userId, ev))) throw notFound('Event not found');
     return (await serve(deps, [ev], r))[0];
   });
 }

@@ -16,6 +16,7 @@ import type { Flavour } from './request.js';
 import { isLazy, parseStates, serialiseStates, wants, type CombinedConfig } from './required-state.js';
 import type { ListedRoom } from './room-list.js';
 import { everJoined, neverJoinedRoom } from './never-joined.js';
+import { withoutIgnored } from '../ignored.js';
 
 export interface BuildContext {
   deps: SyncDeps;
@@ -155,7 +156,9 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
   const visible = ctx.deps.visible && older.length ? await ctx.deps.visible(ctx.userId, older) : older;
   // The user always sees their own leave (history visibility would hide a rejected invite's).
   const keep = new Set(visible.map((e) => e.nid));
-  const events = loaded.filter((e) => sinceJoin(e) || keep.has(e.nid) || e.nid === room.eventNid);
+  const events = (await withoutIgnored(storage.db, ctx.userId, loaded)).filter(
+    (e) => sinceJoin(e) || keep.has(e.nid) || e.nid === room.eventNid,
+  );
   const expanded = expand && prev !== undefined && events.some((e) => (e.streamOrdering ?? 0) <= prev.sentTo);
 
   // required_state: the current state (at the leave for a left room), as a delta after the first time.
