@@ -23,6 +23,24 @@ function checkSize(content: unknown): void {
   }
 }
 
+/**
+ * An m.room.redaction sent with /send (v1.18, MSC4169) names its target in `content.redacts` in every room version:
+ * it is taken out of the content and handed to the writer as the event's target, which puts it where the room
+ * version wants it (the content from version 11, the top level before, as the spec asks) and checks it as it checks
+ * PUT /redact's.
+ */
+function redactionParts(type: string, content: Record<string, unknown>) {
+  if (type !== 'm.room.redaction') return { content };
+  const { redacts, ...rest } = content;
+  if (typeof redacts !== 'string' || redacts === '') {
+    throw new MatrixError(
+      'M_BAD_JSON',
+      'An m.room.redaction needs the event id it redacts in content.redacts',
+    );
+  }
+  return { content: rest, redacts };
+}
+
 export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const { writer, auth, config, rateLimiter } = deps;
   const guard = { preHandler: auth.requireUser };
@@ -41,7 +59,12 @@ export function sendRoutes(app: FastifyInstance, deps: ApiDeps): void {
     limit(r);
     const res = await writer.send(
       roomId,
-      { type: eventType, sender: r.userId, content, originServerTs: massagedTs(req) },
+      {
+        type: eventType,
+        sender: r.userId,
+        originServerTs: massagedTs(req),
+        ...redactionParts(eventType, content),
+      },
       { userId: r.userId, deviceId: r.deviceId, txnId: scopedTxnId(`send/${roomId}/${eventType}`, txnId) },
     );
     return { event_id: res.eventId };
