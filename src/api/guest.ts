@@ -41,6 +41,7 @@ const GUEST_ROUTES: readonly (readonly [Method, string])[] = [
   ['GET', '/profile/:userId'],
   ['GET', '/profile/:userId/displayname'],
   ['GET', '/profile/:userId/avatar_url'],
+  ['GET', '/profile/:userId/:keyName'], // custom profile fields (v1.16): readable by anyone, as Synapse does
   ['PUT', '/profile/:userId/displayname'],
   ['DELETE', '/profile/:userId/displayname'],
   ['GET', '/devices'],

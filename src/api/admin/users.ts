@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { createAccount, validateLocalpart } from '../../accounts/register.js';
 import { hashPassword } from '../../accounts/secrets.js';
+import { eraseUserData } from '../../accounts/deactivate.js';
 import { listUsers } from '../../storage/admin-queries.js';
 import { deleteDevices, getDevice, listDevices, setDeviceDisplayName } from '../../storage/devices.js';
 import type { DeviceRow, UserRow } from '../../storage/schema.js';
@@ -222,9 +223,10 @@ export function adminUserRoutes(app: FastifyInstance, deps: Deps): void {
   /** POST /_synapse/admin/v1/deactivate/{userId} */
   app.post('/_synapse/admin/v1/deactivate/:userId', guard, async (req) => {
     const userId = userIdParam(req, sn);
-    parseBody(DeactivateBody, req.body ?? {});
+    const { erase } = parseBody(DeactivateBody, req.body ?? {});
     await existingUser(deps, userId);
     await deactivateUser(deps, userId);
+    await eraseUserData(deps.storage.db, userId, erase);
     return { id_server_unbind_result: 'success' };
   });
 

@@ -1,10 +1,11 @@
 /** Password changes, deactivation and third-party identifiers (client-server API "Account management"). */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { deactivateAccount } from '../../accounts/deactivate.js';
 import { removeDevices } from '../../accounts/devices.js';
 import { hashPassword } from '../../accounts/secrets.js';
 import { listDevices } from '../../storage/devices.js';
-import { markDeactivated, setPasswordHash } from '../../storage/users.js';
+import { setPasswordHash } from '../../storage/users.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { parseBody } from '../validate.js';
@@ -45,11 +46,7 @@ export function accountRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const r = requester(req);
     const body = parseBody(DeactivateBody, req.body);
     await uia.require({ req, auth: body.auth, flows: [['m.login.password']], userId: r.userId });
-    await storage.db.transaction().execute(async (trx) => {
-      await markDeactivated(trx, r.userId);
-      await trx.deleteFrom('devices').where('user_id', '=', r.userId).execute();
-    });
-    deps.auth.forget(r.userId);
+    await deactivateAccount(deps, r.userId, body.erase === true);
     return { id_server_unbind_result: 'no-support' };
   });
 
