@@ -30,16 +30,16 @@ for (const engine of ENGINES) {
     });
     after(() => server.close());
 
-    it('lists v1.1 to v1.17, and no version whose endpoints are missing', async () => {
+    it('lists v1.1 to v1.18, and no version whose endpoints are missing', async () => {
       const res = await server.client().get('/_matrix/client/versions');
       assert.equal(res.status, 200);
-      const expected = Array.from({ length: 17 }, (_, i) => `v1.${i + 1}`);
+      const expected = Array.from({ length: 18 }, (_, i) => `v1.${i + 1}`);
       assert.deepEqual(res.body.versions, expected);
       assert.equal(
         (res.body.unstable_features as Record<string, unknown>)['org.matrix.simplified_msc3575'],
         true,
       );
-      // What v1.14 to v1.17 add is served (test/client-compat/).
+      // What v1.14 to v1.18 add is served (test/client-compat/).
       const report = await admin.post(`/_matrix/client/v3/users/${encodeURIComponent(admin.userId)}/report`, {
         reason: 'x',
       });

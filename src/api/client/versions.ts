@@ -16,11 +16,12 @@ import type { ApiDeps } from '../context.js';
  * v1.13 room reports, one-time keys claimed in upload order and account suspension; v1.14 user reports
  * (api/client/report.ts); v1.15 room summaries (room-summary.ts; OAuth 2.0's /auth_metadata is optional and
  * answered 404); v1.16 custom profile fields and the m.profile_fields capability (profile-fields.ts); v1.17
- * application services' device masquerading and device management (MSC4326, MSC4190).
- * Not yet listed, for want of what each version adds:
- * - v1.18: invite blocking (m.invite_permission_config) and m.room.redaction through PUT /send (MSC4169); the
- *   admin lock/suspend endpoints are served (admin-accounts.ts);
- * - v1.19: (needs v1.18) GET /_matrix/client/v1/mutual_rooms is served (mutual-rooms.ts).
+ * application services' device masquerading and device management (MSC4326, MSC4190); v1.18 the admin lock/suspend
+ * endpoints (admin-accounts.ts), invite blocking (invite-blocking.ts; stored invites hidden from /sync by
+ * sync/ignored.ts) and m.room.redaction through PUT /send (send.ts; the other v1.18 client changes are the client's
+ * or optional; policy servers are a server-server matter).
+ * Not yet listed: v1.19, for want of `unsigned.replaces_state` on state events (the writer would have to record it,
+ * as Synapse does when it computes an event's context); GET /_matrix/client/v1/mutual_rooms is served.
  */
 export const SPEC_VERSIONS = [
   'v1.1',
@@ -40,6 +41,7 @@ export const SPEC_VERSIONS = [
   'v1.15',
   'v1.16',
   'v1.17',
+  'v1.18',
 ];
 
 export function baseUrl(deps: Pick<ApiDeps, 'config'>): string {
