@@ -19,6 +19,7 @@ import {
   post,
   putState,
   roomsOf,
+  send,
   sync,
   syncSince,
   text,
@@ -126,6 +127,34 @@ for (const engine of ENGINES) {
       // Carol still reads Bob's message.
       const forCarol = await carol.get(`/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(bobMsg)}`);
       assert.equal(forCarol.status, 200);
+    });
+
+    it('/relations, /threads and /notifications leave them out', async () => {
+      const root = await text(carol, roomId, 'carol thread root');
+      const bobRoot = await text(bob, roomId, 'bob thread root');
+      const thread = (body: string, to: string) => ({
+        msgtype: 'm.text',
+        body,
+        'm.relates_to': { rel_type: 'm.thread', event_id: to },
+      });
+      await send(bob, roomId, thread('bob in thread', root));
+      await send(carol, roomId, thread('carol in thread', root));
+      await send(carol, roomId, thread('carol in bob thread', bobRoot));
+      const rel = await alice.get(`/_matrix/client/v1/rooms/${enc(roomId)}/relations/${enc(root)}`);
+      assert.equal(rel.status, 200, JSON.stringify(rel.body));
+      assert.deepEqual(chunkBodies(rel.body.chunk), ['carol in thread']);
+      const threads = await alice.get(`/_matrix/client/v1/rooms/${enc(roomId)}/threads`);
+      assert.equal(threads.status, 200, JSON.stringify(threads.body));
+      const roots = chunkBodies(threads.body.chunk);
+      assert.ok(roots.includes('carol thread root'), JSON.stringify(roots));
+      assert.ok(!roots.includes('bob thread root'), JSON.stringify(roots));
+      const notes = await alice.get('/_matrix/client/v3/notifications?limit=100');
+      assert.equal(notes.status, 200, JSON.stringify(notes.body));
+      const senders = new Set(
+        (notes.body.notifications as { event: Json }[]).map((n) => n.event.sender as string),
+      );
+      assert.ok(senders.has(carol.userId), JSON.stringify([...senders]));
+      assert.ok(!senders.has(bob.userId), JSON.stringify([...senders]));
     });
 
     it('sliding sync timelines leave out their messages', async () => {

@@ -10,6 +10,7 @@ import { loadPushRules } from '../../push/rules-store.js';
 import { evaluateForUser, loadRoomPushFacts, type RoomPushFacts } from '../../push/room-push.js';
 import { clientEvent } from '../../read/event-reader.js';
 import { filterVisible } from '../../read/visibility.js';
+import { withoutIgnored } from '../../sync/ignored.js';
 import type { ApiDeps } from '../context.js';
 import { requester } from '../auth.js';
 import { invalidParam } from '../errors.js';
@@ -106,7 +107,11 @@ export function notificationsRoutes(
       const candidates = rows
         .filter((r) => Number(r.stream_ordering) > (joinedAt.get(Number(r.room_nid)) ?? Infinity))
         .map((r) => Number(r.event_nid));
-      const events = await filterVisible({ reader, db }, userId, await reader.listByNids(candidates));
+      const events = await withoutIgnored(
+        db,
+        userId,
+        await filterVisible({ reader, db }, userId, await reader.listByNids(candidates)),
+      );
       for (const ev of events) {
         const outcome = evaluateForUser(ev, userId, rules, await factsOf(ev.roomNid));
         if (!outcome?.notify || (onlyHighlight && !outcome.highlight)) continue;

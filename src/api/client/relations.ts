@@ -15,6 +15,7 @@ import {
 import { childIds, nidsByEventIds, relationChildren, threadRoots } from '../../read/room-queries.js';
 import { formatStreamToken, parseStreamToken } from '../../read/tokens.js';
 import { filterVisible } from '../../read/visibility.js';
+import { withoutIgnored } from '../../sync/ignored.js';
 import { bundleAggregations } from '../../read/aggregations.js';
 import { isValidEventId } from '../../rooms/identifiers.js';
 import { requester } from '../auth.js';
@@ -93,7 +94,8 @@ export function relationRoutes(app: FastifyInstance, deps: ApiDeps): void {
           limit,
         }),
     );
-    const chunk = await bundleAggregations(deps, await formatEvents(deps, page.events, r), r);
+    const shown = await withoutIgnored(deps.storage.db, r.userId, page.events);
+    const chunk = await bundleAggregations(deps, await formatEvents(deps, shown, r), r);
     return {
       chunk,
       ...(page.next !== undefined ? { next_batch: formatStreamToken(page.next) } : {}),
@@ -129,7 +131,11 @@ export function relationRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const roots = (await deps.reader.listByNids(page.flatMap((t) => nids.get(t.rootId) ?? []))).filter(
       (ev) => ev.roomId === roomId,
     );
-    const visible = await filterVisible(visDeps(deps), r.userId, roots);
+    const visible = await withoutIgnored(
+      deps.storage.db,
+      r.userId,
+      await filterVisible(visDeps(deps), r.userId, roots),
+    );
     const chunk = await bundleAggregations(deps, await formatEvents(deps, visible, r), r);
     const last = page[page.length - 1];
     return {
