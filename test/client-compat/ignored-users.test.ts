@@ -157,6 +157,19 @@ for (const engine of ENGINES) {
       assert.ok(!senders.has(bob.userId), JSON.stringify([...senders]));
     });
 
+    it('/search leaves them out', async () => {
+      const res = await alice.post('/_matrix/client/v3/search', {
+        search_categories: { room_events: { search_term: 'root', order_by: 'recent' } },
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const results = ((res.body.search_categories as Json).room_events as Json).results as {
+        result: Json;
+      }[];
+      const got = chunkBodies(results.map((x) => x.result));
+      assert.ok(got.includes('carol thread root'), JSON.stringify(got));
+      assert.ok(!got.includes('bob thread root'), JSON.stringify(got));
+    });
+
     it('sliding sync timelines leave out their messages', async () => {
       const res = await ss(alice, listBody([0, 10], { timeline_limit: 20 }));
       const room = res.rooms[roomId];

@@ -2,7 +2,9 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { searchRoomEvents } from '../../read/search.js';
-import { RoomEventFilterSchema } from '../../sync/filter.js';
+import { RoomEventFilterSchema, type RoomEventFilter } from '../../sync/filter.js';
+import { syncExclusions } from '../../sync/ignored.js';
+import type { Storage } from '../../storage/db.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 import { parseBody, parseQuery } from '../validate.js';
@@ -33,6 +35,17 @@ const SearchBody = z.looseObject({
 
 const SearchQuery = z.looseObject({ next_batch: z.string().optional() });
 
+/** The search filter with the users `userId` ignores added to its `not_senders`. */
+async function withIgnoredSenders(
+  db: Storage['db'],
+  userId: string,
+  filter: RoomEventFilter | undefined,
+): Promise<RoomEventFilter | undefined> {
+  const { ignored } = await syncExclusions(db, userId);
+  if (ignored.size === 0) return filter;
+  return { ...filter, not_senders: [...(filter?.not_senders ?? []), ...ignored] };
+}
+
 export function searchRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'auth' | 'storage' | 'reader'>): void {
   const guard = { preHandler: deps.auth.requireUser };
 
@@ -48,7 +61,8 @@ export function searchRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'auth' | 
       {
         searchTerm: c.search_term,
         keys: c.keys,
-        filter: c.filter,
+        // Ignored users' events are left out (their state events too, unlike elsewhere: a small loss in search).
+        filter: await withIgnoredSenders(deps.storage.db, r.userId, c.filter),
         orderBy: c.order_by ?? 'rank',
         eventContext: ctx && {
           beforeLimit: ctx.before_limit ?? 5,
