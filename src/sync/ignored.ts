@@ -112,3 +112,15 @@ function saysNothingElse(room: JsonObject): boolean {
 }
 
 export type { SyncExclusions };
+
+/**
+ * For the legacy endpoints (GET /events, /initialSync, /rooms/{roomId}/initialSync): `chunk` without the formatted
+ * room events (those with an `event_id`) that ignored users sent and that are not state; presence and other
+ * ephemeral events pass.
+ */
+export function dropIgnoredJson<T>(ignored: ReadonlySet<string>, chunk: T[]): T[] {
+  if (ignored.size === 0) return chunk;
+  return chunk.filter(
+    (e) => !(isObject(e) && typeof e.event_id === 'string' && hiddenBy(ignored, e.sender, e.state_key)),
+  );
+}

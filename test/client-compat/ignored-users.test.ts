@@ -170,6 +170,29 @@ for (const engine of ENGINES) {
       assert.ok(!got.includes('bob thread root'), JSON.stringify(got));
     });
 
+    it('the legacy /initialSync, /rooms/{roomId}/initialSync and /events leave them out', async () => {
+      const room = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/initialSync?limit=50`);
+      assert.equal(room.status, 200, JSON.stringify(room.body));
+      const roomChunk = chunkBodies((room.body.messages as Json).chunk);
+      assert.ok(
+        roomChunk.includes('carol 2') && !roomChunk.some((b) => b.startsWith('bob')),
+        String(roomChunk),
+      );
+      const all = await alice.get('/_matrix/client/v3/initialSync?limit=50');
+      assert.equal(all.status, 200, JSON.stringify(all.body));
+      const entry = (all.body.rooms as Json[]).find((r) => r.room_id === roomId) as Json;
+      const allChunk = chunkBodies((entry.messages as Json).chunk);
+      assert.ok(allChunk.includes('carol 2') && !allChunk.some((b) => b.startsWith('bob')), String(allChunk));
+      const one = await alice.get(`/_matrix/client/v3/events/${enc(bobMsg)}`);
+      assert.equal(one.status, 404);
+      const from = all.body.end as string;
+      await text(bob, roomId, 'bob for /events');
+      await text(carol, roomId, 'carol for /events');
+      const stream = await alice.get(`/_matrix/client/v3/events?from=${enc(from)}&timeout=0`);
+      assert.equal(stream.status, 200, JSON.stringify(stream.body));
+      assert.deepEqual(chunkBodies(stream.body.chunk), ['carol for /events']);
+    });
+
     it('sliding sync timelines leave out their messages', async () => {
       const res = await ss(alice, listBody([0, 10], { timeline_limit: 20 }));
       const room = res.rooms[roomId];

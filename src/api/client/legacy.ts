@@ -11,9 +11,11 @@ import { canonicalJson } from '../../rooms/canonical-json.js';
 import { checkContent, checkEventType, MAX_PDU_BYTES } from '../../roomsvc/content.js';
 import { parseStreamToken } from '../../read/tokens.js';
 import { eventForUser, eventStream, initialSync, roomInitialSync } from '../../sync/legacy-stream.js';
+import { dropIgnoredJson, syncExclusions } from '../../sync/ignored.js';
+import { isJsonObject } from '../../util/validate.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
-import { MatrixError } from '../errors.js';
+import { MatrixError, notFound } from '../errors.js';
 import { limitParam, parseParams, parseQuery } from '../validate.js';
 
 /** The longest an /events request waits (as /sync); Synapse's default wait when `timeout` is absent. */
@@ -38,15 +40,24 @@ const RoomParams = z.object({ roomId: z.string() });
 const EventParams = z.object({ eventId: z.string().min(1) });
 const SendParams = z.object({ roomId: z.string(), eventType: z.string() });
 
+/** A room snapshot with the ignored users' messages left out of `messages.chunk` (a new object when any are). */
+function withMessagesFiltered<T>(ignored: ReadonlySet<string>, room: T): T {
+  if (ignored.size === 0 || !isJsonObject(room) || !isJsonObject(room.messages)) return room;
+  const chunk = room.messages.chunk;
+  if (!Array.isArray(chunk)) return room;
+  return { ...room, messages: { ...room.messages, chunk: dropIgnoredJson(ignored, chunk) } };
+}
+
 export function legacyRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const guard = { preHandler: deps.auth.requireUser };
+  const ignoredBy = async (userId: string) => (await syncExclusions(deps.storage.db, userId)).ignored;
   const legacyDeps = { ...deps, presenceEnabled: deps.config.presence.enabled };
 
   /** GET /_matrix/client/v3/events (deprecated): the event stream after `from`, long-polling up to `timeout`. */
   app.get('/_matrix/client/v3/events', guard, async (req) => {
     const r = requester(req);
     const q = parseQuery(EventsQuery, req.query);
-    return eventStream(legacyDeps, {
+    const res = await eventStream(legacyDeps, {
       userId: r.userId,
       deviceId: r.deviceId,
       from: q.from === undefined ? undefined : parseStreamToken(q.from, 'from').pos,
@@ -54,25 +65,31 @@ export function legacyRoutes(app: FastifyInstance, deps: ApiDeps): void {
       limit: q.limit,
       roomId: q.room_id,
     });
+    return { ...res, chunk: dropIgnoredJson(await ignoredBy(r.userId), res.chunk) };
   });
 
   /** GET /_matrix/client/v3/events/{eventId} (deprecated): one event the user may see, else 404. */
   app.get('/_matrix/client/v3/events/:eventId', guard, async (req) => {
     const r = requester(req);
     const { eventId } = parseParams(EventParams, req.params);
-    return eventForUser(deps, r, eventId);
+    const ev = await eventForUser(deps, r, eventId);
+    if (dropIgnoredJson(await ignoredBy(r.userId), [ev]).length === 0) throw notFound('Event not found');
+    return ev;
   });
 
   /** GET /_matrix/client/v3/initialSync (deprecated) */
   app.get('/_matrix/client/v3/initialSync', guard, async (req) => {
     const r = requester(req);
     const q = parseQuery(InitialSyncQuery, req.query);
-    return initialSync(legacyDeps, {
+    const res = await initialSync(legacyDeps, {
       userId: r.userId,
       deviceId: r.deviceId,
       limit: q.limit,
       archived: q.archived,
     });
+    const ignored = await ignoredBy(r.userId);
+    if (Array.isArray(res.rooms)) res.rooms = res.rooms.map((room) => withMessagesFiltered(ignored, room));
+    return res;
   });
 
   /** GET /_matrix/client/v3/rooms/{roomId}/initialSync */
@@ -80,7 +97,13 @@ export function legacyRoutes(app: FastifyInstance, deps: ApiDeps): void {
     const r = requester(req);
     const { roomId } = parseParams(RoomParams, req.params);
     const q = parseQuery(RoomInitialSyncQuery, req.query);
-    return roomInitialSync(legacyDeps, { userId: r.userId, deviceId: r.deviceId, roomId, limit: q.limit });
+    const res = await roomInitialSync(legacyDeps, {
+      userId: r.userId,
+      deviceId: r.deviceId,
+      roomId,
+      limit: q.limit,
+    });
+    return withMessagesFiltered(await ignoredBy(r.userId), res);
   });
 
   /** POST /_matrix/client/v3/rooms/{roomId}/send/{eventType} (pre-r0): a send without idempotency. */
