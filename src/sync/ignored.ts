@@ -58,7 +58,8 @@ const eventsOf = (section: unknown): unknown[] =>
 /**
  * Drops from one user's assembled /sync rooms what their exclusions hide: ignored users' non-state timeline events,
  * invites from ignored users, every invite while invites are blocked. In an incremental sync a joined room left
- * with nothing to say (its only news came from ignored users) is dropped, so they do not end a long-poll.
+ * with nothing to say (its only news came from ignored users, no gap) is dropped, so they do not end a long-poll.
+ * A timeline is not refilled past the filtered events (Synapse loads more): it may come out shorter than the limit.
  * Room objects may be shared with other users' responses: they are replaced, never changed in place.
  */
 export async function excludeFromSync(
@@ -81,7 +82,9 @@ export async function excludeFromSync(
       const events = eventsOf(room.timeline);
       const kept = events.filter((e) => !(isObject(e) && hiddenBy(x.ignored, e.sender, e.state_key)));
       if (kept.length === events.length) continue;
-      if (incremental && section === rooms.join && kept.length === 0 && saysNothingElse(room)) {
+      // A limited timeline keeps its room: the gap before it may hold others' events (the client paginates back).
+      const gap = room.timeline.limited === true;
+      if (incremental && section === rooms.join && kept.length === 0 && !gap && saysNothingElse(room)) {
         delete section[roomId];
         continue;
       }

@@ -100,6 +100,21 @@ for (const engine of ENGINES) {
       assert.ok(bodies(mustJoin(forCarol, roomId).timeline.events).includes('bob while polling'));
     });
 
+    it('a gappy timeline whose visible part is all theirs keeps the room, limited, for paginating back', async () => {
+      const first = await sync(alice, { timeout: 0 });
+      for (const n of [1, 2, 3]) await text(carol, roomId, `carol gap ${n}`);
+      for (const n of [1, 2]) await text(bob, roomId, `bob gap ${n}`);
+      const inc = await syncSince(alice, first, { filter: { room: { timeline: { limit: 2 } } } });
+      const room = mustJoin(inc, roomId);
+      assert.equal(room.timeline.limited, true);
+      assert.deepEqual(bodies(room.timeline.events), []);
+      const back = await alice.get(
+        `/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=3&from=${enc(room.timeline.prev_batch as string)}`,
+      );
+      assert.equal(back.status, 200, JSON.stringify(back.body));
+      assert.deepEqual(chunkBodies(back.body.chunk), ['carol gap 3', 'carol gap 2', 'carol gap 1']);
+    });
+
     it('/messages, /context and /event hide their messages', async () => {
       const msgs = await alice.get(`/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
       assert.equal(msgs.status, 200, JSON.stringify(msgs.body));
