@@ -1,6 +1,6 @@
 /**
- * Deactivation's data over real HTTP on both engines: POST /account/deactivate deletes the account data and leaves
- * every room; with `erase: true` (and the admin API's erase) the custom profile fields are deleted too, without it
+ * Deactivation's data over real HTTP on both engines: POST /account/deactivate deletes the account data and key
+ * backup and leaves every room; with `erase: true` (and the admin API's erase) the custom profile fields are deleted too, without it
  * they are kept (as Synapse does) but no longer served. Guests may read custom profile fields.
  */
 import assert from 'node:assert/strict';
@@ -33,7 +33,8 @@ for (const engine of ENGINES) {
   describe(`${engine}: deactivation and profile data`, () => {
     let server: TestServer;
     let alice: User;
-    const rows = async (table: 'profile_fields' | 'account_data', userId: string): Promise<number> =>
+    type Table = 'profile_fields' | 'account_data' | 'room_keys' | 'room_key_versions';
+    const rows = async (table: Table, userId: string): Promise<number> =>
       (await server.hs.storage.db.selectFrom(table).select('user_id').where('user_id', '=', userId).execute())
         .length;
 
@@ -55,6 +56,16 @@ for (const engine of ENGINES) {
         },
       );
       assert.equal(ad.status, 200);
+      const version = await user.post('/_matrix/client/v3/room_keys/version', {
+        algorithm: 'm.megolm_backup.v1.curve25519-aes-sha2',
+        auth_data: { public_key: 'a' },
+      });
+      assert.equal(version.status, 200, JSON.stringify(version.body));
+      const key = await user.put(
+        `/_matrix/client/v3/room_keys/keys/${enc('!r:test.local')}/s1?version=${version.body.version as string}`,
+        { first_message_index: 0, forwarded_count: 0, is_verified: false, session_data: { ciphertext: 'c' } },
+      );
+      assert.equal(key.status, 200, JSON.stringify(key.body));
       const created = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
       const roomId = created.body.room_id as string;
       assert.equal((await user.post(`/_matrix/client/v3/rooms/${enc(roomId)}/join`, {})).status, 200);
@@ -72,9 +83,12 @@ for (const engine of ENGINES) {
     it('with erase: custom fields and account data are deleted, the rooms left', async () => {
       const { user, roomId } = await prepared('dz_erased');
       assert.equal(await rows('profile_fields', user.userId), 2);
+      assert.equal(await rows('room_keys', user.userId), 1);
       await deactivate(user, true);
       assert.equal(await rows('profile_fields', user.userId), 0);
       assert.equal(await rows('account_data', user.userId), 0);
+      assert.equal(await rows('room_keys', user.userId), 0);
+      assert.equal(await rows('room_key_versions', user.userId), 0);
       const field = await alice.get(`/_matrix/client/v3/profile/${enc(user.userId)}/org.example.pet`);
       assert.equal(field.status, 404);
       const whole = await alice.get(`/_matrix/client/v3/profile/${enc(user.userId)}`);
