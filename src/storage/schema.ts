@@ -583,7 +583,22 @@ export interface SlidingSyncRoomsTable {
   lazy_members: string;
 }
 
+/** A room's latest bump-type event position and latest event position, derived from committed events (0022). */
+export interface SlidingSyncRoomBumpsTable {
+  room_nid: number;
+  bump: number | null;
+  last: number | null;
+}
+
+/** The stream position up to which sliding_sync_room_bumps covers committed events (0022, one row, id 1). */
+export interface SlidingSyncBumpMarkTable {
+  id: number;
+  stream: number;
+}
+
 export interface Database {
+  sliding_sync_room_bumps: SlidingSyncRoomBumpsTable;
+  sliding_sync_bump_mark: SlidingSyncBumpMarkTable;
   sliding_sync_connections: SlidingSyncConnectionsTable;
   sliding_sync_positions: SlidingSyncPositionsTable;
   sliding_sync_rooms: SlidingSyncRoomsTable;

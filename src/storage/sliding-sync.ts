@@ -4,17 +4,9 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { bumpIndexFor } from './sliding-sync-bumps.js';
 
-/** Event types that bump a room to the top of the list (the proposal's "proper" activity). */
-export const BUMP_EVENT_TYPES = [
-  'm.room.create',
-  'm.room.message',
-  'm.room.encrypted',
-  'm.sticker',
-  'm.call.invite',
-  'm.poll.start',
-  'm.beacon_info',
-] as const;
+export { BUMP_EVENT_TYPES } from './sliding-sync-bumps.js';
 
 export interface UserRoomRow {
   roomNid: number;
@@ -32,49 +24,48 @@ export interface UserRoomRow {
   last: number | null;
 }
 
-/** Every room the user has a membership row in, with bump stamp and latest position: one query. */
-export async function userRooms(db: Kysely<Database>, userId: string): Promise<UserRoomRow[]> {
-  const rows = await db
-    .selectFrom('room_members as m')
-    .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
-    .leftJoin('events as me', 'me.event_nid', 'm.event_nid')
-    .select(['m.room_nid', 'r.room_id', 'm.membership', 'm.event_nid', 'm.stream_ordering', 'm.forgotten'])
-    .select('me.sender')
-    .select((eb) =>
-      eb
-        .selectFrom('events as e')
-        .select('e.stream_ordering')
-        .whereRef('e.room_nid', '=', 'm.room_nid')
-        .where('e.outlier', '=', 0)
-        .where('e.stream_ordering', 'is not', null)
-        .where('e.rejected_reason', 'is', null)
-        .where('e.soft_failed', '=', 0)
-        .where('e.type', 'in', [...BUMP_EVENT_TYPES])
-        .orderBy('e.stream_ordering', 'desc')
-        .limit(1)
-        .as('bump'),
-    )
-    .select((eb) =>
-      // Outliers have no stream position: max() alone reads only the (room_nid, stream_ordering) index.
-      eb
-        .selectFrom('events as e2')
-        .select((e) => e.fn.max('e2.stream_ordering').as('m'))
-        .whereRef('e2.room_nid', '=', 'm.room_nid')
-        .as('last'),
-    )
-    .where('m.user_id', '=', userId)
-    .execute();
-  return rows.map((r) => ({
-    roomNid: Number(r.room_nid),
-    roomId: r.room_id,
-    membership: r.membership,
-    eventNid: Number(r.event_nid),
-    membershipStream: Number(r.stream_ordering),
-    membershipSender: r.sender ?? null,
-    forgotten: Number(r.forgotten) !== 0,
-    bump: r.bump === null || r.bump === undefined ? null : Number(r.bump),
-    last: r.last === null || r.last === undefined ? null : Number(r.last),
-  }));
+/**
+ * Every room the user has a membership row in, with bump stamp and latest position as of `upTo` (a position at or
+ * below the stream's current): one indexed read of the user's memberships joined to the derived bump table, plus the
+ * in-memory part of the bump index (see sliding-sync-bumps.ts).
+ */
+export async function userRooms(db: Kysely<Database>, userId: string, upTo: number): Promise<UserRoomRow[]> {
+  const index = bumpIndexFor(db);
+  await index.ensure(upTo);
+  const { result: rows, overlay } = await index.read(() =>
+    db
+      .selectFrom('room_members as m')
+      .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
+      .leftJoin('events as me', 'me.event_nid', 'm.event_nid')
+      .leftJoin('sliding_sync_room_bumps as b', 'b.room_nid', 'm.room_nid')
+      .select(['m.room_nid', 'r.room_id', 'm.membership', 'm.event_nid', 'm.stream_ordering', 'm.forgotten'])
+      .select(['me.sender', 'b.bump', 'b.last'])
+      .where('m.user_id', '=', userId)
+      .execute(),
+  );
+  return rows.map((r) => {
+    const roomNid = Number(r.room_nid);
+    const over = overlay.get(roomNid);
+    const bump = r.bump === null || r.bump === undefined ? null : Number(r.bump);
+    const last = r.last === null || r.last === undefined ? null : Number(r.last);
+    return {
+      roomNid,
+      roomId: r.room_id,
+      membership: r.membership,
+      eventNid: Number(r.event_nid),
+      membershipStream: Number(r.stream_ordering),
+      membershipSender: r.sender ?? null,
+      forgotten: Number(r.forgotten) !== 0,
+      bump: over ? newest(bump, over.bump) : bump,
+      last: over ? newest(last, over.last) : last,
+    };
+  });
+}
+
+function newest(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return a > b ? a : b;
 }
 
 const CHUNK = 500;

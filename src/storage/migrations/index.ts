@@ -19,6 +19,7 @@ import { m0018 } from './0018_sliding_sync.js';
 import { m0019 } from './0019_appservice_room_list.js';
 import { m0020 } from './0020_sliding_sync_list_counts.js';
 import { m0021 } from './0021_user_reports_profile_fields.js';
+import { m0022 } from './0022_sliding_sync_bumps.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -44,4 +45,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0019,
   m0020,
   m0021,
+  m0022,
 ];

@@ -100,20 +100,36 @@ export class SlidingSyncService {
     for (;;) {
       const remaining = deadline - Date.now();
       const waitable = conn.since !== null && remaining > 0;
-      // The room list is read before the waiter registers and the computation uses it: a membership change of the
-      // user in between wakes the waiter (it notifies the user), and every other change is read after registering.
-      const rows = await userRooms(storage.db, userId);
-      const watched = rows.filter((r) => ACTIVE.has(r.membership)).map((r) => r.roomId);
-      const waiter = notifier.register(userId, waitable ? watched : [], waitable ? remaining : 0);
+      // Registered before anything is read: a change of the user's memberships (which notifies the user) or anything
+      // else for them after this point wakes it. The rooms are watched once known; events in them committed between
+      // `at` and watching them are found in the room change cache below.
+      const waiter = notifier.register(userId, [], waitable ? remaining : 0);
       try {
-        const computed = await this.#compute(req, userId, deviceId, conn, rows);
+        const at = storage.stream.current;
+        const rows = await userRooms(storage.db, userId, at);
+        const watched = rows.filter((r) => ACTIVE.has(r.membership)).map((r) => r.roomId);
+        if (waitable) waiter.watchRooms(watched);
+        const computed = await this.#compute(req, userId, deviceId, conn, rows, at);
         if (computed.hasData || !waitable) return await this.#finish(conn, computed);
+        if (this.#missed(watched, at)) continue;
         const woken = await waiter.woken;
-        if (!woken) return await this.#finish(conn, await this.#compute(req, userId, deviceId, conn));
+        if (!woken) {
+          const end = storage.stream.current;
+          const latest = await userRooms(storage.db, userId, end);
+          return await this.#finish(conn, await this.#compute(req, userId, deviceId, conn, latest, end));
+        }
       } finally {
         waiter.cancel();
       }
     }
+  }
+
+  /** Whether a watched room may have had an event after `at` (committed before the waiter watched it). */
+  #missed(watched: readonly string[], at: number): boolean {
+    const { roomChanges, storage } = this.deps;
+    if (storage.stream.current <= at) return false;
+    const changed = roomChanges?.maybeChangedSince(watched, at);
+    return changed === undefined || changed.size > 0;
   }
 
   async #connection(req: SlidingRequest, userId: string, deviceId: string): Promise<Connection> {
@@ -164,11 +180,12 @@ export class SlidingSyncService {
     userId: string,
     deviceId: string,
     conn: Connection,
-    known?: UserRoomRow[],
+    rows: UserRoomRow[],
+    at: number,
   ): Promise<Computed> {
     const { storage, reader, typing } = this.deps;
-    const to: SlidingPosition = { stream: storage.stream.current, typing: typing.serial };
-    const rows = known ?? (await userRooms(storage.db, userId));
+    // The rows' bump stamps and latest positions are as of `at`: the response ends there.
+    const to: SlidingPosition = { stream: at, typing: typing.serial };
     const all = listableRooms(rows, userId, (id) => conn.sent.has(id), req.flavour === 'v4');
     const facts = new FilterFacts(storage, reader, userId, all);
     const configs = new Map<string, { room: ListedRoom; configs: RoomConfig[]; lists: string[] }>();
