@@ -29,6 +29,8 @@ const GLOBAL_ACCOUNT_DATA_ROOM = '';
 interface PerDb {
   cache: LruCache<string, SyncExclusions>;
   generation: Map<string, number>;
+  /** Bumped when `generation` is cleared (to stay bounded): a read overlapping it is not remembered. */
+  epoch: number;
 }
 
 /** Per database (one process may open several, as the tests do). */
@@ -37,7 +39,7 @@ const caches = new WeakMap<Executor, PerDb>();
 function perDb(db: Executor): PerDb {
   let c = caches.get(db);
   if (!c) {
-    c = { cache: new LruCache('sync_exclusions', CACHE_SIZE), generation: new Map() };
+    c = { cache: new LruCache('sync_exclusions', CACHE_SIZE), generation: new Map(), epoch: 0 };
     caches.set(db, c);
   }
   return c;
@@ -56,7 +58,10 @@ export function forgetExclusions(db: Executor, userId: string): void {
   const c = perDb(db);
   c.cache.delete(userId);
   // Only users with a read in flight or an entry need a counter; keep the map bounded all the same.
-  if (c.generation.size >= CACHE_SIZE) c.generation.clear();
+  if (c.generation.size >= CACHE_SIZE) {
+    c.generation.clear();
+    c.epoch++;
+  }
   c.generation.set(userId, (c.generation.get(userId) ?? 0) + 1);
 }
 
@@ -65,6 +70,7 @@ export async function syncExclusions(db: Executor, userId: string): Promise<Sync
   const hit = c.cache.get(userId);
   if (hit) return hit;
   const generation = c.generation.get(userId) ?? 0;
+  const epoch = c.epoch;
   const rows = await db
     .selectFrom('account_data')
     .select(['type', 'content'])
@@ -80,7 +86,7 @@ export async function syncExclusions(db: Executor, userId: string): Promise<Sync
     else out.ignored = ignoredIn(content, userId);
   }
   const result = out.ignored.size === 0 && !out.blocksInvites ? NO_EXCLUSIONS : out;
-  if ((c.generation.get(userId) ?? 0) === generation) c.cache.set(userId, result);
+  if (c.epoch === epoch && (c.generation.get(userId) ?? 0) === generation) c.cache.set(userId, result);
   return result;
 }
 
