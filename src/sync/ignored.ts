@@ -4,8 +4,10 @@
  * events still are, so the room looks the same), nor invites sent by them, nor any invite while they block invites.
  *
  * /sync v2 shares room sections between the users woken at one position, so this is a per-user step over the
- * assembled response (`excludeFromSync`), run before the response is judged empty; /messages, /context, /event and
- * sliding sync timelines filter their loaded events (`withoutIgnored`). Like Synapse, typing, receipts, presence and
+ * assembled response (`excludeFromSync`), run before the response is judged empty; /messages, /context, /event,
+ * /relations, /threads, /notifications and sliding sync timelines filter their loaded events (`withoutIgnored`),
+ * /search adds the ignored users to its filter's `not_senders`, the legacy endpoints filter their chunks
+ * (`dropIgnoredJson`). Like Synapse, typing, receipts, presence and
  * to-device messages of ignored users are still served (matrix-spec#2112 leaves it open).
  *
  * The exclusions are read from committed account data through a per-user cache that a write of either type clears,
