@@ -8,6 +8,7 @@ import {
   isKnownRoomVersion,
   roomVersionsCapability,
 } from '../../rooms/room-versions.js';
+import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
 
 /**
@@ -69,8 +70,10 @@ export function versionRoutes(app: FastifyInstance, deps: Pick<ApiDeps, 'config'
   }));
 
   /** GET /_matrix/client/v3/capabilities */
-  app.get('/_matrix/client/v3/capabilities', { preHandler: deps.auth.requireUser }, async () => ({
+  app.get('/_matrix/client/v3/capabilities', { preHandler: deps.auth.requireUser }, async (req) => ({
     capabilities: {
+      // v1.18 (MSC4323): what PUT /v1/admin/{suspend,lock}/{userId} lets this user do; omitted for non-admins.
+      ...(requester(req).isAdmin ? { 'm.account_moderation': { suspend: true, lock: true } } : {}),
       'm.change_password': { enabled: true },
       // Every version 1-12 can be created and upgraded to (rooms/room-versions.ts marks them all stable).
       'm.room_versions': roomVersionsCapability(
