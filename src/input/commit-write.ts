@@ -10,6 +10,7 @@ import type { JsonObject, Pdu } from '../rooms/event.js';
 import { injectFault } from '../integrity/faults.js';
 import type { Engine } from '../storage/dialect.js';
 import { insertEvent, insertEventEdges } from '../storage/events.js';
+import { noteRemoteWrite } from '../storage/federation-queue.js';
 import { indexEventForSearch } from '../storage/search.js';
 import type { Database, EventTxnIdsTable } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
@@ -214,6 +215,8 @@ async function writeState(
     .execute();
   if (pdu.type === 'm.room.member') {
     const membership = typeof pdu.content.membership === 'string' ? pdu.content.membership : 'leave';
+    // A join (maybe of another server's user): the federation fan-out checks again who is in the rooms.
+    if (membership === 'join') noteRemoteWrite();
     await trx
       .insertInto('room_members')
       .values({

@@ -19,6 +19,7 @@ import type { SigningKey } from '../keys/signing-key.js';
 import { databaseUnavailable } from '../integrity/db-errors.js';
 import type { Storage } from '../storage/db.js';
 import { isUniqueViolation } from '../storage/dialect.js';
+import { noteRemoteWrite } from '../storage/federation-queue.js';
 import { findTxnEvent, findTxnEvents, getEventRowById } from '../storage/events.js';
 import { stateKey } from '../storage/state.js';
 import { KeyedQueue } from '../util/keyed-queue.js';
@@ -145,6 +146,7 @@ export class RoomWriter {
   /** Forgets a cached head (after a repair rewrote the room's rows). */
   invalidate(roomId: string): void {
     this.#heads.delete(roomId);
+    noteRemoteWrite();
   }
 
   /** Runs `fn` in the room's write queue, between two writes (the doctor's online repairs). */
@@ -410,6 +412,8 @@ export class RoomWriter {
       if (plan.status === 'duplicate') return plan;
       const stream = this.storage.stream;
       const position = plan.status === 'accepted' ? stream.allocate() : null;
+      // Another server's event: the federation fan-out reads again (after the position, before it finishes).
+      noteRemoteWrite();
       let written: Awaited<ReturnType<typeof writeRemoteEvent>>;
       try {
         written = await this.storage.db.transaction().execute(async (trx) => {
@@ -466,6 +470,7 @@ export class RoomWriter {
     return this.#queue.run(room.roomId, async () => {
       const stream = this.storage.stream;
       const position = stream.allocate();
+      noteRemoteWrite();
       let eventNid: number;
       try {
         ({ eventNid } = await this.storage.db
@@ -510,6 +515,7 @@ export class RoomWriter {
     await this.#queue.run(roomId, async () => {
       const stream = this.storage.stream;
       const position = stream.allocate();
+      noteRemoteWrite();
       let eventNid: number;
       try {
         eventNid = await this.storage.db

@@ -2,6 +2,7 @@
  * The outbound federation queue (fan-out position, per-destination outbox, retry state) and the inbound
  * transaction dedupe. See migration 0013 for the design.
  */
+import { sql } from 'kysely';
 import { usersSharingRoomWith } from './presence.js';
 import type { Executor } from './users.js';
 
@@ -42,11 +43,46 @@ export async function setSenderPosition(db: Executor, pos: number): Promise<void
     .execute();
 }
 
+/**
+ * Counts writes that may give the federation fan-out work other than local events in rooms no other server is in:
+ * outbox rows (to-device to other servers' users), other servers' events, joins over federation, repairs. Every
+ * such write notes itself here after its stream position is allocated and before it is finished; the fan-out
+ * (federation/sender/fanout.ts) skips its reads while no server but this one is in any room and nothing was noted.
+ * Per process (several servers in one process only make each other read more).
+ */
+let remoteWrites = 0;
+
+export function noteRemoteWrite(): void {
+  remoteWrites++;
+}
+
+export function remoteWriteCount(): number {
+  return remoteWrites;
+}
+
+/** Whether any user of another server is joined to any room (one indexed scan; the fan-out asks rarely). */
+export async function anyRemoteMemberJoined(db: Executor, serverName: string): Promise<boolean> {
+  const suffix = `:${serverName}`;
+  const row = await db
+    .selectFrom('room_members')
+    .select('user_id')
+    .where('membership', '=', 'join')
+    .where(
+      (eb) => eb.fn('substr', ['user_id', sql<number>`length(user_id) - ${suffix.length - 1}`]),
+      '!=',
+      suffix,
+    )
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function insertOutboxRows(
   db: Executor,
   rows: readonly NewOutboxRow[],
   now: number,
 ): Promise<void> {
+  if (rows.length) noteRemoteWrite();
   for (let i = 0; i < rows.length; i += 200) {
     await db
       .insertInto('federation_outbox')

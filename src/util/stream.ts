@@ -34,6 +34,11 @@ export class StreamPositions {
     return this.#current;
   }
 
+  /** The highest position handed out so far (finished or not). */
+  get allocated(): number {
+    return this.#allocated;
+  }
+
   allocate(): number {
     const pos = ++this.#allocated;
     this.#inFlight.add(pos);

@@ -19,6 +19,7 @@
 import type { Logger } from 'pino';
 import type { Storage } from '../../storage/db.js';
 import {
+  anyRemoteMemberJoined,
   deviceListChangesIn,
   eventsInRange,
   getSenderPosition,
@@ -28,6 +29,7 @@ import {
   outboxAddedSince,
   presenceStampedIn,
   receiptsStampedIn,
+  remoteWriteCount,
   sendOnBehalfOf,
   serversSharingRoomWith,
   setSenderPosition,
@@ -71,6 +73,12 @@ export class Fanout {
   /** The position last written to federation_sender_position by this process. */
   #persisted: number | undefined;
   #persistedAt = 0;
+  /**
+   * Set while no server but this one is in any room and no write that could change that (or queue outbox rows) was
+   * noted since `writes` (storage/federation-queue.ts noteRemoteWrite): steps then read nothing, as local events,
+   * receipts, device lists and presence have no destination. A single-server install stays in this state.
+   */
+  #alone: { writes: number } | undefined;
 
   constructor(deps: FanoutDeps) {
     this.#deps = deps;
@@ -109,6 +117,7 @@ export class Fanout {
   /** Fans out again from an earlier position (rows queued again are sent again). */
   async replayFrom(position: number): Promise<void> {
     await this.idle();
+    this.#alone = undefined;
     await setSenderPosition(this.#deps.storage.db, position);
     this.#position = this.#persisted = position;
     this.#persistedAt = Date.now();
@@ -134,7 +143,8 @@ export class Fanout {
       this.#again = false;
       try {
         while (await this.#step());
-        await this.#announce();
+        // Alone, nothing was queued since the last announcement (every outbox write is noted).
+        if (this.#alone?.writes !== remoteWriteCount()) await this.#announce();
       } catch (err) {
         // The next stream advance retries from the stored position.
         this.#deps.log.warn({ err }, 'federation fan-out failed');
@@ -149,6 +159,15 @@ export class Fanout {
     const from = this.#position ?? (await getSenderPosition(db)) ?? stream.current;
     let to = stream.current;
     if (to <= from) return false;
+    const writes = remoteWriteCount();
+    if (this.#alone?.writes === writes) {
+      await this.#advanceQuietly(to);
+      return false;
+    }
+    // Everything allocated has finished (so committed) and is covered by this step: if this step queues nothing
+    // and no other server is in a room, later steps may skip until a remote write is noted.
+    const settled = stream.allocated === to;
+    this.#alone = undefined;
     const events = await eventsInRange(db, from, to, STEP_EVENTS + 1);
     let more = false;
     if (events.length > STEP_EVENTS) {
@@ -181,14 +200,12 @@ export class Fanout {
     rows.push(...(await this.#deviceListRows(from, to)));
     if (this.#deps.presenceEnabled) rows.push(...(await this.#presenceRows(from, to)));
     if (rows.length === 0) {
-      // Nothing to queue: no transaction (and no fsync) on the event path. A crash replays these steps from the
-      // stored position, and they queue nothing again (the state before an event never changes).
-      this.#position = to;
-      if (
-        to - (this.#persisted ?? to) >= PERSIST_EVERY_POSITIONS ||
-        Date.now() - this.#persistedAt >= PERSIST_EVERY_MS
-      )
-        await this.#persistPosition();
+      if (settled && !more && !(await anyRemoteMemberJoined(db, this.#deps.serverName))) {
+        // Outbox rows other writers committed up to here are announced before steps start skipping.
+        await this.#announce();
+        this.#alone = { writes };
+      }
+      await this.#advanceQuietly(to);
       return more;
     }
     await db.transaction().execute(async (trx) => {
@@ -208,6 +225,19 @@ export class Fanout {
       this.#persistedAt = Date.now();
     });
     return more;
+  }
+
+  /**
+   * Moves past steps that queue nothing: no transaction (and no fsync) on the event path. A crash replays these
+   * steps from the stored position, and they queue nothing again (the state before an event never changes).
+   */
+  async #advanceQuietly(to: number): Promise<void> {
+    this.#position = to;
+    if (
+      to - (this.#persisted ?? to) >= PERSIST_EVERY_POSITIONS ||
+      Date.now() - this.#persistedAt >= PERSIST_EVERY_MS
+    )
+      await this.#persistPosition();
   }
 
   /** Writes the in-memory position when it is ahead of the stored one (nothing queued in between). */
