@@ -278,7 +278,18 @@ export async function loadAndFold(
   });
 }
 
+/** The highest position id stored (0: none); new ids are handed out above it (PositionSaver). */
+export async function maxPositionNid(db: Kysely<Database>): Promise<number> {
+  const row = await db
+    .selectFrom('sliding_sync_positions')
+    .select((eb) => eb.fn.max('pos_nid').as('n'))
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
 export interface NewPosition {
+  /** The position's id, handed out before it is saved (so its answer need not wait for the commit). */
+  posNid: number;
   connNid: number;
   /** The position the request continued from (null: the connection's first). */
   parent: number | null;
@@ -297,9 +308,10 @@ async function writePosition(trx: Transaction<Database>, p: NewPosition): Promis
       .set({ last_used_ts: p.now })
       .where('conn_nid', '=', p.connNid)
       .execute();
-  const row = await trx
+  await trx
     .insertInto('sliding_sync_positions')
     .values({
+      pos_nid: p.posNid,
       conn_nid: p.connNid,
       parent_pos_nid: p.parent,
       stream: p.at.stream,
@@ -307,9 +319,8 @@ async function writePosition(trx: Transaction<Database>, p: NewPosition): Promis
       created_ts: p.now,
       list_counts: JSON.stringify(p.listCounts),
     })
-    .returning('pos_nid')
-    .executeTakeFirstOrThrow();
-  const posNid = Number(row.pos_nid);
+    .execute();
+  const posNid = p.posNid;
   for (let i = 0; i < p.rooms.length; i += 200) {
     await trx
       .insertInto('sliding_sync_rooms')

@@ -8,6 +8,8 @@ import { bumpIndexFor } from './sliding-sync-bumps.js';
 
 export { BUMP_EVENT_TYPES } from './sliding-sync-bumps.js';
 
+const CHUNK = 500;
+
 export interface UserRoomRow {
   roomNid: number;
   roomId: string;
@@ -36,30 +38,45 @@ export async function userRooms(db: Kysely<Database>, userId: string, upTo: numb
     db
       .selectFrom('room_members as m')
       .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
-      .leftJoin('events as me', 'me.event_nid', 'm.event_nid')
       .leftJoin('sliding_sync_room_bumps as b', 'b.room_nid', 'm.room_nid')
       .select(['m.room_nid', 'r.room_id', 'm.membership', 'm.event_nid', 'm.stream_ordering', 'm.forgotten'])
-      .select(['me.sender', 'b.bump', 'b.last'])
+      .select(['b.bump', 'b.last'])
       .where('m.user_id', '=', userId)
       .execute(),
   );
-  return rows.map((r) => {
+  // The sender of the membership event tells a kick or ban from a leave: read only for the (few) rooms left.
+  const left = rows
+    .filter((r) => r.membership === 'leave' || r.membership === 'ban')
+    .map((r) => Number(r.event_nid));
+  const senders = new Map<number, string>();
+  for (let i = 0; i < left.length; i += CHUNK) {
+    const found = await db
+      .selectFrom('events')
+      .select(['event_nid', 'sender'])
+      .where('event_nid', 'in', left.slice(i, i + CHUNK))
+      .execute();
+    for (const f of found) senders.set(Number(f.event_nid), f.sender);
+  }
+  const out: UserRoomRow[] = [];
+  for (const r of rows) {
     const roomNid = Number(r.room_nid);
+    const eventNid = Number(r.event_nid);
     const over = overlay.get(roomNid);
     const bump = r.bump === null || r.bump === undefined ? null : Number(r.bump);
     const last = r.last === null || r.last === undefined ? null : Number(r.last);
-    return {
+    out.push({
       roomNid,
       roomId: r.room_id,
       membership: r.membership,
-      eventNid: Number(r.event_nid),
+      eventNid,
       membershipStream: Number(r.stream_ordering),
-      membershipSender: r.sender ?? null,
+      membershipSender: senders.get(eventNid) ?? null,
       forgotten: Number(r.forgotten) !== 0,
       bump: over ? newest(bump, over.bump) : bump,
       last: over ? newest(last, over.last) : last,
-    };
-  });
+    });
+  }
+  return out;
 }
 
 function newest(a: number | null, b: number | null): number | null {
@@ -67,8 +84,6 @@ function newest(a: number | null, b: number | null): number | null {
   if (b === null) return a;
   return a > b ? a : b;
 }
-
-const CHUNK = 500;
 
 /** Current-state rows of the given type in the given rooms: room_nid → (state_key → event_nid). */
 export async function currentStateOfType(

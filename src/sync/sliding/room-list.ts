@@ -32,11 +32,24 @@ export function listableRooms(
     if (r.membership === 'leave' || r.membership === 'ban') {
       const selfLeave = r.membershipSender === userId || r.membershipSender === null;
       if (selfLeave && !sentBefore(r.roomId)) continue;
-    } else if (!['join', 'invite', 'knock'].includes(r.membership)) continue;
+    } else if (r.membership !== 'join' && r.membership !== 'invite' && r.membership !== 'knock') continue;
     const joined = r.membership === 'join';
     const bumpStamp = joined ? (r.bump ?? r.membershipStream) : r.membershipStream;
     const sortKey = byLastActivity && joined ? (r.last ?? r.membershipStream) : bumpStamp;
-    out.push({ ...r, bumpStamp, sortKey });
+    // Spelled out rather than spread: this runs for every room of the user.
+    out.push({
+      roomNid: r.roomNid,
+      roomId: r.roomId,
+      membership: r.membership,
+      eventNid: r.eventNid,
+      membershipStream: r.membershipStream,
+      membershipSender: r.membershipSender,
+      forgotten: r.forgotten,
+      bump: r.bump,
+      last: r.last,
+      bumpStamp,
+      sortKey,
+    });
   }
   return out.sort((a, b) => b.sortKey - a.sortKey || b.roomNid - a.roomNid);
 }

@@ -10,6 +10,7 @@
 import { MatrixError } from '../../api/errors.js';
 import type { ClientEvent, JsonObject } from '../../rooms/event.js';
 import { bundleAggregations } from '../../read/aggregations.js';
+import { LruCache } from '../../cache/lru.js';
 import { loadPushRules } from '../../push/rules-store.js';
 import { userRooms, type UserRoomRow } from '../../storage/sliding-sync.js';
 import {
@@ -61,6 +62,8 @@ const TOUCH_AFTER_MS = 60_000;
 export const MAX_CONNECTIONS_PER_DEVICE = 50;
 
 interface Connection {
+  /** (user, device, conn_id) as one string. */
+  key: string;
   connNid: number;
   posNid: number | null;
   /** The connection's last-used stamp is old enough to be renewed with the next position. */
@@ -76,15 +79,17 @@ function formatPos(at: SlidingPosition, posNid: number): string {
   return `s${at.stream}_${at.typing}_${posNid}`;
 }
 
-function parsePos(pos: string): number {
-  const m = /^s-?\d{1,15}_\d{1,15}_(\d{1,15})$/.exec(pos);
+function parsePos(pos: string): { stream: number; posNid: number } {
+  const m = /^s(-?\d{1,15})_\d{1,15}_(\d{1,15})$/.exec(pos);
   if (!m) throw new MatrixError('M_UNKNOWN_POS', 'Unknown position');
-  return Number(m[1]);
+  return { stream: Number(m[1]), posNid: Number(m[2]) };
 }
 
 export class SlidingSyncService {
   readonly #unread = new SlidingUnread();
   readonly #saver: PositionSaver;
+  /** The connection id each (user, device, conn_id) has now: an answer on a connection restarted meanwhile fails. */
+  readonly #live = new LruCache<string, number>('sliding_connections', 100_000);
 
   constructor(
     private readonly deps: SyncDeps,
@@ -132,21 +137,33 @@ export class SlidingSyncService {
     return changed === undefined || changed.size > 0;
   }
 
+  /** Waits for the positions still being saved (before the database closes). */
+  async drain(): Promise<void> {
+    await this.#saver.drain();
+  }
+
   async #connection(req: SlidingRequest, userId: string, deviceId: string): Promise<Connection> {
     const { db } = this.deps.storage;
     const now = Date.now();
+    const key = JSON.stringify([userId, deviceId, req.connId]);
     if (req.pos === undefined) {
       const connNid = await resetConnection(db, userId, deviceId, req.connId, now);
+      this.#live.set(key, connNid);
       await trimConnections(db, userId, deviceId, MAX_CONNECTIONS_PER_DEVICE);
       await expireConnections(db, now - CONNECTION_TTL_MS);
-      return { connNid, posNid: null, stale: false, since: null, sent: new Map(), listCounts: null };
+      return { key, connNid, posNid: null, stale: false, since: null, sent: new Map(), listCounts: null };
     }
-    const posNid = parsePos(req.pos);
+    const { stream, posNid } = parsePos(req.pos);
+    // The answer that handed out this position may still be saving it.
+    await this.#saver.saved(posNid);
     const state = await loadState(db, userId, deviceId, req.connId, posNid);
-    if (!state || state.lastUsedTs < now - CONNECTION_TTL_MS)
+    // A position lost in a crash may have had its id handed out again: the stream in the token tells them apart.
+    if (!state || state.lastUsedTs < now - CONNECTION_TTL_MS || state.position.stream !== stream)
       throw new MatrixError('M_UNKNOWN_POS', 'Unknown position: start a new connection');
+    if (this.#live.get(key) === undefined) this.#live.set(key, state.connNid);
     const current = this.deps.storage.stream.current;
     return {
+      key,
       connNid: state.connNid,
       posNid,
       stale: state.lastUsedTs < now - TOUCH_AFTER_MS,
@@ -158,20 +175,21 @@ export class SlidingSyncService {
   }
 
   async #finish(conn: Connection, c: Computed): Promise<JsonObject> {
-    const posNid = await this.#saver
-      .save({
-        connNid: conn.connNid,
-        parent: conn.posNid,
-        at: c.to,
-        listCounts: c.listCounts,
-        rooms: c.sent,
-        now: Date.now(),
-        touch: conn.stale,
-      })
-      .catch(() => {
-        // The connection was started afresh while this request waited: this answer can no longer be continued.
-        throw new MatrixError('M_UNKNOWN_POS', 'The connection was restarted by a newer request');
-      });
+    const posNid = await this.#saver.allocate();
+    const live = this.#live.get(conn.key);
+    if (live !== undefined && live !== conn.connNid)
+      throw new MatrixError('M_UNKNOWN_POS', 'The connection was restarted by a newer request');
+    // Saved after the answer is sent (see position-saver.ts): the commit's fsync is not on the answer's path.
+    this.#saver.saveLater({
+      posNid,
+      connNid: conn.connNid,
+      parent: conn.posNid,
+      at: c.to,
+      listCounts: c.listCounts,
+      rooms: c.sent,
+      now: Date.now(),
+      touch: conn.stale,
+    });
     return { pos: formatPos(c.to, posNid), ...c.body };
   }
 
@@ -264,7 +282,7 @@ export class SlidingSyncService {
       const ext = await this.extensions(this.deps, req.extensions, {
         userId,
         deviceId,
-        connKey: JSON.stringify([userId, deviceId, req.connId]),
+        connKey: conn.key,
         since: conn.since,
         to,
         listRooms,
