@@ -319,9 +319,14 @@ export class SlidingSyncService {
       .filter((r): r is ListedRoom => r?.membership === 'join');
     if (!joined.length) return;
     const counts = await this.#unread.counts(
-      { db: storage.db, reader, rules: () => loadPushRules(storage, userId) },
+      {
+        db: storage.db,
+        reader,
+        rules: () => loadPushRules(storage, userId),
+        ...(this.deps.roomChanges ? { changes: this.deps.roomChanges } : {}),
+      },
       userId,
-      joined.map((r) => ({ roomNid: r.roomNid, joinedAt: r.membershipStream })),
+      joined.map((r) => ({ roomNid: r.roomNid, roomId: r.roomId, joinedAt: r.membershipStream })),
       to,
     );
     for (const r of joined) {

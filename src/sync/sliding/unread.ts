@@ -12,7 +12,8 @@ import { evaluateForUser, loadRoomsPushFacts } from '../../push/room-push.js';
 import type { EventReader } from '../../read/event-reader.js';
 import type { Database } from '../../storage/schema.js';
 import { readReceiptPositions, unreadCandidates } from '../../storage/sliding-sync.js';
-import { UNREAD_SCAN_LIMIT, type UnreadCounts, type UnreadRoom } from '../unread.js';
+import type { RoomChangeCache } from '../change-cache.js';
+import { UNREAD_SCAN_LIMIT, type UnreadCounts } from '../unread.js';
 
 interface Remembered {
   from: number;
@@ -26,6 +27,15 @@ export interface SlidingUnreadDeps {
   db: Kysely<Database>;
   reader: EventReader;
   rules: () => Promise<PushRuleset>;
+  /** Tells of redactions since a remembered count (absent: remembered counts are not extended). */
+  changes?: RoomChangeCache;
+}
+
+export interface SlidingUnreadRoom {
+  roomNid: number;
+  roomId: string;
+  /** Stream position of the user's join. */
+  joinedAt: number;
 }
 
 export class SlidingUnread {
@@ -38,7 +48,7 @@ export class SlidingUnread {
   async counts(
     deps: SlidingUnreadDeps,
     userId: string,
-    rooms: readonly UnreadRoom[],
+    rooms: readonly SlidingUnreadRoom[],
     upTo: number,
   ): Promise<Map<number, UnreadCounts>> {
     const receipts = await readReceiptPositions(
@@ -52,7 +62,10 @@ export class SlidingUnread {
       const from = Math.max(r.joinedAt, receipts.get(r.roomNid) ?? 0);
       const key = `${userId}\u0000${r.roomNid}`;
       const known = this.#memory.get(key);
-      const usable = known && known.from === from && known.upTo <= upTo ? known : undefined;
+      // A redaction since the remembered count may have removed an event it counted: count afresh.
+      const redacted =
+        known !== undefined && (deps.changes?.mayHave('redaction', r.roomId, known.upTo) ?? true);
+      const usable = known && !redacted && known.from === from && known.upTo <= upTo ? known : undefined;
       if (usable && usable.upTo === upTo) out.set(r.roomNid, { ...usable.counts });
       else if (from >= upTo) {
         out.set(r.roomNid, { notification_count: 0, highlight_count: 0 });
@@ -99,7 +112,8 @@ export class SlidingUnread {
         const more = missing.length ? await deps.reader.byNids(missing) : new Map();
         for (const nid of list) {
           const ev = events.get(nid) ?? more.get(nid);
-          if (!ev) continue;
+          // A redacted event no longer counts (as Synapse drops its push actions).
+          if (!ev || ev.redactedBy !== null) continue;
           const outcome = evaluateForUser(ev, userId, rules, roomFacts);
           if (outcome?.notify) counts.notification_count++;
           if (outcome?.highlight) counts.highlight_count++;
