@@ -50,5 +50,7 @@ export async function neverJoinedRoom(
       lazyMembers: '[]',
     },
     timeline,
+    // Bundled aggregations are always looked up for it (null).
+    timelineFrom: null,
   };
 }

@@ -42,6 +42,8 @@ export interface RoomOutcome {
   sent: SentRoomRow;
   /** Timeline events as sent (bundled aggregations are added to them afterwards, for all rooms at once). */
   timeline: JsonObject[];
+  /** Stream position of the oldest timeline event (null: none). */
+  timelineFrom: number | null;
 }
 
 const STRIPPED_TYPES = new Set([
@@ -109,7 +111,7 @@ export async function strippedRoom(ctx: BuildContext, input: RoomInput): Promise
     body.required_state = [];
     body.timeline = [];
   }
-  return { body, sent: sentRow(input, ctx.to, []), timeline: [] };
+  return { body, sent: sentRow(input, ctx.to, []), timeline: [], timelineFrom: null };
 }
 
 function parseLazy(raw: string | undefined): Set<string> {
@@ -254,7 +256,12 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
   if (expanded) body[ctx.flavour === 'v4' ? 'expanded_timeline' : 'unstable_expanded_timeline'] = true;
   // Always an array: matrix-js-sdk maps over it without a check.
   body.required_state = [...(await formatEvents({ storage, reader }, sortByKey(stateEvents), fmt)), ...stubs];
-  return { body, sent: sentRow(input, upTo, lazySent), timeline };
+  return {
+    body,
+    sent: sentRow(input, upTo, lazySent),
+    timeline,
+    timelineFrom: first?.streamOrdering ?? null,
+  };
 }
 
 /** The state after an event: its snapshot (empty if damaged, reported by the reader) plus itself if state. */

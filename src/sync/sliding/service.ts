@@ -311,7 +311,16 @@ export class SlidingSyncService {
     to: number,
   ): Promise<void> {
     const { storage, reader } = this.deps;
-    const events = [...outcomes.values()].flatMap((o) => o.timeline) as unknown as ClientEvent[];
+    // A room whose timeline starts after the last relation the change cache knows of has nothing to bundle.
+    const { roomChanges } = this.deps;
+    const bundled = [...outcomes].filter(
+      ([roomId, o]) =>
+        o.timeline.length > 0 &&
+        (!roomChanges ||
+          o.timelineFrom === null ||
+          roomChanges.mayHave('relation', roomId, o.timelineFrom - 1)),
+    );
+    const events = bundled.flatMap(([, o]) => o.timeline) as unknown as ClientEvent[];
     if (events.length) await bundleAggregations({ storage, reader }, events, { userId, deviceId });
     if (req.flavour !== 'unstable') return;
     const joined = [...outcomes.keys()]

@@ -8,7 +8,7 @@
 import type { Kysely } from 'kysely';
 import { LruCache } from '../../cache/lru.js';
 import type { PushRuleset } from '../../push/default-rules.js';
-import { evaluateForUser, loadRoomsPushFacts } from '../../push/room-push.js';
+import { evaluateForUser, loadRoomsPushFacts, type RoomPushFacts } from '../../push/room-push.js';
 import type { EventReader } from '../../read/event-reader.js';
 import type { Database } from '../../storage/schema.js';
 import { readReceiptPositions, unreadCandidates } from '../../storage/sliding-sync.js';
@@ -40,9 +40,11 @@ export interface SlidingUnreadRoom {
 
 export class SlidingUnread {
   readonly #memory: LruCache<string, Remembered>;
+  readonly #pushFacts: LruCache<string, { facts: RoomPushFacts; at: number }>;
 
   constructor(capacity = 20_000) {
     this.#memory = new LruCache('sliding_unread', capacity);
+    this.#pushFacts = new LruCache('sliding_push_facts', capacity);
   }
 
   async counts(
@@ -81,11 +83,12 @@ export class SlidingUnread {
       UNREAD_SCAN_LIMIT,
     );
     const withEvents = [...candidates.keys()];
+    const ids = new Map(rooms.map((r) => [r.roomNid, r.roomId]));
     const [events, rules, facts] = withEvents.length
       ? await Promise.all([
           deps.reader.byNids([...candidates.values()].flat()),
           deps.rules(),
-          loadRoomsPushFacts(deps.db, deps.reader, withEvents, [userId]),
+          this.#facts(deps, userId, withEvents, ids, upTo),
         ])
       : [new Map(), undefined, new Map()];
     for (const s of scan) {
@@ -126,6 +129,38 @@ export class SlidingUnread {
         counts: { ...counts },
       });
       out.set(s.roomNid, counts);
+    }
+    return out;
+  }
+
+  /** Push facts of the rooms: remembered ones while the room had no state event since they were read. */
+  async #facts(
+    deps: SlidingUnreadDeps,
+    userId: string,
+    roomNids: readonly number[],
+    ids: ReadonlyMap<number, string>,
+    upTo: number,
+  ): Promise<Map<number, RoomPushFacts>> {
+    const out = new Map<number, RoomPushFacts>();
+    const load: number[] = [];
+    for (const nid of roomNids) {
+      const known = this.#pushFacts.get(`${userId}\u0000${nid}`);
+      const roomId = ids.get(nid);
+      const fresh =
+        known !== undefined &&
+        roomId !== undefined &&
+        deps.changes !== undefined &&
+        !deps.changes.mayHave('state', roomId, known.at);
+      if (fresh) out.set(nid, known.facts);
+      else load.push(nid);
+    }
+    if (load.length) {
+      const loaded = await loadRoomsPushFacts(deps.db, deps.reader, load, [userId]);
+      for (const [nid, f] of loaded) {
+        out.set(nid, f);
+        // Read after upTo was committed: any state event after upTo makes the next request read them again.
+        this.#pushFacts.set(`${userId}\u0000${nid}`, { facts: f, at: upTo });
+      }
     }
     return out;
   }
