@@ -4,6 +4,8 @@
  * (sequential requests), 20 concurrent senders in one room and 20 senders in 20 rooms. BENCH_MESSAGES (default
  * 1000) is the number of messages per case; BENCH_SENDERS (default 20) the number of concurrent senders.
  * BENCH_CPU_PROF=<dir> runs the server with `--cpu-prof` into <dir> (summarise with bench/cpu-profile.ts);
+ * A first row times GET /account/whoami the same way (an authenticated request that writes nothing): the floor of
+ * HTTP, client and machine load under the sends' figures.
  * BENCH_STATEMENTS=1 turns the server's metrics on and reports SQL statements per message (the query timer costs
  * a little, so leave it off for throughput figures).
  */
@@ -125,6 +127,24 @@ const send: Scenario = {
       const solo = await server.login('solo');
       const users: BenchUser[] = [];
       for (const lp of localparts.slice(1)) users.push(await server.login(lp));
+
+      // The floor every send stands on: an authenticated request that writes nothing, over the same client.
+      const floor: number[] = [];
+      for (let i = 0; i < 20; i++) await solo.get('/_matrix/client/v3/account/whoami');
+      const f0 = performance.now();
+      for (let i = 0; i < messages; i++) {
+        await timed(floor, () => solo.get('/_matrix/client/v3/account/whoami'));
+      }
+      const fs = (performance.now() - f0) / 1000;
+      rows.push({
+        case: 'whoami (no write, floor)',
+        messages: floor.length,
+        seconds: fs,
+        'msg/s': floor.length / fs,
+        'p50 ms': percentile(floor, 50),
+        'p99 ms': percentile(floor, 99),
+        'server peak MiB': server.peakRssMiB(),
+      });
 
       const soloRoom = await createRoom(solo);
       ctx.log(`1 sender, 1 room: ${messages} messages`);

@@ -286,6 +286,8 @@ export async function snapshotOf(
 export interface WrittenRemote {
   eventNid: number;
   streamOrdering: number | null;
+  /** For an accepted event: the room's current snapshot after it. */
+  snapshot?: { nid: number; chainLen: number };
 }
 
 /**
@@ -387,7 +389,7 @@ export async function writeRemoteEvent(
     .set({ current_snapshot_nid: currentSnap.nid })
     .where('room_nid', '=', roomNid)
     .execute();
-  return { eventNid, streamOrdering: position };
+  return { eventNid, streamOrdering: position, snapshot: currentSnap };
 }
 
 /** Replaces the rows of `current_state` and `room_members` that differ between `old` and `next`. */

@@ -43,6 +43,7 @@ import {
   type OutlierEvent,
   type RemoteEvent,
   type RemoteOutcome,
+  type WrittenRemote,
 } from './remote-events.js';
 import { loadRoomHead, lookupIn, referenceHashOf, type RoomHead } from './room-head.js';
 
@@ -85,6 +86,24 @@ interface RoomPlan {
 
 function txnKeyOf(t: TxnKey): string {
   return JSON.stringify([t.userId, t.deviceId, t.txnId]);
+}
+
+/**
+ * The head after a committed remote event, when it follows without reading: unchanged for an event kept out of the
+ * room (rejected, soft-failed); for an accepted event whose only prev is the room's only extremity, the head with it
+ * applied. A merge of extremities (state resolution) and a redaction (it may change a current state event's
+ * content) give undefined: the head is reloaded.
+ */
+function headAfterRemote(
+  head: RoomHead,
+  plan: Awaited<ReturnType<typeof planRemoteEvent>>,
+  written: WrittenRemote,
+  ev: RemoteEvent,
+): RoomHead | undefined {
+  if (plan.status === 'duplicate') return head;
+  if (plan.status !== 'accepted') return head;
+  if (!plan.linear || !written.snapshot || plan.pdu.type === 'm.room.redaction') return undefined;
+  return { ...applyToHead(head, ev.raw, ev.eventId, written.eventNid), snapshot: written.snapshot };
 }
 
 /** `$opaque:server`, the event id format of room versions 1 and 2 (18 random letters, as Synapse's are). */
@@ -414,7 +433,7 @@ export class RoomWriter {
       const position = plan.status === 'accepted' ? stream.allocate() : null;
       // Another server's event: the federation fan-out reads again (after the position, before it finishes).
       noteRemoteWrite();
-      let written: Awaited<ReturnType<typeof writeRemoteEvent>>;
+      let written: Awaited<ReturnType<typeof writeRemoteEvent>> | undefined;
       try {
         written = await this.storage.db.transaction().execute(async (trx) => {
           const w = await writeRemoteEvent(trx, head, plan, position);
@@ -432,7 +451,11 @@ export class RoomWriter {
           return w;
         });
       } finally {
-        this.#heads.delete(roomId);
+        // Committed: the head after it, or unchanged for an event kept out of the room's state. Otherwise (failed,
+        // or an event the head cannot follow cheaply) it is reloaded from the database when next needed.
+        const next = written && headAfterRemote(head, plan, written, ev);
+        if (next) this.#remember(next);
+        else this.#heads.delete(roomId);
         if (position !== null) stream.finish(position);
       }
       if (written.streamOrdering !== null) {

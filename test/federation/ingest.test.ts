@@ -15,6 +15,7 @@ import { publicKeyBase64FromSeed, generateSigningSeed } from '../../src/rooms/si
 import { getEventRowById } from '../../src/storage/events.js';
 import { stateKey } from '../../src/storage/state.js';
 import { runDoctor } from '../../src/integrity/doctor.js';
+import { loadRoomHead } from '../../src/input/room-head.js';
 import { ENGINES } from '../helpers/engines.js';
 import { startTestServer, type Client, type TestServer } from '../helpers/server.js';
 
@@ -165,6 +166,54 @@ for (const engine of ENGINES) {
         assert.ok(Object.keys(members.body.joined as object).includes(BOB));
         // A retry of the same event is answered as accepted and stored once.
         assert.deepEqual(await ingest(msg), { [msg.eventId]: {} });
+        await doctorClean(roomId);
+      });
+
+      it('keeps the cached room head equal to the stored one across remote events', async () => {
+        const roomId = await newRoom();
+        const same = async () => {
+          const cached = await server.hs.writer.head(roomId);
+          const stored = await loadRoomHead(server.hs.storage.db, roomId);
+          assert.ok(cached && stored);
+          assert.deepEqual(
+            cached.extremities.map((e) => [e.eventId, e.eventNid, e.depth]),
+            stored.extremities.map((e) => [e.eventId, e.eventNid, e.depth]),
+          );
+          assert.deepEqual(cached.snapshot, stored.snapshot);
+          const ids = (h: typeof cached) => [...h.state].map(([k, e]) => [k, e.eventId, e.eventNid]).sort();
+          assert.deepEqual(ids(cached), ids(stored));
+          return cached;
+        };
+        await bobJoins(roomId);
+        await same();
+        const msg = await remote(roomId, {
+          type: 'm.room.message',
+          content: { body: 'a', msgtype: 'm.text' },
+        });
+        assert.deepEqual(await ingest(msg), { [msg.eventId]: {} });
+        assert.deepEqual(
+          (await same()).extremities.map((e) => e.eventId),
+          [msg.eventId],
+        );
+        const topic = await remote(roomId, {
+          type: 'm.room.member',
+          state_key: BOB,
+          content: { membership: 'join', displayname: 'Bob' },
+        });
+        assert.deepEqual(await ingest(topic), { [topic.eventId]: {} });
+        assert.equal((await same()).state.get(stateKey('m.room.member', BOB))?.eventId, topic.eventId);
+        const sent = await alice.put(
+          `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/h1`,
+          {
+            body: 'after',
+            msgtype: 'm.text',
+          },
+        );
+        assert.equal(sent.status, 200);
+        const row = await getEventRowById(server.hs.storage.db, sent.body.event_id as string);
+        const pdu = JSON.parse(row?.json ?? '{}') as { prev_events?: string[]; auth_events?: string[] };
+        assert.deepEqual(pdu.prev_events, [topic.eventId]);
+        await same();
         await doctorClean(roomId);
       });
 
