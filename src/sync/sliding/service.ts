@@ -99,19 +99,25 @@ export class SlidingSyncService {
   }
 
   async sync(req: SlidingRequest, userId: string, deviceId: string): Promise<JsonObject> {
-    const conn = await this.#connection(req, userId, deviceId);
     const { storage, notifier } = this.deps;
     const deadline = Date.now() + req.timeoutMs;
+    let conn: Connection | undefined;
     for (;;) {
       const remaining = deadline - Date.now();
-      const waitable = conn.since !== null && remaining > 0;
+      // Only a request continuing a connection (naming a `pos`: conn.since is set) waits.
+      const waitable = req.pos !== undefined && remaining > 0;
       // Registered before anything is read: a change of the user's memberships (which notifies the user) or anything
       // else for them after this point wakes it. The rooms are watched once known; events in them committed between
       // `at` and watching them are found in the room change cache below.
       const waiter = notifier.register(userId, [], waitable ? remaining : 0);
       try {
         const at = storage.stream.current;
-        const rows = await userRooms(storage.db, userId, at);
+        // The connection's state is read once, alongside the first room list (two round trips at once).
+        const [loaded, rows] = await Promise.all([
+          conn ?? this.#connection(req, userId, deviceId),
+          userRooms(storage.db, userId, at),
+        ]);
+        conn = loaded;
         const watched = rows.filter((r) => ACTIVE.has(r.membership)).map((r) => r.roomId);
         if (waitable) waiter.watchRooms(watched);
         const computed = await this.#compute(req, userId, deviceId, conn, rows, at);
@@ -269,28 +275,28 @@ export class SlidingSyncService {
       const out = built[i];
       if (out) outcomes.set(roomId, out);
     });
-    // m.direct is read only when some room is sent (an empty long-poll round does not need it).
-    const dms = outcomes.size ? await facts.dmRooms() : new Set<string>();
-    for (const [roomId, o] of outcomes) if (dms.has(roomId)) o.body.is_dm = true;
-    await this.#decorate(req, userId, deviceId, outcomes, configs, to.stream);
+    // The rooms' decorations and the extensions are independent: their reads run at once.
+    const decorated = (async () => {
+      // m.direct is read only when some room is sent (an empty long-poll round does not need it).
+      const dms = outcomes.size ? await facts.dmRooms() : new Set<string>();
+      for (const [roomId, o] of outcomes) if (dms.has(roomId)) o.body.is_dm = true;
+      await this.#decorate(req, userId, deviceId, outcomes, configs, to.stream);
+    })();
+    const ext = this.extensions
+      ? this.extensions(this.deps, req.extensions, {
+          userId,
+          deviceId,
+          connKey: conn.key,
+          since: conn.since,
+          to,
+          listRooms,
+          subscribedRooms: subscribed,
+        })
+      : Promise.resolve({ extensions: {}, hasData: false });
+    const [, { extensions, hasData: extData }] = await Promise.all([decorated, ext]);
 
     const rooms: JsonObject = {};
     for (const [roomId, o] of outcomes) rooms[roomId] = o.body;
-    let extensions: JsonObject = {};
-    let extData = false;
-    if (this.extensions) {
-      const ext = await this.extensions(this.deps, req.extensions, {
-        userId,
-        deviceId,
-        connKey: conn.key,
-        since: conn.since,
-        to,
-        listRooms,
-        subscribedRooms: subscribed,
-      });
-      extensions = ext.extensions;
-      extData = ext.hasData;
-    }
     return {
       to,
       body: { lists, rooms, extensions },
@@ -321,7 +327,21 @@ export class SlidingSyncService {
           roomChanges.mayHave('relation', roomId, o.timelineFrom - 1)),
     );
     const events = bundled.flatMap(([, o]) => o.timeline) as unknown as ClientEvent[];
-    if (events.length) await bundleAggregations({ storage, reader }, events, { userId, deviceId });
+    const bundling = events.length
+      ? bundleAggregations({ storage, reader }, events, { userId, deviceId })
+      : Promise.resolve();
+    await Promise.all([bundling, this.#unreadCounts(req, userId, outcomes, configs, to)]);
+  }
+
+  /** (Unstable API) unread counts of the joined rooms, in bulk. */
+  async #unreadCounts(
+    req: SlidingRequest,
+    userId: string,
+    outcomes: Map<string, RoomOutcome>,
+    configs: Map<string, { room: ListedRoom }>,
+    to: number,
+  ): Promise<void> {
+    const { storage, reader } = this.deps;
     if (req.flavour !== 'unstable') return;
     const joined = [...outcomes.keys()]
       .map((id) => configs.get(id)?.room)
