@@ -11,7 +11,7 @@ import { injectFault } from '../integrity/faults.js';
 import type { Engine } from '../storage/dialect.js';
 import { insertEvent, insertEventEdges } from '../storage/events.js';
 import { noteRemoteWrite } from '../storage/federation-queue.js';
-import { indexEventForSearch } from '../storage/search.js';
+import { indexEventForSearch, insertSearchRows, type SearchRow } from '../storage/search.js';
 import type { Database, EventTxnIdsTable } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
 import { referenceHashOf, type RoomHead, type StateEntry } from './room-head.js';
@@ -81,7 +81,7 @@ export async function writeRoomEvents(
   }
   let working: RoomHead = { ...cloneHead(head), roomNid, snapshot };
   const persisted: PersistedEvent[] = [];
-  const rows: GroupRows = deferred ?? { edges: [], txns: [] };
+  const rows: GroupRows = deferred ?? { edges: [], txns: [], search: [] };
   const { edges, txns } = rows;
   for (const [i, p] of prepared.entries()) {
     cursor.event = i;
@@ -111,7 +111,7 @@ export async function writeRoomEvents(
       working = applyToHead(working, p.pdu, p.eventId, eventNid);
     }
     await injectFault('persist-event', trx);
-    await writeSideTables(trx, engine, p, eventNid, roomNid);
+    await writeSideTables(trx, engine, p, eventNid, roomNid, true, rows.search);
     if (p.txn) {
       txns.push({
         user_id: p.txn.userId,
@@ -123,7 +123,7 @@ export async function writeRoomEvents(
     }
     persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
   }
-  if (!deferred) await writeGroupRows(trx, rows);
+  if (!deferred) await writeGroupRows(trx, engine, rows);
   const last = persisted[persisted.length - 1];
   if (last) {
     // One extremity before (the usual case): move its row; otherwise replace them all.
@@ -166,14 +166,21 @@ export async function writeRoomEvents(
 export interface GroupRows {
   edges: { eventNid: number; prevIds: string[]; authIds: string[] }[];
   txns: Insertable<EventTxnIdsTable>[];
+  /** Search rows (a redaction writes the ones before it first: it may remove one of them). */
+  search: SearchRow[];
 }
 
 /**
  * The graph edges and transaction ids of many events in a few multi-row inserts (the events cite each other: all
  * are written by now). The group commit answers a repeated transaction id before writing: none of these collide.
  */
-export async function writeGroupRows(trx: Transaction<Database>, rows: GroupRows): Promise<void> {
+export async function writeGroupRows(
+  trx: Transaction<Database>,
+  engine: Engine,
+  rows: GroupRows,
+): Promise<void> {
   await insertEventEdges(trx, rows.edges);
+  await insertSearchRows(trx, engine, rows.search);
   for (let i = 0; i < rows.txns.length; i += 500) {
     await trx
       .insertInto('event_txn_ids')
@@ -237,7 +244,10 @@ async function writeState(
   return next;
 }
 
-/** Relations, redaction targets (unless `applyRedaction` is false) and the search index, written with the event. */
+/**
+ * Relations, redaction targets (unless `applyRedaction` is false) and the search index, written with the event (its
+ * search row into `deferredSearch` when given, written with the group's other rows).
+ */
 export async function writeSideTables(
   trx: Transaction<Database>,
   engine: Engine,
@@ -245,6 +255,7 @@ export async function writeSideTables(
   eventNid: number,
   roomNid: number,
   applyRedaction = true,
+  deferredSearch?: SearchRow[],
 ): Promise<void> {
   const rel = p.pdu.content['m.relates_to'];
   if (rel && typeof rel === 'object' && !Array.isArray(rel)) {
@@ -273,7 +284,7 @@ export async function writeSideTables(
         .execute();
     }
   }
-  await indexEventForSearch(trx, engine, p.pdu, eventNid, roomNid);
+  await indexEventForSearch(trx, engine, p.pdu, eventNid, roomNid, deferredSearch);
 }
 
 export function cloneHead(h: RoomHead): RoomHead {

@@ -332,7 +332,7 @@ export class RoomWriter {
     try {
       results = await this.storage.db.transaction().execute(async (trx) => {
         const out: Awaited<ReturnType<typeof writeRoomEvents>>[] = [];
-        const rows: GroupRows = { edges: [], txns: [] };
+        const rows: GroupRows = { edges: [], txns: [], search: [] };
         for (const [i, plan] of plans.entries()) {
           if (plan.writes.length === 0) continue;
           cursor.room = i;
@@ -349,7 +349,7 @@ export class RoomWriter {
           );
         }
         // The edges and transaction ids of every room at once (a failure here counts as the last event's).
-        await writeGroupRows(trx, rows);
+        await writeGroupRows(trx, this.storage.engine, rows);
         cursor.room = -1;
         return out;
       });

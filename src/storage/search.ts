@@ -62,20 +62,54 @@ export async function indexEventForSearch(
   pdu: Pdu,
   eventNid: number,
   roomNid: number,
+  deferred?: SearchRow[],
 ): Promise<void> {
   if (pdu.type === 'm.room.redaction') {
     const target = typeof pdu.redacts === 'string' ? pdu.redacts : pdu.content.redacts;
-    if (typeof target === 'string') await removeFromSearch(trx, engine, target, roomNid);
+    if (typeof target !== 'string') return;
+    // The target may be among the rows not written yet.
+    if (deferred?.length) await insertSearchRows(trx, engine, deferred.splice(0));
+    await removeFromSearch(trx, engine, target, roomNid);
     return;
   }
   const entry = searchableText(pdu);
   if (!entry) return;
+  if (deferred) {
+    deferred.push({ eventNid, roomNid, key: entry.key, value: entry.value });
+    return;
+  }
   if (engine === 'sqlite') {
     await sql`INSERT INTO event_search (rowid, value, room_nid, key)
       VALUES (${eventNid}, ${entry.value}, ${roomNid}, ${entry.key})`.execute(trx);
   } else {
     await sql`INSERT INTO event_search (event_nid, room_nid, key, value)
       VALUES (${eventNid}, ${roomNid}, ${entry.key}, ${entry.value})`.execute(trx);
+  }
+}
+
+/** A search row written later with others (the group commit's, see insertSearchRows). */
+export interface SearchRow {
+  eventNid: number;
+  roomNid: number;
+  key: string;
+  value: string;
+}
+
+/** Search rows of many events in a few multi-row inserts, after their events (the group commit's). */
+export async function insertSearchRows(
+  trx: Transaction<Database>,
+  engine: Engine,
+  rows: readonly SearchRow[],
+): Promise<void> {
+  for (let i = 0; i < rows.length; i += 200) {
+    const chunk = rows.slice(i, i + 200);
+    if (engine === 'sqlite') {
+      const values = sql.join(chunk.map((r) => sql`(${r.eventNid}, ${r.value}, ${r.roomNid}, ${r.key})`));
+      await sql`INSERT INTO event_search (rowid, value, room_nid, key) VALUES ${values}`.execute(trx);
+    } else {
+      const values = sql.join(chunk.map((r) => sql`(${r.eventNid}, ${r.roomNid}, ${r.key}, ${r.value})`));
+      await sql`INSERT INTO event_search (event_nid, room_nid, key, value) VALUES ${values}`.execute(trx);
+    }
   }
 }
 
