@@ -9,7 +9,7 @@ import { canonicalJson } from '../rooms/canonical-json.js';
 import type { JsonObject, Pdu } from '../rooms/event.js';
 import { injectFault } from '../integrity/faults.js';
 import type { Engine } from '../storage/dialect.js';
-import { insertEvent, insertEventEdges } from '../storage/events.js';
+import { insertEvent, insertEventEdges, moveExtremities } from '../storage/events.js';
 import { noteRemoteWrite } from '../storage/federation-queue.js';
 import { indexEventForSearch, insertSearchRows, type SearchRow } from '../storage/search.js';
 import type { Database, EventTxnIdsTable } from '../storage/schema.js';
@@ -81,7 +81,7 @@ export async function writeRoomEvents(
   }
   let working: RoomHead = { ...cloneHead(head), roomNid, snapshot };
   const persisted: PersistedEvent[] = [];
-  const rows: GroupRows = deferred ?? { edges: [], txns: [], search: [] };
+  const rows: GroupRows = deferred ?? { edges: [], txns: [], search: [], moves: [] };
   const { edges, txns } = rows;
   for (const [i, p] of prepared.entries()) {
     cursor.event = i;
@@ -123,19 +123,14 @@ export async function writeRoomEvents(
     }
     persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
   }
-  if (!deferred) await writeGroupRows(trx, engine, rows);
   const last = persisted[persisted.length - 1];
+  // One extremity before (the usual case): its row is moved with the group's other rooms' (writeGroupRows).
+  const move = last !== undefined && !newRoom && head.extremities.length === 1;
+  if (last && move) rows.moves.push({ roomNid, eventNid: last.eventNid });
+  if (!deferred) await writeGroupRows(trx, engine, rows);
   if (last) {
-    // One extremity before (the usual case): move its row; otherwise replace them all.
-    const moved =
-      !newRoom && head.extremities.length === 1
-        ? await trx
-            .updateTable('forward_extremities')
-            .set({ event_nid: last.eventNid })
-            .where('room_nid', '=', roomNid)
-            .executeTakeFirst()
-        : undefined;
-    if (Number(moved?.numUpdatedRows ?? 0) !== 1) {
+    // Otherwise replace them all.
+    if (!move) {
       await trx.deleteFrom('forward_extremities').where('room_nid', '=', roomNid).execute();
       await trx
         .insertInto('forward_extremities')
@@ -168,6 +163,8 @@ export interface GroupRows {
   txns: Insertable<EventTxnIdsTable>[];
   /** Search rows (a redaction writes the ones before it first: it may remove one of them). */
   search: SearchRow[];
+  /** Rooms whose one forward extremity moves to their last event. */
+  moves: { roomNid: number; eventNid: number }[];
 }
 
 /**
@@ -181,6 +178,7 @@ export async function writeGroupRows(
 ): Promise<void> {
   await insertEventEdges(trx, rows.edges);
   await insertSearchRows(trx, engine, rows.search);
+  await moveExtremities(trx, rows.moves);
   for (let i = 0; i < rows.txns.length; i += 500) {
     await trx
       .insertInto('event_txn_ids')

@@ -332,7 +332,7 @@ export class RoomWriter {
     try {
       results = await this.storage.db.transaction().execute(async (trx) => {
         const out: Awaited<ReturnType<typeof writeRoomEvents>>[] = [];
-        const rows: GroupRows = { edges: [], txns: [], search: [] };
+        const rows: GroupRows = { edges: [], txns: [], search: [], moves: [] };
         for (const [i, plan] of plans.entries()) {
           if (plan.writes.length === 0) continue;
           cursor.room = i;

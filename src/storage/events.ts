@@ -1,5 +1,5 @@
 /** Event rows: the only place events are read from or written to. */
-import type { Selectable } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import type { EventsTable } from './schema.js';
 import type { Executor } from './users.js';
 
@@ -147,5 +147,47 @@ export async function insertEventEdges(
       .insertInto('event_auth_edges')
       .values(auth.slice(i, i + 500))
       .execute();
+  }
+}
+
+/**
+ * Moves the one forward extremity of each room to its new event (`moves` of different rooms, the group commit's): one
+ * UPDATE for all of them. A room whose row count is not exactly one (its rows differ from what the writer's head
+ * says) gets its extremities replaced by the new event instead.
+ */
+export async function moveExtremities(
+  db: Executor,
+  moves: readonly { roomNid: number; eventNid: number }[],
+): Promise<void> {
+  for (let i = 0; i < moves.length; i += 200) {
+    const chunk = moves.slice(i, i + 200);
+    const cases = sql.join(
+      chunk.map((m) => sql`WHEN ${m.roomNid} THEN CAST(${m.eventNid} AS BIGINT)`),
+      sql` `,
+    );
+    const updated = await db
+      .updateTable('forward_extremities')
+      .set({ event_nid: sql<number>`CASE room_nid ${cases} END` })
+      .where(
+        'room_nid',
+        'in',
+        chunk.map((m) => m.roomNid),
+      )
+      // A room with several rows would collide with itself (its rows all moved to one event).
+      .where(
+        sql<boolean>`(SELECT count(*) FROM forward_extremities AS f2 WHERE f2.room_nid = forward_extremities.room_nid) = 1`,
+      )
+      .returning('room_nid')
+      .execute();
+    const count = new Map<number, number>();
+    for (const r of updated) count.set(Number(r.room_nid), (count.get(Number(r.room_nid)) ?? 0) + 1);
+    for (const m of chunk) {
+      if (count.get(m.roomNid) === 1) continue;
+      await db.deleteFrom('forward_extremities').where('room_nid', '=', m.roomNid).execute();
+      await db
+        .insertInto('forward_extremities')
+        .values({ room_nid: m.roomNid, event_nid: m.eventNid })
+        .execute();
+    }
   }
 }
