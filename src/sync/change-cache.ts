@@ -17,6 +17,12 @@ export class RoomChangeCache {
   #last = new Map<string, number>();
   /** The same for membership events only (device-list changes follow them). */
   #members = new Map<string, number>();
+  /** The same for state events (room facts push rules read: member count, names, power levels). */
+  #state = new Map<string, number>();
+  /** The same for redactions (remembered unread counts must drop a redacted event). */
+  #redactions = new Map<string, number>();
+  /** The same for events with an `m.relates_to` (bundled aggregations of earlier events change). */
+  #relations = new Map<string, number>();
   #completeFrom: number;
   #highest: number;
 
@@ -31,17 +37,34 @@ export class RoomChangeCache {
     return this.#completeFrom;
   }
 
-  /** Records that `roomId` got an event (a membership event when `member`) at `pos`, after the commit. */
-  record(roomId: string, pos: number, member = false): void {
+  /** Records that `roomId` got `event` at `pos`, after the commit. */
+  record(roomId: string, pos: number, event: { type: string; state_key?: unknown; content?: unknown }): void {
     if (pos > this.#highest) this.#highest = pos;
     if (!this.#last.has(roomId) && this.#last.size >= MAX_ENTRIES) {
       // Forget everything rather than track eviction order: later questions about older positions query.
       this.#last.clear();
       this.#members.clear();
+      this.#state.clear();
+      this.#redactions.clear();
+      this.#relations.clear();
       this.#completeFrom = this.#highest;
     }
     if ((this.#last.get(roomId) ?? -1) < pos) this.#last.set(roomId, pos);
-    if (member && (this.#members.get(roomId) ?? -1) < pos) this.#members.set(roomId, pos);
+    if (event.type === 'm.room.member') raise(this.#members, roomId, pos);
+    if (typeof event.state_key === 'string') raise(this.#state, roomId, pos);
+    if (event.type === 'm.room.redaction') raise(this.#redactions, roomId, pos);
+    if (hasRelation(event.content)) raise(this.#relations, roomId, pos);
+  }
+
+  /**
+   * Whether `roomId` may have had a state event (`kind` 'state'), a redaction ('redaction') or an event relating to
+   * another ('relation') after `since`; true when the cache does not cover `since`.
+   */
+  mayHave(kind: 'state' | 'redaction' | 'relation', roomId: string, since: number): boolean {
+    if (since < this.#completeFrom) return true;
+    const map = kind === 'state' ? this.#state : kind === 'redaction' ? this.#redactions : this.#relations;
+    const pos = map.get(roomId);
+    return pos !== undefined && pos > since;
   }
 
   /**
@@ -58,4 +81,14 @@ export class RoomChangeCache {
     }
     return out;
   }
+}
+
+function hasRelation(content: unknown): boolean {
+  if (typeof content !== 'object' || content === null) return false;
+  const rel = (content as Record<string, unknown>)['m.relates_to'];
+  return typeof rel === 'object' && rel !== null;
+}
+
+function raise(map: Map<string, number>, key: string, pos: number): void {
+  if ((map.get(key) ?? -1) < pos) map.set(key, pos);
 }

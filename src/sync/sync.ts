@@ -28,6 +28,8 @@ import {
 import type { RoomChangeCache } from './change-cache.js';
 import { SharedRoomDeltas } from './shared-room-delta.js';
 import { unreadCountsForRooms, type UnreadCounts } from './unread.js';
+import { FactsMemory, UnreadMemory } from './unread-memory.js';
+import type { RoomPushFacts } from '../push/room-push.js';
 import { e2eeSync } from './e2ee.js';
 import { stateBefore } from './room-state.js';
 import { excludeFromSync } from './ignored.js';
@@ -69,15 +71,11 @@ interface Computed {
   empty: boolean;
 }
 
-async function activeRoomIds(storage: Storage, userId: string): Promise<string[]> {
-  const rows = await storage.db
-    .selectFrom('room_members as m')
-    .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
-    .select('r.room_id')
-    .where('m.user_id', '=', userId)
-    .where('m.membership', 'in', ['join', 'invite', 'knock'])
-    .execute();
-  return rows.map((r) => r.room_id);
+/** The rooms whose events concern the user now: joined, invited, knocked. */
+function activeRoomIds(memberships: readonly MembershipRow[]): string[] {
+  return memberships
+    .filter((m) => m.membership === 'join' || m.membership === 'invite' || m.membership === 'knock')
+    .map((m) => m.room_id);
 }
 
 /** Every stream may have something: an initial sync, or no probe. */
@@ -92,6 +90,9 @@ const ALL_ACTIVE: StreamActivity = {
 export class SyncService {
   /** Room sections shared by the requests woken for the same position. */
   readonly shared = new SharedRoomDeltas();
+  /** Unread counts remembered per user and room, extended by the events since. */
+  readonly unreadMemory = new UnreadMemory();
+  readonly #roomFacts = new FactsMemory<RoomPushFacts>();
 
   constructor(private readonly deps: SyncDeps) {}
 
@@ -113,21 +114,26 @@ export class SyncService {
     const deadline = Date.now() + req.timeoutMs;
     for (;;) {
       const remaining = deadline - Date.now();
-      // Watch the user's rooms before reading anything, so a commit during the computation still wakes us.
-      const rooms = since === null ? [] : await activeRoomIds(storage, req.userId);
+      // The position first, then the memberships (they may be newer, never older), then watch the user's rooms
+      // before computing, so a commit during the computation still wakes us.
+      const to = storage.stream.current;
+      const memberships = await membershipsOf(storage.db, req.userId);
+      const rooms = since === null ? [] : activeRoomIds(memberships);
       const waiter = notifier.register(req.userId, rooms, since === null ? 0 : Math.max(0, remaining));
       try {
-        const to = storage.stream.current;
+        // A commit between reading the position and registering woke nobody here: never wait on it.
+        const raced = storage.stream.current > to;
         // Nothing committed after `since` and no typing change: the answer is empty, so wait without computing it
         // (a long-poll re-issued right after its answer, the usual case). To-device messages left over from a
         // response cut short are marked in the token, and computed.
-        if (this.#nothingNew(req, since, typingSince, to, rooms) && remaining > 0) {
+        if (!raced && this.#nothingNew(req, since, typingSince, to, rooms) && remaining > 0) {
           const woken = await waiter.woken;
           if (!woken) return (await this.compute(req, since, typingSince, storage.stream.current)).body;
           continue;
         }
-        const result = await this.compute(req, since, typingSince, to);
+        const result = await this.compute(req, since, typingSince, to, memberships);
         if (!result.empty || since === null || remaining <= 0) return result.body;
+        if (raced) continue;
         const woken = await waiter.woken;
         if (!woken) return (await this.compute(req, since, typingSince, storage.stream.current)).body;
       } finally {
@@ -141,6 +147,8 @@ export class SyncService {
     since: number | null,
     typingSince: number | null,
     to: number,
+    /** The user's memberships, read after `to` was taken (read here when absent). */
+    known?: MembershipRow[],
   ): Promise<Computed> {
     const { storage, reader, typing } = this.deps;
     const typingSerial = typing.serial;
@@ -155,7 +163,7 @@ export class SyncService {
       fullState: req.fullState,
       useStateAfter: req.useStateAfter,
     };
-    const memberships = (await membershipsOf(storage.db, req.userId)).filter((m) =>
+    const memberships = (known ?? (await membershipsOf(storage.db, req.userId))).filter((m) =>
       roomAllowed(req.filter, m.room_id),
     );
     const join: JsonObject = {};
@@ -204,17 +212,20 @@ export class SyncService {
       since === null || req.fullState ? undefined : await this.#roomsWithEvents(joinedRooms, since, to);
 
     // Unread counts are computed for all the rooms of the response at once, after the loop.
-    const unread = new Map<number, { joinedAt: number; counts: UnreadCounts }>();
+    const unread = new Map<number, { joinedAt: number; roomId: string; counts: UnreadCounts }>();
     const unreadPlaceholder = (m: MembershipRow): UnreadCounts => {
       const counts = { notification_count: 0, highlight_count: 0 };
-      unread.set(m.room_nid, { joinedAt: m.stream_ordering, counts });
+      unread.set(m.room_nid, { joinedAt: m.stream_ordering, roomId: m.room_id, counts });
       return counts;
     };
 
+    // Rooms whose timeline may start before `since` (newly joined, full state).
+    const fullRooms = new Set<string>();
     for (const m of memberships) {
       const changed = since === null || m.stream_ordering > since;
       if (m.membership === 'join') {
         const full = since === null || req.fullState || m.stream_ordering > since;
+        if (full) fullRooms.add(m.room_id);
         const roomData = accountData.rooms.get(m.room_id);
         const ephemeral = ephemeralOf(m.room_id);
         if (!full && active && !active.has(m.room_nid) && !roomData && ephemeral.length === 0) continue;
@@ -271,15 +282,22 @@ export class SyncService {
 
     if (unread.size) {
       const counts = await unreadCountsForRooms(
-        { db: storage.db, reader, rules: () => loadPushRules(storage, req.userId) },
+        {
+          db: storage.db,
+          reader,
+          rules: () => loadPushRules(storage, req.userId),
+          memory: this.unreadMemory,
+          facts: this.#roomFacts,
+          changes: this.deps.roomChanges,
+        },
         req.userId,
-        [...unread].map(([roomNid, u]) => ({ roomNid, joinedAt: u.joinedAt })),
+        [...unread].map(([roomNid, u]) => ({ roomNid, joinedAt: u.joinedAt, roomId: u.roomId })),
         to,
       );
       for (const [roomNid, u] of unread) Object.assign(u.counts, counts.get(roomNid));
     }
     await excludeFromSync(storage.db, req.userId, { join, invite, leave }, since !== null);
-    await this.#aggregate(req, [join, leave]);
+    await this.#aggregate(req, since, fullRooms, [join, leave]);
     const rooms: JsonObject = {};
     if (Object.keys(join).length) rooms.join = join;
     if (Object.keys(invite).length) rooms.invite = invite;
@@ -352,12 +370,27 @@ export class SyncService {
   }
 
   /** Adds bundled aggregations to every timeline of the response in one pass (client format only). */
-  async #aggregate(req: SyncRequest, sections: JsonObject[]): Promise<void> {
+  async #aggregate(
+    req: SyncRequest,
+    since: number | null,
+    fullRooms: ReadonlySet<string>,
+    sections: JsonObject[],
+  ): Promise<void> {
     if ((req.filter.event_format ?? 'client') !== 'client' || req.filter.event_fields) return;
     const events: ClientEvent[] = [];
     for (const section of sections) {
-      for (const room of Object.values(section)) {
+      for (const [roomId, room] of Object.entries(section)) {
         const timeline = (room as { timeline?: { events: unknown[] } }).timeline;
+        // Only an event committed after a timeline event can relate to it: in an incremental sync the timeline is
+        // after `since`, so a room without a relation since then has nothing to bundle.
+        const changes = this.deps.roomChanges;
+        if (
+          since !== null &&
+          !fullRooms.has(roomId) &&
+          changes &&
+          !changes.mayHave('relation', roomId, since)
+        )
+          continue;
         if (timeline) events.push(...(timeline.events as ClientEvent[]));
       }
     }

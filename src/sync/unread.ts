@@ -5,12 +5,23 @@
  * {@link UNREAD_SCAN_LIMIT} such events are evaluated, so a long-unread room costs the same as a busy one.
  * Room facts (member count, display name, power levels) are taken from the current state, as Synapse's counts
  * would be for events sent now. Many rooms are counted together: receipts and room facts take a few queries in
- * all, the events one indexed query per room.
+ * all, the events one indexed query per room. With an {@link UnreadMemory}, a room counted before is counted on
+ * from where that count ended (see unread-memory.ts). A redacted event does not count.
  */
 import type { Kysely } from 'kysely';
 import type { PushRuleset } from '../push/default-rules.js';
-import { evaluateForUser, loadRoomsPushFacts } from '../push/room-push.js';
-import type { EventReader } from '../read/event-reader.js';
+import { evaluateForUser, loadRoomsPushFacts, type RoomPushFacts } from '../push/room-push.js';
+import type { EventReader, LoadedEvent } from '../read/event-reader.js';
+import type { RoomChangeCache } from './change-cache.js';
+import {
+  extendWindow,
+  HIGHLIGHT,
+  NOTIFY,
+  windowCounts,
+  type FactsMemory,
+  type UnreadMemory,
+  type UnreadWindow,
+} from './unread-memory.js';
 import type { Database } from '../storage/schema.js';
 
 export const UNREAD_SCAN_LIMIT = 200;
@@ -21,8 +32,13 @@ const PARALLEL = 8;
 export interface UnreadDeps {
   db: Kysely<Database>;
   reader: EventReader;
-  /** The user's push rules; called at most once per computation, and only when some room has candidates. */
+  /** The user's push rules; called at most once per computation, when some room has events to evaluate or outcomes to reuse. */
   rules: () => Promise<PushRuleset>;
+  /** Remembered windows to extend (with `changes`, which tells of redactions since): counts the new events only. */
+  memory?: UnreadMemory;
+  /** Remembered room facts (with `changes`, which tells of state events since). */
+  facts?: FactsMemory<RoomPushFacts>;
+  changes?: RoomChangeCache;
 }
 
 export interface UnreadCounts {
@@ -34,6 +50,8 @@ export interface UnreadRoom {
   roomNid: number;
   /** The stream position of the user's current join. */
   joinedAt: number;
+  /** The room id: a remembered window is used only when given. */
+  roomId?: string;
 }
 
 /** The counts of one room. */
@@ -76,46 +94,112 @@ export async function unreadCountsForRooms(
       from.set(nid, Math.max(from.get(nid) ?? 0, Number(r.pos ?? 0)));
     }
   }
-  const pending = rooms.filter((r) => (from.get(r.roomNid) ?? 0) < upTo);
-  const candidates = new Map<number, number[]>();
+  // Each room's window: a remembered one extended from where it ends, or a fresh one from the receipt. A window
+  // with outcomes was evaluated under the push rules it names: changed rules count afresh.
+  let rules: PushRuleset | undefined;
+  let rulesKey = '';
+  const loadRules = async (): Promise<PushRuleset> => {
+    if (!rules) {
+      rules = await deps.rules();
+      rulesKey = JSON.stringify(rules);
+    }
+    return rules;
+  };
+  const known = new Map<number, UnreadWindow>();
+  for (const r of rooms) {
+    const w =
+      deps.memory && deps.changes && r.roomId !== undefined
+        ? deps.memory.usable(userId, r.roomNid, from.get(r.roomNid) ?? 0, upTo)
+        : undefined;
+    if (w && !deps.changes?.mayHave('redaction', r.roomId ?? '', w.upTo)) known.set(r.roomNid, w);
+  }
+  if ([...known.values()].some((w) => w.positions.length > 0)) await loadRules();
+  const windows = new Map<number, UnreadWindow>();
+  for (const r of rooms) {
+    const w = known.get(r.roomNid);
+    const f = from.get(r.roomNid) ?? 0;
+    const fresh = !w || (w.positions.length > 0 && w.rules !== rulesKey);
+    windows.set(r.roomNid, fresh ? { from: f, upTo: f, positions: [], flags: [], rules: '' } : w);
+  }
+  const pending = rooms.filter((r) => (windows.get(r.roomNid)?.upTo ?? upTo) < upTo);
+  const candidates = new Map<number, { nids: number[]; positions: number[] }>();
   for (let i = 0; i < pending.length; i += PARALLEL) {
     await Promise.all(
       pending.slice(i, i + PARALLEL).map(async (r) => {
         const rows = await db
           .selectFrom('events')
-          .select('event_nid')
+          .select(['event_nid', 'stream_ordering'])
           .where('room_nid', '=', r.roomNid)
-          .where('stream_ordering', '>', from.get(r.roomNid) ?? 0)
+          .where('stream_ordering', '>', windows.get(r.roomNid)?.upTo ?? 0)
           .where('stream_ordering', '<=', upTo)
           .where('sender', '!=', userId)
           .orderBy('stream_ordering', 'desc')
           .limit(UNREAD_SCAN_LIMIT)
           .execute();
-        if (rows.length)
-          candidates.set(
-            r.roomNid,
-            rows.map((row) => Number(row.event_nid)),
-          );
+        rows.reverse();
+        candidates.set(r.roomNid, {
+          nids: rows.map((row) => Number(row.event_nid)),
+          positions: rows.map((row) => Number(row.stream_ordering)),
+        });
       }),
     );
   }
-  if (candidates.size === 0) return out;
-  const [events, rules, facts] = await Promise.all([
-    reader.byNids([...candidates.values()].flat()),
-    deps.rules(),
-    loadRoomsPushFacts(db, reader, [...candidates.keys()], [userId]),
-  ]);
-  for (const [roomNid, eventNids] of candidates) {
+  const roomIds = new Map(rooms.map((r) => [r.roomNid, r.roomId]));
+  const withEvents = [...candidates].filter(([, c]) => c.nids.length > 0).map(([nid]) => nid);
+  const [events, , facts] = withEvents.length
+    ? await Promise.all([
+        reader.byNids(withEvents.flatMap((nid) => candidates.get(nid)?.nids ?? [])),
+        loadRules(),
+        roomFacts(deps, userId, withEvents, roomIds, upTo),
+      ])
+    : [new Map<number, LoadedEvent>(), undefined, new Map<number, RoomPushFacts>()];
+  for (const [roomNid, c] of candidates) {
     const roomFacts = facts.get(roomNid);
-    const counts = out.get(roomNid);
-    if (!roomFacts || !counts) continue;
-    for (const nid of eventNids) {
+    const flags = c.nids.map((nid) => {
       const ev = events.get(nid);
-      if (!ev) continue;
+      // A redacted event no longer counts (as Synapse drops its push actions); a missing one is skipped.
+      if (!ev || ev.redactedBy !== null || !roomFacts || !rules) return 0;
       const outcome = evaluateForUser(ev, userId, rules, roomFacts);
-      if (outcome?.notify) counts.notification_count++;
-      if (outcome?.highlight) counts.highlight_count++;
-    }
+      return (outcome?.notify ? NOTIFY : 0) | (outcome?.highlight ? HIGHLIGHT : 0);
+    });
+    const w = windows.get(roomNid);
+    if (w) windows.set(roomNid, extendWindow(w, upTo, c.positions, flags, UNREAD_SCAN_LIMIT, rulesKey));
+  }
+  for (const r of rooms) {
+    const w = windows.get(r.roomNid);
+    if (!w) continue;
+    const settled = w.upTo < upTo ? { ...w, upTo } : w;
+    if (deps.memory && r.roomId !== undefined) deps.memory.remember(userId, r.roomNid, settled);
+    out.set(r.roomNid, windowCounts(settled));
+  }
+  return out;
+}
+
+/** The push facts of `roomNids`: remembered ones while no state event came since, the others in one load. */
+async function roomFacts(
+  deps: UnreadDeps,
+  userId: string,
+  roomNids: readonly number[],
+  roomIds: ReadonlyMap<number, string | undefined>,
+  upTo: number,
+): Promise<Map<number, RoomPushFacts>> {
+  const { facts: memo, changes } = deps;
+  const out = new Map<number, RoomPushFacts>();
+  const missing: number[] = [];
+  for (const nid of roomNids) {
+    const roomId = roomIds.get(nid);
+    const known =
+      memo && changes && roomId !== undefined
+        ? memo.get(userId, nid, (pos) => !changes.mayHave('state', roomId, pos))
+        : undefined;
+    if (known) out.set(nid, known);
+    else missing.push(nid);
+  }
+  if (missing.length === 0) return out;
+  const loaded = await loadRoomsPushFacts(deps.db, deps.reader, missing, [userId]);
+  for (const [nid, f] of loaded) {
+    out.set(nid, f);
+    if (memo && roomIds.get(nid) !== undefined) memo.set(userId, nid, upTo, f);
   }
   return out;
 }
