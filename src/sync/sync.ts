@@ -32,7 +32,7 @@ import { FactsMemory, UnreadMemory } from './unread-memory.js';
 import type { RoomPushFacts } from '../push/room-push.js';
 import { e2eeSync } from './e2ee.js';
 import { stateBefore } from './room-state.js';
-import { excludeFromSync } from './ignored.js';
+import { excludeFromSync, syncExclusions } from './ignored.js';
 
 export interface SyncRequest {
   userId: string;
@@ -286,6 +286,7 @@ export class SyncService {
           db: storage.db,
           reader,
           rules: () => loadPushRules(storage, req.userId),
+          ignored: async () => (await syncExclusions(storage.db, req.userId)).ignored,
           memory: this.unreadMemory,
           facts: this.#roomFacts,
           changes: this.deps.roomChanges,

@@ -6,7 +6,8 @@
  * Room facts (member count, display name, power levels) are taken from the current state, as Synapse's counts
  * would be for events sent now. Many rooms are counted together: receipts and room facts take a few queries in
  * all, the events one indexed query per room. With an {@link UnreadMemory}, a room counted before is counted on
- * from where that count ended (see unread-memory.ts). A redacted event does not count.
+ * from where that count ended (see unread-memory.ts). A redacted event does not count, nor a non-state event of a
+ * user the reader ignores (`m.ignored_user_list`).
  */
 import type { Kysely } from 'kysely';
 import type { PushRuleset } from '../push/default-rules.js';
@@ -34,6 +35,8 @@ export interface UnreadDeps {
   reader: EventReader;
   /** The user's push rules; called at most once per computation, when some room has events to evaluate or outcomes to reuse. */
   rules: () => Promise<PushRuleset>;
+  /** The users whose events do not count (`m.ignored_user_list`); loaded with the rules. */
+  ignored?: () => Promise<ReadonlySet<string>>;
   /** Remembered windows to extend (with `changes`, which tells of redactions since): counts the new events only. */
   memory?: UnreadMemory;
   /** Remembered room facts (with `changes`, which tells of state events since). */
@@ -95,13 +98,16 @@ export async function unreadCountsForRooms(
     }
   }
   // Each room's window: a remembered one extended from where it ends, or a fresh one from the receipt. A window
-  // with outcomes was evaluated under the push rules it names: changed rules count afresh.
+  // with outcomes was evaluated under the push rules and ignored users it names: a change counts afresh.
   let rules: PushRuleset | undefined;
+  let ignored: ReadonlySet<string> = new Set();
   let rulesKey = '';
   const loadRules = async (): Promise<PushRuleset> => {
     if (!rules) {
-      rules = await deps.rules();
-      rulesKey = JSON.stringify(rules);
+      const [loaded, ignoring] = await Promise.all([deps.rules(), deps.ignored?.() ?? ignored]);
+      rules = loaded;
+      ignored = ignoring;
+      rulesKey = JSON.stringify(rules) + (ignored.size ? `\u0000${[...ignored].sort().join('\u0000')}` : '');
     }
     return rules;
   };
@@ -159,6 +165,7 @@ export async function unreadCountsForRooms(
       const ev = events.get(nid);
       // A redacted event no longer counts (as Synapse drops its push actions); a missing one is skipped.
       if (!ev || ev.redactedBy !== null || !roomFacts || !rules) return 0;
+      if (ignored.has(ev.pdu.sender) && ev.pdu.state_key === undefined) return 0;
       const outcome = evaluateForUser(ev, userId, rules, roomFacts);
       return (outcome?.notify ? NOTIFY : 0) | (outcome?.highlight ? HIGHLIGHT : 0);
     });

@@ -80,6 +80,31 @@ for (const engine of ENGINES) {
       assert.deepEqual(await fresh(room), { notification_count: 1, highlight_count: 0 });
     });
 
+    it("does not count an ignored user's messages, and counts them again once un-ignored", async () => {
+      const room = await createRoom(alice, { preset: 'public_chat' });
+      await join(bob, room);
+      await join(carol, room);
+      let body = await sync(bob);
+      await text(alice, room, 'from alice');
+      await text(carol, room, 'from carol');
+      body = await syncSince(bob, body);
+      assert.deepEqual(counts(body, room), { notification_count: 2, highlight_count: 0 });
+      const ignore = (users: string[]) =>
+        bob.put(`/_matrix/client/v3/user/${enc(bob.userId)}/account_data/m.ignored_user_list`, {
+          ignored_users: Object.fromEntries(users.map((u) => [u, {}])),
+        });
+      assert.equal((await ignore([carol.userId])).status, 200);
+      await text(carol, room, 'carol again');
+      await text(alice, room, 'alice again');
+      body = await syncSince(bob, body);
+      assert.deepEqual(counts(body, room), { notification_count: 2, highlight_count: 0 });
+      assert.deepEqual(await fresh(room), { notification_count: 2, highlight_count: 0 });
+      assert.equal((await ignore([])).status, 200);
+      await text(alice, room, 'alice third');
+      body = await syncSince(bob, body);
+      assert.deepEqual(counts(body, room), { notification_count: 5, highlight_count: 0 });
+    });
+
     it('applies a power level change to later @room mentions only after it', async () => {
       const room = await createRoom(alice, { preset: 'public_chat' });
       await join(bob, room);
