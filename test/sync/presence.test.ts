@@ -164,6 +164,22 @@ for (const engine of ENGINES) {
       assert.equal((await getPresence(db, user))?.streamPos, idle?.streamPos);
     });
 
+    it('follows a PUT between two syncs (the remembered row is replaced by the write)', async () => {
+      const presenceOf = async () => (await alice.get(status(carol.userId))).body.presence;
+      const carolSync = (set: string) => carol.get(`/_matrix/client/v3/sync?timeout=0&set_presence=${set}`);
+      // Carol shares no room with alice yet: join so that her presence is visible.
+      const created = await alice.post('/_matrix/client/v3/createRoom', { preset: 'public_chat' });
+      const rid = encodeURIComponent(created.body.room_id as string);
+      assert.equal((await carol.post(`/_matrix/client/v3/rooms/${rid}/join`, {})).status, 200);
+      assert.equal((await carolSync('online')).status, 200);
+      assert.equal(await presenceOf(), 'online');
+      const put = await carol.put(status(carol.userId), { presence: 'unavailable' });
+      assert.equal(put.status, 200);
+      assert.equal(await presenceOf(), 'unavailable');
+      assert.equal((await carolSync('online')).status, 200);
+      assert.equal(await presenceOf(), 'online', 'the sync after the PUT sets online again');
+    });
+
     it('keeps stream positions above stored presence across a restart', async () => {
       await alice.put(status(alice.userId), { presence: 'online' });
       const row = await getPresence(server.hs.storage.db, alice.userId);

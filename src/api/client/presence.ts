@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { isValidUserId } from '../../rooms/identifiers.js';
+import { LruCache } from '../../cache/lru.js';
 import type { Config } from '../../config/schema.js';
 import type { Storage } from '../../storage/db.js';
 import {
@@ -31,10 +32,45 @@ const Body = z.strictObject({
   status_msg: z.string().nullable().optional(),
 });
 
+/**
+ * The stored presence of local users, remembered per storage so that a client syncing in a loop costs no read:
+ * filled by reads and by writes once they are committed (every presence write goes through `writePresence`), a read
+ * that overlapped a write is not remembered, bounded.
+ */
+interface PresenceMemo {
+  rows: LruCache<string, PresenceRow>;
+  writes: number;
+}
+const memos = new WeakMap<object, PresenceMemo>();
+
+function memoOf(deps: Deps): PresenceMemo {
+  let memo = memos.get(deps.storage);
+  if (!memo) {
+    memo = { rows: new LruCache('presence_rows', 50_000), writes: 0 };
+    memos.set(deps.storage, memo);
+  }
+  return memo;
+}
+
+async function currentPresence(deps: Deps, userId: string): Promise<PresenceRow | undefined> {
+  const memo = memoOf(deps);
+  const known = memo.rows.get(userId);
+  if (known) return known;
+  const writes = memo.writes;
+  const row = await getPresence(deps.storage.db, userId);
+  if (row && memo.writes === writes) memo.rows.set(userId, row);
+  return row;
+}
+
 /** Stores a presence row with a fresh stream position and wakes everyone who shares a room with the user. */
 async function writePresence(deps: Deps, row: PresenceRow): Promise<void> {
   const { db, stream } = deps.storage;
+  const memo = memoOf(deps);
+  memo.writes++;
+  memo.rows.delete(row.userId);
   await stream.withPosition((pos) => putPresence(db, row, pos));
+  memo.writes++;
+  memo.rows.set(row.userId, row);
   const audience = await usersSharingRoomWith(db, row.userId);
   deps.notifier.notifyUsers([row.userId, ...audience]);
 }
@@ -51,7 +87,7 @@ export async function setPresence(
   now: number = Date.now(),
 ): Promise<void> {
   if (!deps.config.presence.enabled) return;
-  const current = await getPresence(deps.storage.db, userId);
+  const current = await currentPresence(deps, userId);
   const online = state === 'online';
   await writePresence(deps, {
     userId,
@@ -65,7 +101,7 @@ export async function setPresence(
 /**
  * /sync's `set_presence`. `offline` leaves presence alone (the client only asks not to be marked online). Writes
  * only when the state changes, or when an online user's last activity is over a minute old, so that a client
- * syncing in a loop costs one read per sync and one write per minute. The status message is kept.
+ * syncing in a loop costs no read (remembered rows) and one write per minute. The status message is kept.
  */
 export async function setPresenceFromSync(
   deps: Deps,
@@ -74,7 +110,7 @@ export async function setPresenceFromSync(
   now: number = Date.now(),
 ): Promise<void> {
   if (!deps.config.presence.enabled || state === 'offline') return;
-  const current = await getPresence(deps.storage.db, userId);
+  const current = await currentPresence(deps, userId);
   const online = state === 'online';
   if (current?.state === state && (!online || now - current.lastActiveTs < CURRENTLY_ACTIVE_MS)) return;
   await writePresence(deps, {
