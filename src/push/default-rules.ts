@@ -127,10 +127,13 @@ const StoredRule = z.looseObject({
   pattern: z.string().optional(),
 });
 
+const StoredRuleset = z.looseObject({ global: z.looseObject({}) });
+const StoredRules = z.array(StoredRule);
+
 function storedRules(stored: unknown, kind: PushRuleKind): PushRule[] {
-  const global = z.looseObject({ global: z.looseObject({}) }).safeParse(stored);
+  const global = StoredRuleset.safeParse(stored);
   if (!global.success) return [];
-  const list = z.array(StoredRule).safeParse(global.data.global[kind]);
+  const list = StoredRules.safeParse(global.data.global[kind]);
   if (!list.success) return [];
   return list.data.map((r) => {
     const out: PushRule = { rule_id: r.rule_id, default: false, enabled: r.enabled, actions: r.actions };
