@@ -17,7 +17,8 @@ export interface UserRoomRow {
   eventNid: number;
   /** Stream position of the user's membership event. */
   membershipStream: number;
-  /** Sender of the user's membership event (a kick or ban has another sender). */
+  /** Sender of the user's membership event (a kick or ban has another sender; an invite's is the inviter). Read for
+   * leave, ban and invite rows only (null otherwise). */
   membershipSender: string | null;
   forgotten: boolean;
   /** Stream position of the room's latest bump event (null when there is none, e.g. a remote invite). */
@@ -44,9 +45,10 @@ export async function userRooms(db: Kysely<Database>, userId: string, upTo: numb
       .where('m.user_id', '=', userId)
       .execute(),
   );
-  // The sender of the membership event tells a kick or ban from a leave: read only for the (few) rooms left.
+  // The sender of the membership event tells a kick or ban from a leave, and names the inviter of an invite (whom
+  // the user may ignore): read only for the (few) rooms left or invited to.
   const left = rows
-    .filter((r) => r.membership === 'leave' || r.membership === 'ban')
+    .filter((r) => r.membership === 'leave' || r.membership === 'ban' || r.membership === 'invite')
     .map((r) => Number(r.event_nid));
   const senders = new Map<number, string>();
   for (let i = 0; i < left.length; i += CHUNK) {

@@ -8,6 +8,7 @@ import type { EventReader } from '../../read/event-reader.js';
 import type { Storage } from '../../storage/db.js';
 import { getAccountData } from '../../storage/account-data.js';
 import { currentStateOfType, roomAccountDataOfType, type UserRoomRow } from '../../storage/sliding-sync.js';
+import type { SyncExclusions } from '../../storage/sync-exclusions.js';
 import type { ListConfig, ListFilters } from './request.js';
 
 export interface ListedRoom extends UserRoomRow {
@@ -52,6 +53,19 @@ export function listableRooms(
     });
   }
   return out.sort((a, b) => b.sortKey - a.sortKey || b.roomNid - a.roomNid);
+}
+
+/**
+ * `rows` without the invites the user is not served (as /sync v2, see src/sync/ignored.ts): those sent by a user in
+ * their `m.ignored_user_list`, and every invite while they block invites. The same array when nothing is dropped.
+ */
+export function withoutExcludedInvites(rows: UserRoomRow[], x: SyncExclusions): UserRoomRow[] {
+  if (x.ignored.size === 0 && !x.blocksInvites) return rows;
+  return rows.filter(
+    (r) =>
+      r.membership !== 'invite' ||
+      (!x.blocksInvites && (r.membershipSender === null || !x.ignored.has(r.membershipSender))),
+  );
 }
 
 /** Facts read once per computation, each only when first needed. */

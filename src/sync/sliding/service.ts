@@ -26,7 +26,15 @@ import { RoomBatch } from './batch.js';
 import { PositionSaver } from './position-saver.js';
 import { combine } from './required-state.js';
 import { SlidingUnread } from './unread.js';
-import { applyFilters, FilterFacts, inRanges, listableRooms, type ListedRoom } from './room-list.js';
+import {
+  applyFilters,
+  FilterFacts,
+  inRanges,
+  listableRooms,
+  withoutExcludedInvites,
+  type ListedRoom,
+} from './room-list.js';
+import { syncExclusions } from '../ignored.js';
 import { fullRoom, strippedRoom, type BuildContext, type RoomOutcome } from './room-result.js';
 
 /** Where a response ends: the global stream position and the typing serial (the extensions' positions). */
@@ -204,10 +212,12 @@ export class SlidingSyncService {
     userId: string,
     deviceId: string,
     conn: Connection,
-    rows: UserRoomRow[],
+    stored: UserRoomRow[],
     at: number,
   ): Promise<Computed> {
     const { storage, reader, typing } = this.deps;
+    // Invites from ignored users (all of them while invites are blocked) are in no list and no subscription.
+    const rows = withoutExcludedInvites(stored, await syncExclusions(storage.db, userId));
     // The rows' bump stamps and latest positions are as of `at`: the response ends there.
     const to: SlidingPosition = { stream: at, typing: typing.serial };
     const all = listableRooms(rows, userId, (id) => conn.sent.has(id), req.flavour === 'v4');
@@ -353,6 +363,7 @@ export class SlidingSyncService {
         reader,
         rules: () => loadPushRules(storage, userId),
         ...(this.deps.roomChanges ? { changes: this.deps.roomChanges } : {}),
+        ignored: (await syncExclusions(storage.db, userId)).ignored,
       },
       userId,
       joined.map((r) => ({ roomNid: r.roomNid, roomId: r.roomId, joinedAt: r.membershipStream })),

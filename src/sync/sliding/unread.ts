@@ -3,7 +3,8 @@
  * (src/sync/unread.ts: the user's push rules over the events from others after their latest read receipt, or after
  * their join, the latest UNREAD_SCAN_LIMIT at most), with the events of all rooms read in one statement instead of
  * one per room, and each room's counts remembered per user: a later response whose read receipt is unchanged
- * evaluates only the events since (a long-poll woken by one message evaluates that message).
+ * evaluates only the events since (a long-poll woken by one message evaluates that message). Non-state events of
+ * users the reader ignores do not count; a remembered count made under another ignored list is counted afresh.
  */
 import type { Kysely } from 'kysely';
 import { LruCache } from '../../cache/lru.js';
@@ -21,6 +22,8 @@ interface Remembered {
   /** Events evaluated so far (a fresh count evaluates at most UNREAD_SCAN_LIMIT). */
   scanned: number;
   counts: UnreadCounts;
+  /** The ignored users the count left out (sorted, joined): another list counts afresh. */
+  ignoredKey: string;
 }
 
 export interface SlidingUnreadDeps {
@@ -29,6 +32,8 @@ export interface SlidingUnreadDeps {
   rules: () => Promise<PushRuleset>;
   /** Tells of redactions since a remembered count (absent: remembered counts are not extended). */
   changes?: RoomChangeCache;
+  /** Users in the reader's `m.ignored_user_list`: their non-state events do not count (as /sync v2). */
+  ignored?: ReadonlySet<string>;
 }
 
 export interface SlidingUnreadRoom {
@@ -58,6 +63,8 @@ export class SlidingUnread {
       userId,
       rooms.map((r) => r.roomNid),
     );
+    const ignored = deps.ignored ?? new Set<string>();
+    const ignoredKey = [...ignored].sort().join('\u0000');
     const out = new Map<number, UnreadCounts>();
     const scan: { roomNid: number; from: number; base: Remembered | undefined; start: number }[] = [];
     for (const r of rooms) {
@@ -67,7 +74,10 @@ export class SlidingUnread {
       // A redaction since the remembered count may have removed an event it counted: count afresh.
       const redacted =
         known !== undefined && (deps.changes?.mayHave('redaction', r.roomId, known.upTo) ?? true);
-      const usable = known && !redacted && known.from === from && known.upTo <= upTo ? known : undefined;
+      const usable =
+        known && !redacted && known.from === from && known.upTo <= upTo && known.ignoredKey === ignoredKey
+          ? known
+          : undefined;
       if (usable && usable.upTo === upTo) out.set(r.roomNid, { ...usable.counts });
       else if (from >= upTo) {
         out.set(r.roomNid, { notification_count: 0, highlight_count: 0 });
@@ -117,6 +127,7 @@ export class SlidingUnread {
           const ev = events.get(nid) ?? more.get(nid);
           // A redacted event no longer counts (as Synapse drops its push actions).
           if (!ev || ev.redactedBy !== null) continue;
+          if (ev.pdu.state_key === undefined && ignored.has(ev.pdu.sender)) continue;
           const outcome = evaluateForUser(ev, userId, rules, roomFacts);
           if (outcome?.notify) counts.notification_count++;
           if (outcome?.highlight) counts.highlight_count++;
@@ -127,6 +138,7 @@ export class SlidingUnread {
         upTo,
         scanned: (base?.scanned ?? 0) + list.length,
         counts: { ...counts },
+        ignoredKey,
       });
       out.set(s.roomNid, counts);
     }
