@@ -26,7 +26,16 @@ export interface ChildServer {
   /** Peak resident set size of the process so far (VmHWM), in MiB. */
   peakRssMiB(): number;
   rssMiB(): number;
+  /** CPU time (user + system) the process has used so far, in ms (clock-tick resolution). */
+  cpuMs(): number;
   stop(): Promise<void>;
+}
+
+/** utime + stime of a process from /proc/<pid>/stat, in ms (assuming the usual 100 ticks per second). */
+export function procCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 function procStatusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
@@ -108,6 +117,7 @@ export async function startChildServer(
     },
     peakRssMiB: () => procStatusMiB(pid, 'VmHWM'),
     rssMiB: () => procStatusMiB(pid, 'VmRSS'),
+    cpuMs: () => procCpuMs(pid),
     async stop() {
       await stopChild();
       await dropDb();

@@ -6,6 +6,8 @@
  * server's peak RSS. The server runs in its own process (bench/child-server.ts), so its CPU and RSS are its own.
  * BENCH_CPU_PROF=<dir> runs it with `--cpu-prof` (summarise with bench/cpu-profile.ts); BENCH_STATEMENTS=1 turns
  * its metrics on and reports SQL statements per woken sync (the sender's statements included, divided out).
+ * `cpu ms/msg` is the server process's CPU time per message (the send, the woken syncs and their re-issued polls),
+ * `cpu ms/wake` that divided by the receivers: what bounds p50 on one event loop (about half the receivers' work).
  */
 import http from 'node:http';
 import { startChildServer, type ChildServer } from './federation-lib.js';
@@ -93,10 +95,12 @@ async function fanOut(
   const lag: number[] = [];
   let early = 0;
   let before: Map<string, number> | undefined;
+  let cpuBefore = 0;
   ctx.log(`${n} polls parked; ${WARMUP} warm-up + ${messages} messages`);
   for (let m = 0; m < WARMUP + messages; m++) {
     await allParked();
     if (m === WARMUP && countStatements) before = await statements(server);
+    if (m === WARMUP) cpuBefore = server.cpuMs();
     const eventId = await sendText(sender, roomId, `fan-out ${m}`);
     const tSent = now();
     const got = await arrivalsOf(receivers, eventId, `message ${m}: not every receiver woke in 20 s`, 20_000);
@@ -109,9 +113,10 @@ async function fanOut(
     }
   }
   // Counted before the polls are released, so only the woken syncs (and the sends) are in it.
+  await allParked();
+  const cpuPerMessage = (server.cpuMs() - cpuBefore) / messages;
   let perSync: number | undefined;
   if (before) {
-    await allParked();
     const after = await statements(server);
     let total = 0;
     const per: string[] = [];
@@ -135,6 +140,9 @@ async function fanOut(
     'max ms': percentile(lag, 100),
     'before 2xx': early,
     'server peak MiB': server.peakRssMiB(),
+    // The server's CPU per message: the send and the n woken syncs (and their re-issued polls), and per wake.
+    'cpu ms/msg': Math.round(cpuPerMessage * 10) / 10,
+    'cpu ms/wake': Math.round((cpuPerMessage / n) * 100) / 100,
     ...(perSync !== undefined ? { 'stmts/sync': perSync } : {}),
   };
 }
