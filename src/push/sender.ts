@@ -3,13 +3,17 @@
  * invited by the batch) and did not send the event has their push rules evaluated; when the actions notify, the
  * push gateway's POST /_matrix/push/v1/notify is called for each of their pushers (push gateway API, v1.19).
  * Fire-and-forget: the writer never waits, each request has a timeout and failures are logged. Pushkeys the
- * gateway rejects are removed, as Synapse does.
+ * gateway rejects are removed, as Synapse does. A user who ignores the sender (`m.ignored_user_list`) gets no push
+ * for the event, state events included, as Synapse's bulk push rule evaluator skips them; the unread count sent
+ * along leaves out the ignored users' events as /sync's does. The list is read through the per-user exclusions
+ * cache (storage/sync-exclusions.ts), which a write of the list clears.
  */
 import type { Logger } from 'pino';
 import { loadPushRules } from './rules-store.js';
 import type { CommittedBatch, PersistedEvent } from '../input/room-writer.js';
 import type { EventReader, LoadedEvent } from '../read/event-reader.js';
 import type { Storage } from '../storage/db.js';
+import { syncExclusions } from '../storage/sync-exclusions.js';
 import { writeGeneration } from '../storage/write-watch.js';
 import { unreadCounts } from '../sync/unread.js';
 import type { PushAction } from './default-rules.js';
@@ -133,12 +137,21 @@ export class PushSender {
     const loaded = batch.events.map((e) => this.#loaded(e, roomNid, roomVersion));
     let room: Promise<RoomLabels> | undefined;
     for (const [userId, pushers] of byUser) {
-      const rules = await loadPushRules(this.deps.storage, userId);
+      const [rules, { ignored }] = await Promise.all([
+        loadPushRules(this.deps.storage, userId),
+        syncExclusions(db, userId),
+      ]);
       for (const ev of loaded) {
+        if (ignored.has(ev.pdu.sender)) continue;
         const outcome = evaluateForUser(ev, userId, rules, facts);
         if (!outcome?.notify) continue;
         const counts = await unreadCounts(
-          { db, reader: this.deps.reader, rules: () => Promise.resolve(rules) },
+          {
+            db,
+            reader: this.deps.reader,
+            rules: () => Promise.resolve(rules),
+            ignored: () => Promise.resolve(ignored),
+          },
           roomNid,
           userId,
           Number(pushers[0]!.stream_ordering),
