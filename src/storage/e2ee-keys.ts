@@ -1,5 +1,6 @@
 /** Device keys, one-time and fallback keys, cross-signing keys and their signatures. */
 import type { Executor } from './users.js';
+import { WatchedMemo } from './watched-memo.js';
 
 export async function getDeviceKeys(
   db: Executor,
@@ -98,7 +99,22 @@ export async function insertOneTimeKeys(
   }
 }
 
-export async function countOneTimeKeys(
+/** Counts and fallback key types per device, asked on every /sync: remembered until a key or device write. */
+const keyCounts = new WatchedMemo<Record<string, number>>('e2e_key_counts', ['e2e_keys', 'auth'], (v) => ({
+  ...v,
+}));
+const fallbackTypes = new WatchedMemo<string[]>('e2e_fallback_types', ['e2e_keys', 'auth'], (v) => [...v]);
+const deviceKey = (userId: string, deviceId: string) => `${userId}\u0000${deviceId}`;
+
+export function countOneTimeKeys(
+  db: Executor,
+  userId: string,
+  deviceId: string,
+): Promise<Record<string, number>> {
+  return keyCounts.get(db, deviceKey(userId, deviceId), () => readKeyCounts(db, userId, deviceId));
+}
+
+async function readKeyCounts(
   db: Executor,
   userId: string,
   deviceId: string,
@@ -150,11 +166,11 @@ export async function setFallbackKeys(
   }
 }
 
-export async function unusedFallbackKeyTypes(
-  db: Executor,
-  userId: string,
-  deviceId: string,
-): Promise<string[]> {
+export function unusedFallbackKeyTypes(db: Executor, userId: string, deviceId: string): Promise<string[]> {
+  return fallbackTypes.get(db, deviceKey(userId, deviceId), () => readFallbackTypes(db, userId, deviceId));
+}
+
+async function readFallbackTypes(db: Executor, userId: string, deviceId: string): Promise<string[]> {
   const rows = await db
     .selectFrom('e2e_fallback_keys')
     .select('algorithm')

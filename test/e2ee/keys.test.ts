@@ -164,6 +164,16 @@ for (const engine of ENGINES) {
       s = await sync(carol);
       assert.deepEqual(s.device_unused_fallback_key_types, []);
       assert.deepEqual(s.device_one_time_keys_count, { signed_curve25519: 0, curve25519: 1 });
+      // The counts a sync remembered follow a new upload.
+      await ok(
+        carol.post('/_matrix/client/v3/keys/upload', {
+          one_time_keys: { 'signed_curve25519:NEW': { key: 'new', signatures: {} } },
+          fallback_keys: { 'signed_curve25519:FB2': { key: 'fb2', fallback: true, signatures: {} } },
+        }),
+      );
+      s = await sync(carol);
+      assert.deepEqual(s.device_unused_fallback_key_types, ['signed_curve25519']);
+      assert.deepEqual(s.device_one_time_keys_count, { signed_curve25519: 1, curve25519: 1 });
 
       const none = await ok(
         dave.post('/_matrix/client/v3/keys/claim', {

@@ -1,0 +1,42 @@
+/**
+ * Reads remembered until a watched write (write-watch.ts) may have changed them: a hit needs the generations of
+ * every watched kind to be those the value was read at, so any such write, committed or in flight, drops all of a
+ * memo's entries at once. For small per-user reads asked on every request (a device's one-time key counts on every
+ * /sync) whose tables change seldom. Only reads on the database itself are remembered, never reads inside a
+ * transaction (they may see what is not committed); values are copied out so a caller cannot change the memo.
+ * Bounded per database; never asked whether something exists.
+ */
+import { LruCache } from '../cache/lru.js';
+import type { Executor } from './users.js';
+import { writeGeneration, type WatchKind } from './write-watch.js';
+
+interface Entry<T> {
+  stamp: string;
+  value: T;
+}
+
+export class WatchedMemo<T> {
+  readonly #byDb = new WeakMap<object, LruCache<string, Entry<T>>>();
+
+  constructor(
+    readonly name: string,
+    private readonly kinds: readonly WatchKind[],
+    private readonly copy: (value: T) => T,
+    private readonly maxEntries = 20_000,
+  ) {}
+
+  async get(db: Executor, key: string, load: () => Promise<T>): Promise<T> {
+    if (db.isTransaction) return load();
+    let memo = this.#byDb.get(db);
+    if (!memo) {
+      memo = new LruCache<string, Entry<T>>(this.name, this.maxEntries);
+      this.#byDb.set(db, memo);
+    }
+    const stamp = this.kinds.map(writeGeneration).join(':');
+    const hit = memo.get(key);
+    if (hit && hit.stamp === stamp) return this.copy(hit.value);
+    const value = await load();
+    memo.set(key, { stamp, value: this.copy(value) });
+    return value;
+  }
+}
