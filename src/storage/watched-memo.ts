@@ -22,14 +22,16 @@ export class WatchedMemo<T> {
     readonly name: string,
     private readonly kinds: readonly WatchKind[],
     private readonly copy: (value: T) => T,
-    private readonly maxEntries = 20_000,
+    /** The bound, in the weight `weigh` gives each value (1 by default). */
+    private readonly maxWeight = 20_000,
+    private readonly weigh: (value: T) => number = () => 1,
   ) {}
 
   async get(db: Executor, key: string, load: () => Promise<T>): Promise<T> {
     if (db.isTransaction) return load();
     let memo = this.#byDb.get(db);
     if (!memo) {
-      memo = new LruCache<string, Entry<T>>(this.name, this.maxEntries);
+      memo = new LruCache<string, Entry<T>>(this.name, this.maxWeight, (e) => this.weigh(e.value));
       this.#byDb.set(db, memo);
     }
     const stamp = this.kinds.map(writeGeneration).join(':');

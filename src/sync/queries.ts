@@ -1,6 +1,7 @@
 /** SQL reads of the sync read model. */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../storage/schema.js';
+import { WatchedMemo } from '../storage/watched-memo.js';
 import type { RoomEventFilter } from './filter.js';
 
 export interface MembershipRow {
@@ -13,7 +14,23 @@ export interface MembershipRow {
   forgotten: number;
 }
 
-export async function membershipsOf(db: Kysely<Database>, userId: string): Promise<MembershipRow[]> {
+/**
+ * A user's memberships, asked by every /sync (twice per long-poll woken): remembered until any write to
+ * `room_members` (write-watch kind `members`). The rows are frozen; callers get their own array.
+ */
+const memberships = new WatchedMemo<MembershipRow[]>(
+  'sync_memberships',
+  ['members'],
+  (v) => [...v],
+  200_000,
+  (v) => 1 + v.length,
+);
+
+export function membershipsOf(db: Kysely<Database>, userId: string): Promise<MembershipRow[]> {
+  return memberships.get(db, userId, () => readMemberships(db, userId));
+}
+
+async function readMemberships(db: Kysely<Database>, userId: string): Promise<MembershipRow[]> {
   const rows = await db
     .selectFrom('room_members as m')
     .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
@@ -28,12 +45,14 @@ export async function membershipsOf(db: Kysely<Database>, userId: string): Promi
     ])
     .where('m.user_id', '=', userId)
     .execute();
-  return rows.map((r) => ({
-    ...r,
-    room_nid: Number(r.room_nid),
-    event_nid: Number(r.event_nid),
-    stream_ordering: Number(r.stream_ordering),
-  }));
+  return rows.map((r) =>
+    Object.freeze({
+      ...r,
+      room_nid: Number(r.room_nid),
+      event_nid: Number(r.event_nid),
+      stream_ordering: Number(r.stream_ordering),
+    }),
+  );
 }
 
 /** Converts a filter type pattern (with `*` wildcards) to a LIKE pattern. */
