@@ -8,13 +8,14 @@
  *   deletion takes its keys through the foreign keys and counts as `auth`, which the keys' memo also watches.
  * - `members`: any write to `room_members` (a member event's commit, forget, repair, purge) or a delete of `rooms`
  *   (its members go with it). The frequent updates of `rooms` (a room's head) do not count.
+ * - `account_data`: any write to `account_data` (global or per room, any type).
  * The engines' drivers (sqlite-driver.ts, pg-driver.ts) see every statement and call noteWrite() when one runs,
  * and on PostgreSQL again when its transaction ends (the other connections see it only then). A cache keeps what
  * it read together with the generation it read it at, and drops it when the generation moved (api/auth.ts's
  * access-token cache, push/sender.ts's "any pushers?").
  */
 
-export type WatchKind = 'auth' | 'pushers' | 'e2e_keys' | 'members';
+export type WatchKind = 'auth' | 'pushers' | 'e2e_keys' | 'members' | 'account_data';
 
 const AUTH_WRITE =
   /^\s*(?:(?:update|delete\s+from)\s+"?(?:access_tokens|users)"?|delete\s+from\s+"?devices"?)[\s;(]/i;
@@ -25,7 +26,15 @@ const E2E_KEYS_WRITE =
 const MEMBERS_WRITE =
   /^\s*(?:(?:insert\s+into|update|delete\s+from)\s+"?room_members"?|delete\s+from\s+"?rooms"?)[\s;(]/i;
 
-const generations: Record<WatchKind, number> = { auth: 0, pushers: 0, e2e_keys: 0, members: 0 };
+const ACCOUNT_DATA_WRITE = /^\s*(?:insert\s+into|update|delete\s+from)\s+"?account_data"?[\s;(]/i;
+
+const generations: Record<WatchKind, number> = {
+  auth: 0,
+  pushers: 0,
+  e2e_keys: 0,
+  members: 0,
+  account_data: 0,
+};
 
 /** The kinds of watched write `sqlText` is (usually none). */
 export function watchedWrite(sqlText: string): WatchKind | undefined {
@@ -33,6 +42,7 @@ export function watchedWrite(sqlText: string): WatchKind | undefined {
   if (PUSHERS_WRITE.test(sqlText)) return 'pushers';
   if (E2E_KEYS_WRITE.test(sqlText)) return 'e2e_keys';
   if (MEMBERS_WRITE.test(sqlText)) return 'members';
+  if (ACCOUNT_DATA_WRITE.test(sqlText)) return 'account_data';
   return undefined;
 }
 

@@ -161,7 +161,7 @@ export function pushRulesRoutes(
   const tails = new Map<string, Promise<unknown>>();
   function edit(userId: string, change: (rules: PushRuleset) => void): Promise<void> {
     const run = (tails.get(userId) ?? Promise.resolve()).then(async () => {
-      const rules = await loadPushRules(storage, userId);
+      const rules = structuredClone(await loadPushRules(storage, userId));
       change(rules);
       await writeAccountData(deps, userId, GLOBAL_ROOM, PUSH_RULES_TYPE, { global: rules });
     });
