@@ -1,10 +1,15 @@
 /**
  * Per-room reads of a sliding sync computation, batched: the rooms of a response are built concurrently, and the
  * lookups they make in the same turn of the event loop become one statement (timelines, member lists, transaction
- * ids), so the statements of a response do not grow with the number of rooms in its windows.
+ * ids), so the statements of a response do not grow with the number of rooms in its windows. Timelines are also
+ * shared between computations (`SharedTimelines`): the connections a message wakes ask for the same room's events
+ * after the same position, and the rows of a committed range never change, so the first one's read serves them all.
  */
 import type { Kysely } from 'kysely';
 import { txnIdsFor } from '../../read/room-queries.js';
+import { LruCache } from '../../cache/lru.js';
+import type { RoomChangeCache } from '../change-cache.js';
+import type { EventReader, LoadedEvent } from '../../read/event-reader.js';
 import type { Database } from '../../storage/schema.js';
 import {
   membersOfRooms,
@@ -53,13 +58,57 @@ class Batcher<K, V> {
   }
 }
 
+/** A room's timeline rows and their events as the reader loaded them (a damaged one left out). */
+export interface LoadedTimeline {
+  rows: TimelineRows;
+  loaded: LoadedEvent[];
+}
+
+/**
+ * Timelines by (room, after, upTo, limit) with their loaded events, kept for the computations that follow (bounded):
+ * the connections one message wakes read the range once and load its events once. `upTo` is always a committed
+ * position, so the rows of the range are final (a redaction changes the events, which the reader reloads: an entry
+ * is only reused while no redaction came since, see `fresh`). A failed read is not kept.
+ */
+export class SharedTimelines {
+  readonly #entries: LruCache<string, { at: Promise<LoadedTimeline>; roomId: string; upTo: number }>;
+
+  constructor(capacity = 2_000) {
+    this.#entries = new LruCache('sliding_timelines', capacity);
+  }
+
+  get(
+    q: TimelineQuery,
+    roomId: string,
+    fresh: (roomId: string, since: number) => boolean,
+    load: () => Promise<LoadedTimeline>,
+  ): Promise<LoadedTimeline> {
+    const key = `${q.roomNid}:${q.after ?? ''}:${q.upTo}:${q.limit}`;
+    const known = this.#entries.get(key);
+    if (known && fresh(roomId, known.upTo)) return known.at;
+    const at = load();
+    const entry = { at, roomId, upTo: q.upTo };
+    this.#entries.set(key, entry);
+    at.catch(() => {
+      if (this.#entries.get(key) === entry) this.#entries.delete(key);
+    });
+    return at;
+  }
+}
+
 export class RoomBatch {
   readonly #timelines: Batcher<number, TimelineRows>;
   readonly #members: Batcher<number, RoomMembers>;
   readonly #txnIds: Batcher<number, string | null>;
   readonly #queries = new Map<number, TimelineQuery>();
 
-  constructor(db: Kysely<Database>, userId: string, deviceId: string) {
+  constructor(
+    db: Kysely<Database>,
+    userId: string,
+    deviceId: string,
+    private readonly shared?: SharedTimelines,
+    private readonly changes?: RoomChangeCache,
+  ) {
     this.#timelines = new Batcher((nids) =>
       timelinesOf(
         db,
@@ -73,10 +122,23 @@ export class RoomBatch {
     });
   }
 
-  /** The room's timeline events in (after, upTo], the latest `limit` (one query per room and computation). */
-  timeline(q: TimelineQuery): Promise<TimelineRows> {
-    this.#queries.set(q.roomNid, q);
-    return this.#timelines.get(q.roomNid);
+  /**
+   * The room's timeline events in (after, upTo], the latest `limit` (one query per room and computation, or none
+   * when another computation read the same range), loaded by the reader.
+   */
+  timeline(q: TimelineQuery, roomId: string, reader: EventReader): Promise<LoadedTimeline> {
+    const load = async (): Promise<LoadedTimeline> => {
+      this.#queries.set(q.roomNid, q);
+      const rows = await this.#timelines.get(q.roomNid);
+      return { rows, loaded: await reader.listByNids(rows.nids) };
+    };
+    const shared = this.shared;
+    if (!shared) return load();
+    // Loaded events carry redacted_by: an entry is reused only while the room had no redaction since.
+    const changes = this.changes;
+    const fresh = (id: string, since: number) =>
+      changes !== undefined && !changes.mayHave('redaction', id, since);
+    return shared.get(q, roomId, fresh, load);
   }
 
   members(roomNid: number): Promise<RoomMembers> {

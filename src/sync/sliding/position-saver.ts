@@ -31,7 +31,14 @@ export class PositionSaver {
   /** Saves not finished yet, by position id (settled: true saved, false failed). */
   readonly #pending = new Map<number, Promise<boolean>>();
 
-  constructor(private readonly db: Kysely<Database>) {}
+  /**
+   * @param quiet resolves when no response is being computed (or after a bound): a save's commit holds the database
+   * (SQLite's one connection during its fsync), so it waits for the answers woken with it instead of delaying them.
+   */
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly quiet: () => Promise<void> = () => Promise.resolve(),
+  ) {}
 
   /** A new position id (never handed out before by this process, above every stored one). */
   async allocate(): Promise<number> {
@@ -77,6 +84,7 @@ export class PositionSaver {
     try {
       // Let the responses that finish in this turn of the event loop join the first batch.
       await new Promise<void>((r) => setImmediate(r));
+      await this.quiet();
       while (this.#queue.length) {
         const batch = this.#queue;
         this.#queue = [];

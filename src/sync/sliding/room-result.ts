@@ -143,13 +143,11 @@ export async function fullRoom(ctx: BuildContext, input: RoomInput): Promise<Roo
 
   // Timeline: what is new since the room was last sent, or the latest events (first time, or a larger limit).
   const after = initial || expand ? null : (prev?.sentTo ?? null);
-  const tl = await ctx.batch.timeline({
-    roomNid: room.roomNid,
-    after,
-    upTo,
-    limit: config.timelineLimit,
-  });
-  const loaded = await reader.listByNids(tl.nids);
+  const { rows: tl, loaded } = await ctx.batch.timeline(
+    { roomNid: room.roomNid, after, upTo, limit: config.timelineLimit },
+    room.roomId,
+    reader,
+  );
   const complete = loaded.length === tl.nids.length;
   // Events after the user's current join were sent while they were in the room: visible under every history
   // setting, so only older ones need the full check (and a damaged snapshot does not hide them).

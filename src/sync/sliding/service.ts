@@ -22,8 +22,9 @@ import {
 } from '../../storage/sliding-sync-connections.js';
 import type { SyncDeps } from '../sync.js';
 import type { RoomConfig, SlidingRequest } from './request.js';
-import { RoomBatch } from './batch.js';
+import { RoomBatch, SharedTimelines } from './batch.js';
 import { PositionSaver } from './position-saver.js';
+import { WakeGate } from './wake-gate.js';
 import { combine } from './required-state.js';
 import { SlidingUnread } from './unread.js';
 import {
@@ -66,6 +67,10 @@ const ACTIVE = new Set(['join', 'invite', 'knock']);
 export const CONNECTION_TTL_MS = 7 * 24 * 3600_000;
 /** A connection's last-used stamp is renewed when older than this (a write saved on most requests). */
 const TOUCH_AFTER_MS = 60_000;
+/** Woken long-polls computing at once on PostgreSQL. */
+const WOKEN_AT_ONCE_PG = 3;
+/** How long a position's save waits at most for the responses being computed to be sent. */
+const QUIET_WAIT_MS = 50;
 /** Connections kept per device (the least recently used beyond are dropped). */
 export const MAX_CONNECTIONS_PER_DEVICE = 50;
 
@@ -98,18 +103,74 @@ export class SlidingSyncService {
   readonly #saver: PositionSaver;
   /** The connection id each (user, device, conn_id) has now: an answer on a connection restarted meanwhile fails. */
   readonly #live = new LruCache<string, number>('sliding_connections', 100_000);
+  /** Timeline rows shared by the computations of one room and position (the connections a message wakes). */
+  readonly #timelines = new SharedTimelines();
+  /** Woken long-polls computing at once. */
+  readonly #gate: WakeGate;
+  /** Responses being computed now, and what waits for there to be none. */
+  #computing = 0;
+  readonly #whenQuiet: (() => void)[] = [];
 
   constructor(
     private readonly deps: SyncDeps,
     private readonly extensions?: ExtensionsFn,
   ) {
-    this.#saver = new PositionSaver(deps.storage.db);
+    this.#saver = new PositionSaver(deps.storage.db, () => this.#quiet());
+    // SQLite reads take turns on one connection: one at a time; PostgreSQL overlaps a few answers' round trips.
+    this.#gate = new WakeGate(deps.storage.engine === 'sqlite' ? 1 : WOKEN_AT_ONCE_PG);
+  }
+
+  /**
+   * Resolves once no response is being computed and no woken long-poll is in line, or after QUIET_WAIT_MS (saves
+   * are not put off for long).
+   */
+  #quiet(): Promise<void> {
+    if (this.#computing === 0 && !this.#gate.busy) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, QUIET_WAIT_MS);
+      const check = (): void => {
+        if (this.#computing > 0) this.#whenQuiet.push(check);
+        else if (this.#gate.busy) this.#gate.whenIdle(check);
+        else {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      check();
+    });
+  }
+
+  /** Runs `fn` counted as a computation (see #quiet). */
+  async #counted<T>(fn: () => Promise<T>): Promise<T> {
+    this.#computing++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.#computing === 0) for (const done of this.#whenQuiet.splice(0)) done();
+    }
   }
 
   async sync(req: SlidingRequest, userId: string, deviceId: string): Promise<JsonObject> {
-    const { storage, notifier } = this.deps;
     const deadline = Date.now() + req.timeoutMs;
+    // Held from a wake until the answer is computed (or the poll waits again): see wake-gate.ts.
+    let slot: (() => void) | undefined;
+    try {
+      return await this.#poll(req, userId, deviceId, deadline, (s) => (slot = s));
+    } finally {
+      slot?.();
+    }
+  }
+
+  async #poll(
+    req: SlidingRequest,
+    userId: string,
+    deviceId: string,
+    deadline: number,
+    hold: (slot: (() => void) | undefined) => void,
+  ): Promise<JsonObject> {
+    const { storage, notifier } = this.deps;
     let conn: Connection | undefined;
+    let slot: (() => void) | undefined;
     for (;;) {
       const remaining = deadline - Date.now();
       // Only a request continuing a connection (naming a `pos`: conn.since is set) waits.
@@ -128,10 +189,14 @@ export class SlidingSyncService {
         conn = loaded;
         const watched = rows.filter((r) => ACTIVE.has(r.membership)).map((r) => r.roomId);
         if (waitable) waiter.watchRooms(watched);
-        const computed = await this.#compute(req, userId, deviceId, conn, rows, at);
-        if (computed.hasData || !waitable) return await this.#finish(conn, computed);
+        const c = conn;
+        const computed = await this.#counted(() => this.#compute(req, userId, deviceId, c, rows, at));
+        if (computed.hasData || !waitable) return await this.#counted(() => this.#finish(c, computed));
         if (this.#missed(watched, at)) continue;
+        slot?.();
+        hold((slot = undefined));
         const woken = await waiter.woken;
+        if (woken) hold((slot = await this.#gate.acquire()));
         if (!woken) {
           const end = storage.stream.current;
           const latest = await userRooms(storage.db, userId, end);
@@ -265,7 +330,7 @@ export class SlidingSyncService {
       flavour: req.flavour,
       since: conn.since?.stream ?? null,
       to: to.stream,
-      batch: new RoomBatch(storage.db, userId, deviceId),
+      batch: new RoomBatch(storage.db, userId, deviceId, this.#timelines, this.deps.roomChanges),
     };
     // The rooms are built concurrently so that their reads batch (see batch.ts); the response keeps config order.
     const built = await Promise.all(
