@@ -11,6 +11,7 @@ import { injectFault } from '../integrity/faults.js';
 import type { Engine } from '../storage/dialect.js';
 import { insertEvent, insertEventEdges, moveExtremities } from '../storage/events.js';
 import { noteRemoteWrite } from '../storage/federation-queue.js';
+import { fitsOneStatement, writePgGroupRows, type PgGroupRows } from '../storage/group-rows-pg.js';
 import { indexEventForSearch, insertSearchRows, type SearchRow } from '../storage/search.js';
 import type { Database, EventTxnIdsTable } from '../storage/schema.js';
 import { insertSnapshot, MAX_CHAIN, stateKey } from '../storage/state.js';
@@ -169,13 +170,28 @@ export interface GroupRows {
 
 /**
  * The graph edges and transaction ids of many events in a few multi-row inserts (the events cite each other: all
- * are written by now). The group commit answers a repeated transaction id before writing: none of these collide.
+ * are written by now); on PostgreSQL in one statement. The group commit answers a repeated transaction id before writing: none of these collide.
  */
 export async function writeGroupRows(
   trx: Transaction<Database>,
   engine: Engine,
   rows: GroupRows,
 ): Promise<void> {
+  if (engine === 'postgres') {
+    const pg: PgGroupRows = {
+      prev: rows.edges.flatMap((e) =>
+        [...new Set(e.prevIds)].map((prev_event_id) => ({ event_nid: e.eventNid, prev_event_id })),
+      ),
+      auth: rows.edges.flatMap((e) =>
+        [...new Set(e.authIds)].map((auth_event_id) => ({ event_nid: e.eventNid, auth_event_id })),
+      ),
+      search: rows.search,
+      txns: rows.txns,
+      moves: rows.moves,
+    };
+    // One round trip instead of five (group-rows-pg.ts).
+    if (fitsOneStatement(pg)) return writePgGroupRows(trx, pg);
+  }
   await insertEventEdges(trx, rows.edges);
   await insertSearchRows(trx, engine, rows.search);
   await moveExtremities(trx, rows.moves);

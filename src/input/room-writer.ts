@@ -244,46 +244,86 @@ export class RoomWriter {
    * the write gets its error and is left out; one whose write fails gets its error and the group is written again
    * without it (the others rebuilt over the committed heads). A transaction id already stored, or used earlier in the
    * group, is answered with its event; a state event identical to the current one with the current one's id.
+   *
+   * Stored transaction ids are not read up front (a retried request is rare; the read cost a statement per group):
+   * the group is written optimistically, and the unique key of event_txn_ids refuses a stored one, rolling the
+   * transaction back; the group is then planned again after reading them. A send refused while planning that names
+   * a transaction id is answered only after its id is looked up (a retry of a committed send gets its event even if
+   * it could no longer be sent, as when it was read first).
    */
   async #commitGroup(batches: RoomBatch<SendInput, SendResult>[]): Promise<void> {
-    const keyed = batches.flatMap((b) => b.jobs).flatMap((j) => (j.input.txn ? [j.input.txn] : []));
-    const stored = await findTxnEvents(this.storage.db, keyed);
-    let rooms = batches.map((b) => ({
-      roomId: b.roomId,
-      jobs: b.jobs.filter((j) => {
-        const existing = j.input.txn && stored.get(txnKeyOf(j.input.txn));
-        if (existing) j.resolve({ eventId: existing });
-        return !existing;
-      }),
-    }));
+    let rooms = batches.map((b) => ({ roomId: b.roomId, jobs: b.jobs }));
+    let txnsChecked = false;
     for (;;) {
+      if (txnsChecked) rooms = await this.#answerStoredTxns(rooms);
       const dropped = new Set<SendJob>();
+      const refused: { job: SendJob; err: unknown }[] = [];
+      const refuse = (job: SendJob, err: unknown): void => {
+        dropped.add(job);
+        if (!txnsChecked && job.input.txn) refused.push({ job, err });
+        else job.reject(err);
+      };
       const txnOwners = new Map<string, SendJob>();
       const plans: RoomPlan[] = [];
       for (const r of rooms) {
-        const plan = await this.#planRoom(r.roomId, r.jobs, txnOwners, dropped);
+        const plan = await this.#planRoom(r.roomId, r.jobs, txnOwners, refuse);
         if (plan) plans.push(plan);
       }
       rooms = rooms.map((r) => ({ roomId: r.roomId, jobs: r.jobs.filter((j) => !dropped.has(j)) }));
-      const culprit = await this.#writeGroup(plans);
+      const culprit = await this.#writeGroup(plans, txnsChecked);
+      if (refused.length) await this.#answerRefused(refused);
+      if (culprit === 'txn-stored') {
+        txnsChecked = true;
+        continue;
+      }
       if (!culprit) return;
       rooms = rooms.map((r) => ({ roomId: r.roomId, jobs: r.jobs.filter((j) => j !== culprit) }));
     }
   }
 
-  /** Builds a room's jobs over its head; a job refused is answered and added to `dropped`. */
+  /** Answers the jobs whose transaction id is stored with its event; returns the rooms' other jobs. */
+  async #answerStoredTxns(
+    rooms: { roomId: string; jobs: SendJob[] }[],
+  ): Promise<{ roomId: string; jobs: SendJob[] }[]> {
+    const keyed = rooms.flatMap((r) => r.jobs).flatMap((j) => (j.input.txn ? [j.input.txn] : []));
+    const stored = await findTxnEvents(this.storage.db, keyed);
+    return rooms.map((r) => ({
+      roomId: r.roomId,
+      jobs: r.jobs.filter((j) => {
+        const existing = j.input.txn && stored.get(txnKeyOf(j.input.txn));
+        if (existing) j.resolve({ eventId: existing });
+        return !existing;
+      }),
+    }));
+  }
+
+  /** Sends refused while planning, before their transaction ids were read: a stored one answers with its event. */
+  async #answerRefused(refused: readonly { job: SendJob; err: unknown }[]): Promise<void> {
+    let stored = new Map<string, string>();
+    try {
+      stored = await findTxnEvents(
+        this.storage.db,
+        refused.flatMap((r) => (r.job.input.txn ? [r.job.input.txn] : [])),
+      );
+    } finally {
+      for (const { job, err } of refused) {
+        const existing = job.input.txn && stored.get(txnKeyOf(job.input.txn));
+        if (existing) job.resolve({ eventId: existing });
+        else job.reject(err);
+      }
+    }
+  }
+
+  /** Builds a room's jobs over its head; a job refused is handed to `refuse`. */
   async #planRoom(
     roomId: string,
     jobs: readonly SendJob[],
     txnOwners: Map<string, SendJob>,
-    dropped: Set<SendJob>,
+    refuse: (job: SendJob, err: unknown) => void,
   ): Promise<RoomPlan | undefined> {
     const head = await this.head(roomId);
     if (!head) {
-      for (const j of jobs) {
-        j.reject(new MatrixError('M_NOT_FOUND', 'Unknown room'));
-        dropped.add(j);
-      }
+      for (const j of jobs) refuse(j, new MatrixError('M_NOT_FOUND', 'Unknown room'));
       return undefined;
     }
     const working = cloneHead(head);
@@ -312,8 +352,7 @@ export class RoomWriter {
         if (txn) txnOwners.set(txnKeyOf(txn), job);
         plan.writes.push({ job, prepared });
       } catch (err) {
-        job.reject(err);
-        dropped.add(job);
+        refuse(job, err);
       }
     }
     return plan;
@@ -324,10 +363,13 @@ export class RoomWriter {
    * that job with the error and returns it (the caller writes the group again without it); a failure that is no
    * one event's (the database unavailable, the commit itself) is thrown, failing every job of the group.
    */
-  async #writeGroup(plans: readonly RoomPlan[]): Promise<SendJob | undefined> {
+  async #writeGroup(
+    plans: readonly RoomPlan[],
+    txnsChecked: boolean,
+  ): Promise<SendJob | 'txn-stored' | undefined> {
     const stream = this.storage.stream;
     const positions = plans.map((p) => p.writes.map(() => stream.allocate()));
-    const cursor = { room: -1, event: -1 };
+    const cursor = { room: -1, event: -1, groupRows: false };
     let results: Awaited<ReturnType<typeof writeRoomEvents>>[];
     try {
       results = await this.storage.db.transaction().execute(async (trx) => {
@@ -349,6 +391,7 @@ export class RoomWriter {
           );
         }
         // The edges and transaction ids of every room at once (a failure here counts as the last event's).
+        cursor.groupRows = true;
         await writeGroupRows(trx, this.storage.engine, rows);
         cursor.room = -1;
         return out;
@@ -356,6 +399,8 @@ export class RoomWriter {
     } catch (err) {
       for (const plan of plans) this.#heads.delete(plan.head.roomId);
       for (const p of positions.flat()) stream.finish(p);
+      // Transaction ids not read before: a unique violation among the group's rows may be a stored one.
+      if (!txnsChecked && cursor.groupRows && isUniqueViolation(err)) return 'txn-stored';
       const culprit =
         databaseUnavailable(err) === undefined ? plans[cursor.room]?.writes[cursor.event]?.job : undefined;
       if (!culprit) throw err;

@@ -1,5 +1,5 @@
 /** Event rows: the only place events are read from or written to. */
-import { sql, type Selectable } from 'kysely';
+import { sql, type RawBuilder, type Selectable } from 'kysely';
 import type { EventsTable } from './schema.js';
 import type { Executor } from './users.js';
 
@@ -161,33 +161,40 @@ export async function moveExtremities(
 ): Promise<void> {
   for (let i = 0; i < moves.length; i += 200) {
     const chunk = moves.slice(i, i + 200);
-    const cases = sql.join(
-      chunk.map((m) => sql`WHEN ${m.roomNid} THEN CAST(${m.eventNid} AS BIGINT)`),
-      sql` `,
-    );
-    const updated = await db
-      .updateTable('forward_extremities')
-      .set({ event_nid: sql<number>`CASE room_nid ${cases} END` })
-      .where(
-        'room_nid',
-        'in',
-        chunk.map((m) => m.roomNid),
-      )
-      // A room with several rows would collide with itself (its rows all moved to one event).
-      .where(
-        sql<boolean>`(SELECT count(*) FROM forward_extremities AS f2 WHERE f2.room_nid = forward_extremities.room_nid) = 1`,
-      )
-      .returning('room_nid')
+    const updated = await sql<{ room_nid: number }>`${moveExtremitiesSql(chunk)}`.execute(db);
+    await replaceUnmoved(db, chunk, updated.rows);
+  }
+}
+
+/**
+ * The UPDATE of {@link moveExtremities} for one chunk, returning the room nid of every row moved. A room with several
+ * rows would collide with itself (its rows all moved to one event): it is left alone.
+ */
+export function moveExtremitiesSql(
+  chunk: readonly { roomNid: number; eventNid: number }[],
+): RawBuilder<unknown> {
+  const cases = sql.join(
+    chunk.map((m) => sql`WHEN ${m.roomNid} THEN CAST(${m.eventNid} AS BIGINT)`),
+    sql` `,
+  );
+  const nids = sql.join(chunk.map((m) => sql`${m.roomNid}`));
+  return sql`UPDATE forward_extremities SET event_nid = CASE room_nid ${cases} END WHERE room_nid IN (${nids}) AND (SELECT count(*) FROM forward_extremities AS f2 WHERE f2.room_nid = forward_extremities.room_nid) = 1 RETURNING room_nid`;
+}
+
+/** The rooms of `chunk` not moved by exactly one row get their extremities replaced by the new event. */
+export async function replaceUnmoved(
+  db: Executor,
+  chunk: readonly { roomNid: number; eventNid: number }[],
+  updated: readonly { room_nid: number | string }[],
+): Promise<void> {
+  const count = new Map<number, number>();
+  for (const r of updated) count.set(Number(r.room_nid), (count.get(Number(r.room_nid)) ?? 0) + 1);
+  for (const m of chunk) {
+    if (count.get(m.roomNid) === 1) continue;
+    await db.deleteFrom('forward_extremities').where('room_nid', '=', m.roomNid).execute();
+    await db
+      .insertInto('forward_extremities')
+      .values({ room_nid: m.roomNid, event_nid: m.eventNid })
       .execute();
-    const count = new Map<number, number>();
-    for (const r of updated) count.set(Number(r.room_nid), (count.get(Number(r.room_nid)) ?? 0) + 1);
-    for (const m of chunk) {
-      if (count.get(m.roomNid) === 1) continue;
-      await db.deleteFrom('forward_extremities').where('room_nid', '=', m.roomNid).execute();
-      await db
-        .insertInto('forward_extremities')
-        .values({ room_nid: m.roomNid, event_nid: m.eventNid })
-        .execute();
-    }
   }
 }
