@@ -9,13 +9,14 @@
  * - `members`: any write to `room_members` (a member event's commit, forget, repair, purge) or a delete of `rooms`
  *   (its members go with it). The frequent updates of `rooms` (a room's head) do not count.
  * - `account_data`: any write to `account_data` (global or per room, any type).
+ * - `receipts`: any write to `receipts`.
  * The engines' drivers (sqlite-driver.ts, pg-driver.ts) see every statement and call noteWrite() when one runs,
  * and on PostgreSQL again when its transaction ends (the other connections see it only then). A cache keeps what
  * it read together with the generation it read it at, and drops it when the generation moved (api/auth.ts's
  * access-token cache, push/sender.ts's "any pushers?").
  */
 
-export type WatchKind = 'auth' | 'pushers' | 'e2e_keys' | 'members' | 'account_data';
+export type WatchKind = 'auth' | 'pushers' | 'e2e_keys' | 'members' | 'account_data' | 'receipts';
 
 const AUTH_WRITE =
   /^\s*(?:(?:update|delete\s+from)\s+"?(?:access_tokens|users)"?|delete\s+from\s+"?devices"?)[\s;(]/i;
@@ -27,6 +28,7 @@ const MEMBERS_WRITE =
   /^\s*(?:(?:insert\s+into|update|delete\s+from)\s+"?room_members"?|delete\s+from\s+"?rooms"?)[\s;(]/i;
 
 const ACCOUNT_DATA_WRITE = /^\s*(?:insert\s+into|update|delete\s+from)\s+"?account_data"?[\s;(]/i;
+const RECEIPTS_WRITE = /^\s*(?:insert\s+into|update|delete\s+from)\s+"?receipts"?[\s;(]/i;
 
 const generations: Record<WatchKind, number> = {
   auth: 0,
@@ -34,6 +36,7 @@ const generations: Record<WatchKind, number> = {
   e2e_keys: 0,
   members: 0,
   account_data: 0,
+  receipts: 0,
 };
 
 /** The kinds of watched write `sqlText` is (usually none). */
@@ -43,6 +46,7 @@ export function watchedWrite(sqlText: string): WatchKind | undefined {
   if (E2E_KEYS_WRITE.test(sqlText)) return 'e2e_keys';
   if (MEMBERS_WRITE.test(sqlText)) return 'members';
   if (ACCOUNT_DATA_WRITE.test(sqlText)) return 'account_data';
+  if (RECEIPTS_WRITE.test(sqlText)) return 'receipts';
   return undefined;
 }
 

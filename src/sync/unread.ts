@@ -24,6 +24,7 @@ import {
   type UnreadWindow,
 } from './unread-memory.js';
 import type { Database } from '../storage/schema.js';
+import { WatchedMemo } from '../storage/watched-memo.js';
 
 export const UNREAD_SCAN_LIMIT = 200;
 const CHUNK = 500;
@@ -82,19 +83,8 @@ export async function unreadCountsForRooms(
   const from = new Map(rooms.map((r) => [r.roomNid, r.joinedAt]));
   const nids = rooms.map((r) => r.roomNid);
   for (let i = 0; i < nids.length; i += CHUNK) {
-    const receipts = await db
-      .selectFrom('receipts as r')
-      .innerJoin('events as e', 'e.event_id', 'r.event_id')
-      .select(['r.room_nid', (eb) => eb.fn.max('e.stream_ordering').as('pos')])
-      .where('r.room_nid', 'in', nids.slice(i, i + CHUNK))
-      .where('r.user_id', '=', userId)
-      .where('r.receipt_type', 'in', ['m.read', 'm.read.private'])
-      .where('r.thread_id', 'in', ['', 'main'])
-      .groupBy('r.room_nid')
-      .execute();
-    for (const r of receipts) {
-      const nid = Number(r.room_nid);
-      from.set(nid, Math.max(from.get(nid) ?? 0, Number(r.pos ?? 0)));
+    for (const [nid, pos] of await receiptPositions(db, userId, nids.slice(i, i + CHUNK))) {
+      from.set(nid, Math.max(from.get(nid) ?? 0, pos));
     }
   }
   // Each room's window: a remembered one extended from where it ends, or a fresh one from the receipt. A window
@@ -180,6 +170,32 @@ export async function unreadCountsForRooms(
     out.set(r.roomNid, windowCounts(settled));
   }
   return out;
+}
+
+/**
+ * The stream position of the newest event each room's unthreaded or main-thread read receipt (public or private)
+ * names, for the rooms that have one; asked on every woken /sync, so remembered until any receipt write.
+ */
+const receiptMemo = new WatchedMemo<Map<number, number>>('unread_receipts', ['receipts'], (v) => new Map(v));
+
+function receiptPositions(
+  db: Kysely<Database>,
+  userId: string,
+  nids: readonly number[],
+): Promise<Map<number, number>> {
+  return receiptMemo.get(db, `${userId}\u0000${nids.join(',')}`, async () => {
+    const rows = await db
+      .selectFrom('receipts as r')
+      .innerJoin('events as e', 'e.event_id', 'r.event_id')
+      .select(['r.room_nid', (eb) => eb.fn.max('e.stream_ordering').as('pos')])
+      .where('r.room_nid', 'in', nids)
+      .where('r.user_id', '=', userId)
+      .where('r.receipt_type', 'in', ['m.read', 'm.read.private'])
+      .where('r.thread_id', 'in', ['', 'main'])
+      .groupBy('r.room_nid')
+      .execute();
+    return new Map(rows.map((r) => [Number(r.room_nid), Number(r.pos ?? 0)]));
+  });
 }
 
 /** The push facts of `roomNids`: remembered ones while no state event came since, the others in one load. */
