@@ -69,6 +69,8 @@ export const CONNECTION_TTL_MS = 7 * 24 * 3600_000;
 const TOUCH_AFTER_MS = 60_000;
 /** Woken long-polls computing at once on PostgreSQL. */
 const WOKEN_AT_ONCE_PG = 3;
+/** How long a (re)issued long-poll waits at most for the woken ones to answer. */
+const YIELD_TO_WOKEN_MS = 20;
 /** How long a position's save waits at most for the responses being computed to be sent. */
 const QUIET_WAIT_MS = 50;
 /** Connections kept per device (the least recently used beyond are dropped). */
@@ -152,6 +154,8 @@ export class SlidingSyncService {
 
   async sync(req: SlidingRequest, userId: string, deviceId: string): Promise<JsonObject> {
     const deadline = Date.now() + req.timeoutMs;
+    // A long-poll (re)issued while woken ones are answering waits for them first (see wake-gate.ts).
+    if (req.pos !== undefined && req.timeoutMs > 0) await this.#gate.idle(YIELD_TO_WOKEN_MS);
     // Held from a wake until the answer is computed (or the poll waits again): see wake-gate.ts.
     let slot: (() => void) | undefined;
     try {

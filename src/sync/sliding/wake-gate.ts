@@ -31,6 +31,21 @@ export class WakeGate {
     return this.#running > 0;
   }
 
+  /**
+   * Resolves once no slot is held, or after `ms`: a long-poll just (re)issued, which most likely parks, lets the
+   * woken ones in line answer first (bounded, so a steady stream of wakes cannot hold it back for long).
+   */
+  idle(ms: number): Promise<void> {
+    if (this.#running === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#whenIdle.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   /** Calls `done` once no slot is held (at once when none is). */
   whenIdle(done: () => void): void {
     if (this.#running === 0) done();
