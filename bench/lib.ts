@@ -420,6 +420,8 @@ export function rssMiB(): number {
 export interface QueryCounter {
   readonly count: number;
   reset(): void;
+  /** With BENCH_SQL_TOP=<n>: the n most frequent statements since the last reset, as "count  sql" lines. */
+  top(): string[];
 }
 
 /** Wraps the executor of `server`'s database so every statement is counted; for figures only, never for tests. */
@@ -427,8 +429,11 @@ export function countQueries(server: BenchServer): QueryCounter {
   const executor = server.hs.storage.db.getExecutor();
   const original = executor.executeQuery.bind(executor);
   let count = 0;
+  const topN = envInt('BENCH_SQL_TOP', 0);
+  const bySql = new Map<string, number>();
   executor.executeQuery = (query) => {
     count++;
+    if (topN > 0) bySql.set(query.sql, (bySql.get(query.sql) ?? 0) + 1);
     return original(query);
   };
   return {
@@ -437,6 +442,13 @@ export function countQueries(server: BenchServer): QueryCounter {
     },
     reset() {
       count = 0;
+      bySql.clear();
+    },
+    top() {
+      return [...bySql]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, topN)
+        .map(([text, n]) => `${String(n).padStart(6)}  ${text.replace(/\s+/g, ' ').slice(0, 300)}`);
     },
   };
 }

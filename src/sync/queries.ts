@@ -154,24 +154,35 @@ export async function lastEventAtOrBefore(
   };
 }
 
-export async function memberCounts(
+/** A room's joined and invited members (the summary's counts and heroes): remembered until a membership write. */
+const roomMembers = new WatchedMemo<{ joined: number; invited: number; heroes: string[] }>(
+  'sync_room_members',
+  ['members'],
+  (v) => ({ ...v, heroes: [...v.heroes] }),
+  200_000,
+  (v) => 1 + v.heroes.length,
+);
+
+export function memberCounts(
   db: Kysely<Database>,
   roomNid: number,
 ): Promise<{ joined: number; invited: number; heroes: string[] }> {
-  const rows = await db
-    .selectFrom('room_members')
-    .select(['user_id', 'membership'])
-    .where('room_nid', '=', roomNid)
-    .where('membership', 'in', ['join', 'invite'])
-    .orderBy('user_id')
-    .execute();
-  let joined = 0;
-  let invited = 0;
-  for (const r of rows) {
-    if (r.membership === 'join') joined++;
-    else invited++;
-  }
-  return { joined, invited, heroes: rows.map((r) => r.user_id) };
+  return roomMembers.get(db, String(roomNid), async () => {
+    const rows = await db
+      .selectFrom('room_members')
+      .select(['user_id', 'membership'])
+      .where('room_nid', '=', roomNid)
+      .where('membership', 'in', ['join', 'invite'])
+      .orderBy('user_id')
+      .execute();
+    let joined = 0;
+    let invited = 0;
+    for (const r of rows) {
+      if (r.membership === 'join') joined++;
+      else invited++;
+    }
+    return { joined, invited, heroes: rows.map((r) => r.user_id) };
+  });
 }
 
 export async function snapshotOfEvent(db: Kysely<Database>, eventNid: number): Promise<number | null> {
