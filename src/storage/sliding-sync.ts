@@ -4,7 +4,9 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from './schema.js';
+import { getAccountData } from './account-data.js';
 import { bumpIndexFor } from './sliding-sync-bumps.js';
+import { WatchedMemo } from './watched-memo.js';
 
 export { BUMP_EVENT_TYPES } from './sliding-sync-bumps.js';
 
@@ -109,6 +111,24 @@ export async function currentStateOfType(
     }
   }
   return out;
+}
+
+/** Global account data remembered until any account data write (m.direct is read by every answer with rooms). */
+const globalDataMemo = new WatchedMemo<{ raw: string | undefined }>(
+  'sliding_global_account_data',
+  ['account_data'],
+  (v) => ({ ...v }),
+);
+
+/** The raw JSON of one of the user's global account data types (undefined: none), remembered (see above). */
+export function globalAccountData(
+  db: Kysely<Database>,
+  userId: string,
+  type: string,
+): Promise<string | undefined> {
+  return globalDataMemo
+    .get(db, `${userId}\u0000${type}`, async () => ({ raw: await getAccountData(db, userId, '', type) }))
+    .then((v) => v.raw);
 }
 
 /** The user's room account data of one type (e.g. m.tag): room_id → raw JSON content. */
@@ -225,8 +245,23 @@ export async function membersOfRooms(
   return out;
 }
 
-/** Stream position of the user's latest read receipt (m.read or m.read.private, main timeline) per room. */
-export async function readReceiptPositions(
+/** Receipt positions remembered until any receipt write (the connections a message wakes read theirs again). */
+const receiptMemo = new WatchedMemo<Map<number, number>>('sliding_receipts', ['receipts'], (v) => new Map(v));
+
+/**
+ * Stream position of the user's latest read receipt (m.read or m.read.private, main timeline) per room; remembered
+ * per user and set of rooms until any write to `receipts` (write-watch.ts).
+ */
+export function readReceiptPositions(
+  db: Kysely<Database>,
+  userId: string,
+  roomNids: readonly number[],
+): Promise<Map<number, number>> {
+  const key = `${userId}\u0000${[...roomNids].sort((a, b) => a - b).join(',')}`;
+  return receiptMemo.get(db, key, () => readReceiptsFromDb(db, userId, roomNids));
+}
+
+async function readReceiptsFromDb(
   db: Kysely<Database>,
   userId: string,
   roomNids: readonly number[],

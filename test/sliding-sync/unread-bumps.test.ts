@@ -1,6 +1,7 @@
 /**
  * Sliding sync over HTTP on both engines: remembered notification counts drop a message redacted after it was
- * counted (and a later message still adds to them), and the list order comes from the derived bump stamps, also
+ * counted (and a later message still adds to them), a new read receipt and a new m.direct apply to the next response
+ * (both are remembered until a write), and the list order comes from the derived bump stamps, also
  * after a restart: from the table the bump index wrote back, plus what it then had only in memory.
  */
 import assert from 'node:assert/strict';
@@ -47,6 +48,27 @@ for (const engine of ENGINES) {
       // A fresh connection counts the same.
       const fresh = await ss(bob, listBody([0, 19], { conn_id: 'redact-fresh' }));
       assert.equal(fresh.rooms[room]?.notification_count, 3);
+    });
+
+    it('follows a new read receipt and a new m.direct on the next response (remembered reads)', async () => {
+      const room = await createRoom(alice, { preset: 'public_chat', name: 'Receipts' });
+      await join(bob, room);
+      const body = listBody([0, 0], { conn_id: 'receipt' });
+      await text(alice, room, 'one');
+      const last = await text(alice, room, 'two');
+      let r = await ss(bob, body);
+      assert.equal(r.rooms[room]?.notification_count, 2);
+      assert.equal(r.rooms[room]?.is_dm, undefined);
+      const res = await bob.post(`/_matrix/client/v3/rooms/${enc(room)}/receipt/m.read/${enc(last)}`, {});
+      assert.equal(res.status, 200);
+      const direct = await bob.put(`/_matrix/client/v3/user/${enc(bob.userId)}/account_data/m.direct`, {
+        [alice.userId]: [room],
+      });
+      assert.equal(direct.status, 200);
+      await text(alice, room, 'three');
+      r = await ss(bob, body, { pos: r.pos });
+      assert.equal(r.rooms[room]?.notification_count, 1, 'counted from the new receipt');
+      assert.equal(r.rooms[room]?.is_dm, true, 'the new m.direct is read');
     });
 
     it('orders rooms by their latest bump event, also after a restart', async () => {

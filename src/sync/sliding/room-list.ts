@@ -6,8 +6,12 @@
  */
 import type { EventReader } from '../../read/event-reader.js';
 import type { Storage } from '../../storage/db.js';
-import { getAccountData } from '../../storage/account-data.js';
-import { currentStateOfType, roomAccountDataOfType, type UserRoomRow } from '../../storage/sliding-sync.js';
+import {
+  currentStateOfType,
+  globalAccountData,
+  roomAccountDataOfType,
+  type UserRoomRow,
+} from '../../storage/sliding-sync.js';
 import type { SyncExclusions } from '../../storage/sync-exclusions.js';
 import type { ListConfig, ListFilters } from './request.js';
 
@@ -86,7 +90,7 @@ export class FilterFacts {
   /** Room ids named in the user's m.direct account data. */
   dmRooms(): Promise<Set<string>> {
     this.#dm ??= (async () => {
-      const raw = await getAccountData(this.storage.db, this.userId, '', 'm.direct');
+      const raw = await globalAccountData(this.storage.db, this.userId, 'm.direct');
       const out = new Set<string>();
       try {
         const content: unknown = raw === undefined ? {} : JSON.parse(raw);
