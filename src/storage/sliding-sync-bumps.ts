@@ -55,6 +55,7 @@ export class BumpIndex {
   /** Reads that may have read the table before a flush committed: flushed overlay entries stay until they end. */
   #reading = 0;
   #prune: Map<number, RoomBump> | undefined;
+  #tableGeneration = 0;
 
   constructor(private readonly db: Kysely<Database>) {}
 
@@ -129,10 +130,19 @@ export class BumpIndex {
       this.flush();
   }
 
+  /**
+   * Moves when a write to the table starts and when it ends: a read of the table remembered under one generation
+   * (storage/sliding-sync.ts) is the table as it still is while the generation is the same.
+   */
+  get tableGeneration(): number {
+    return this.#tableGeneration;
+  }
+
   /** Writes the overlay to the table in the background (one at a time; a failure leaves it for the next). */
   flush(): Promise<void> {
     if (this.#flushing || this.#persisted === undefined) return Promise.resolve();
     this.#flushing = true;
+    this.#tableGeneration++;
     const at = this.#caught;
     const snapshot = new Map(this.#overlay);
     return this.#write(snapshot, at)
@@ -147,6 +157,7 @@ export class BumpIndex {
         },
       )
       .finally(() => {
+        this.#tableGeneration++;
         this.#flushing = false;
       });
   }

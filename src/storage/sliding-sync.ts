@@ -31,22 +31,46 @@ export interface UserRoomRow {
 
 /**
  * Every room the user has a membership row in, with bump stamp and latest position as of `upTo` (a position at or
- * below the stream's current): one indexed read of the user's memberships joined to the derived bump table, plus the
- * in-memory part of the bump index (see sliding-sync-bumps.ts).
+ * below the stream's current): one indexed read of the user's memberships joined to the derived bump table
+ * (remembered until a write to either), plus the in-memory part of the bump index (see sliding-sync-bumps.ts).
  */
 export async function userRooms(db: Kysely<Database>, userId: string, upTo: number): Promise<UserRoomRow[]> {
   const index = bumpIndexFor(db);
   await index.ensure(upTo);
+  // Remembered until a write to room_members (write-watch.ts) or to the bump table (its generation is in the key).
   const { result: rows, overlay } = await index.read(() =>
-    db
-      .selectFrom('room_members as m')
-      .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
-      .leftJoin('sliding_sync_room_bumps as b', 'b.room_nid', 'm.room_nid')
-      .select(['m.room_nid', 'r.room_id', 'm.membership', 'm.event_nid', 'm.stream_ordering', 'm.forgotten'])
-      .select(['b.bump', 'b.last'])
-      .where('m.user_id', '=', userId)
-      .execute(),
+    userRoomsMemo.get(db, `${userId}\u0000${index.tableGeneration}`, () => readUserRooms(db, userId)),
   );
+  const out: UserRoomRow[] = [];
+  for (const r of rows) {
+    const over = overlay.get(r.roomNid);
+    out.push({
+      ...r,
+      bump: over ? newest(r.bump, over.bump) : r.bump,
+      last: over ? newest(r.last, over.last) : r.last,
+    });
+  }
+  return out;
+}
+
+/** The user's rows as read from the tables (bump and last from the table only). */
+const userRoomsMemo = new WatchedMemo<readonly UserRoomRow[]>(
+  'sliding_user_rooms',
+  ['members'],
+  (v) => v,
+  200_000,
+  (v) => v.length + 1,
+);
+
+async function readUserRooms(db: Kysely<Database>, userId: string): Promise<readonly UserRoomRow[]> {
+  const rows = await db
+    .selectFrom('room_members as m')
+    .innerJoin('rooms as r', 'r.room_nid', 'm.room_nid')
+    .leftJoin('sliding_sync_room_bumps as b', 'b.room_nid', 'm.room_nid')
+    .select(['m.room_nid', 'r.room_id', 'm.membership', 'm.event_nid', 'm.stream_ordering', 'm.forgotten'])
+    .select(['b.bump', 'b.last'])
+    .where('m.user_id', '=', userId)
+    .execute();
   // The sender of the membership event tells a kick or ban from a leave, and names the inviter of an invite (whom
   // the user may ignore): read only for the (few) rooms left or invited to.
   const left = rows
@@ -61,26 +85,23 @@ export async function userRooms(db: Kysely<Database>, userId: string, upTo: numb
       .execute();
     for (const f of found) senders.set(Number(f.event_nid), f.sender);
   }
-  const out: UserRoomRow[] = [];
-  for (const r of rows) {
-    const roomNid = Number(r.room_nid);
-    const eventNid = Number(r.event_nid);
-    const over = overlay.get(roomNid);
-    const bump = r.bump === null || r.bump === undefined ? null : Number(r.bump);
-    const last = r.last === null || r.last === undefined ? null : Number(r.last);
-    out.push({
-      roomNid,
-      roomId: r.room_id,
-      membership: r.membership,
-      eventNid,
-      membershipStream: Number(r.stream_ordering),
-      membershipSender: senders.get(eventNid) ?? null,
-      forgotten: Number(r.forgotten) !== 0,
-      bump: over ? newest(bump, over.bump) : bump,
-      last: over ? newest(last, over.last) : last,
-    });
-  }
-  return out;
+  // Frozen: the remembered rows are shared by every later call.
+  return Object.freeze(
+    rows.map((r) => {
+      const eventNid = Number(r.event_nid);
+      return Object.freeze({
+        roomNid: Number(r.room_nid),
+        roomId: r.room_id,
+        membership: r.membership,
+        eventNid,
+        membershipStream: Number(r.stream_ordering),
+        membershipSender: senders.get(eventNid) ?? null,
+        forgotten: Number(r.forgotten) !== 0,
+        bump: r.bump === null || r.bump === undefined ? null : Number(r.bump),
+        last: r.last === null || r.last === undefined ? null : Number(r.last),
+      });
+    }),
+  );
 }
 
 function newest(a: number | null, b: number | null): number | null {
