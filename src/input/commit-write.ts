@@ -10,7 +10,6 @@ import type { JsonObject, Pdu } from '../rooms/event.js';
 import { injectFault } from '../integrity/faults.js';
 import type { Engine } from '../storage/dialect.js';
 import { insertEvent, insertEventEdges, moveExtremities } from '../storage/events.js';
-import { noteRemoteWrite } from '../storage/federation-queue.js';
 import { fitsOneStatement, writePgGroupRows, type PgGroupRows } from '../storage/group-rows-pg.js';
 import { indexEventForSearch, insertSearchRows, type SearchRow } from '../storage/search.js';
 import type { Database, EventTxnIdsTable } from '../storage/schema.js';
@@ -236,8 +235,7 @@ async function writeState(
     .execute();
   if (pdu.type === 'm.room.member') {
     const membership = typeof pdu.content.membership === 'string' ? pdu.content.membership : 'leave';
-    // A join (maybe of another server's user): the federation fan-out checks again who is in the rooms.
-    if (membership === 'join') noteRemoteWrite();
+    // A join of another server's user is noted by the writer (RoomWriter#noteRemoteJoins) for the fan-out.
     await trx
       .insertInto('room_members')
       .values({

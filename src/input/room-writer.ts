@@ -162,6 +162,22 @@ export class RoomWriter {
     return head;
   }
 
+  /**
+   * A join of another server's user written on this path (after its position, before the position finishes): the
+   * federation fan-out, skipping while no other server is in any room, must look again. Local joins leave that as
+   * it was, so a server with many local joins and no federation keeps skipping.
+   */
+  #noteRemoteJoins(prepared: readonly Prepared[]): void {
+    const remoteJoin = prepared.some(
+      ({ pdu }) =>
+        pdu.type === 'm.room.member' &&
+        pdu.content.membership === 'join' &&
+        typeof pdu.state_key === 'string' &&
+        pdu.state_key.slice(pdu.state_key.indexOf(':') + 1) !== this.serverName,
+    );
+    if (remoteJoin) noteRemoteWrite();
+  }
+
   /** Forgets a cached head (after a repair rewrote the room's rows). */
   invalidate(roomId: string): void {
     this.#heads.delete(roomId);
@@ -369,6 +385,7 @@ export class RoomWriter {
   ): Promise<SendJob | 'txn-stored' | undefined> {
     const stream = this.storage.stream;
     const positions = plans.map((p) => p.writes.map(() => stream.allocate()));
+    this.#noteRemoteJoins(plans.flatMap((p) => p.writes.map((w) => w.prepared)));
     const cursor = { room: -1, event: -1, groupRows: false };
     let results: Awaited<ReturnType<typeof writeRoomEvents>>[];
     try {
@@ -686,6 +703,7 @@ export class RoomWriter {
   ): Promise<PersistedEvent[]> {
     const stream = this.storage.stream;
     const positions = prepared.map(() => stream.allocate());
+    this.#noteRemoteJoins(prepared);
     let newHead: RoomHead;
     let persisted: PersistedEvent[];
     try {
