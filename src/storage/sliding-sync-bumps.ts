@@ -71,7 +71,7 @@ export class BumpIndex {
 
   /**
    * Runs `read` (which reads the table) and returns its result with the overlay to apply over its rows (taken after
-   * the read, so no flush in between can lose an entry).
+   * the read, so no flush in between can lose an entry; a prune replaces the map, never changes the one returned).
    */
   async read<T>(read: () => Promise<T>): Promise<{ result: T; overlay: ReadonlyMap<number, RoomBump> }> {
     this.#reading++;
@@ -166,8 +166,11 @@ export class BumpIndex {
     const done = this.#prune;
     this.#prune = undefined;
     if (!done) return;
+    // A new map: a reader may still be applying the old one to table rows read before the flush committed.
     // An entry changed since the snapshot is newer than the table: it stays.
-    for (const [nid, v] of done) if (this.#overlay.get(nid) === v) this.#overlay.delete(nid);
+    const next = new Map(this.#overlay);
+    for (const [nid, v] of done) if (next.get(nid) === v) next.delete(nid);
+    this.#overlay = next;
   }
 
   async #write(entries: Map<number, RoomBump>, at: number): Promise<void> {

@@ -108,5 +108,29 @@ for (const engine of ENGINES) {
       const resumed = await ss(bob, body('b2'), { pos: first.pos });
       assert.ok(Object.keys(resumed.rooms).includes(r1));
     });
+
+    it('keeps the overlay a reader applies when a flush commits during its table read', async () => {
+      const room = await createRoom(alice, { preset: 'public_chat', name: 'Overlay' });
+      const at = await text(alice, room, 'in memory only');
+      const { db, stream } = server.hs.storage;
+      const index = bumpIndexFor(db);
+      await index.ensure(stream.current);
+      const row = await db
+        .selectFrom('rooms')
+        .select('room_nid')
+        .where('room_id', '=', room)
+        .executeTakeFirstOrThrow();
+      const ordering = await db
+        .selectFrom('events')
+        .select('stream_ordering')
+        .where('event_id', '=', at)
+        .executeTakeFirstOrThrow();
+      // The table read sees the rows from before the flush; the flush then commits the room and prunes the overlay.
+      const { overlay } = await index.read(async () => {
+        await index.flush();
+        return null;
+      });
+      assert.equal(overlay.get(Number(row.room_nid))?.bump, Number(ordering.stream_ordering));
+    });
   });
 }
