@@ -5,7 +5,7 @@
  * SQL statements per sync, response size, and the process RSS (server and client share the process).
  *
  * BENCH_SYNC_ROOMS (default 200), BENCH_SYNC_MEMBERS (default 20), BENCH_SYNC_MESSAGES (default 50),
- * BENCH_SYNC_BUILD=http (build the data over HTTP, slowly).
+ * BENCH_SYNC_BUILD=http (build the data over HTTP, slowly), BENCH_CPU_PROF=<dir> (a CPU profile of each timed sync).
  */
 import { performance } from 'node:perf_hooks';
 import {
@@ -13,6 +13,7 @@ import {
   envInt,
   mapConcurrent,
   percentile,
+  profiled,
   rssMiB,
   serverTimer,
   type BenchContext,
@@ -204,7 +205,9 @@ const initialSync: Scenario = {
       queries.reset();
       timer.take();
       for (let run = 0; run < RUNS; run++) {
-        const r = await timedGet(server, data.hero, path);
+        const r = await profiled(`initial-sync-${ctx.engine}-${label.replace(/ /g, '-')}-${run + 1}`, () =>
+          timedGet(server, data.hero, path),
+        );
         client.push(r.ms);
         bytes = r.bytes;
         const join = joinedRooms(r.body);

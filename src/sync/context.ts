@@ -1,7 +1,16 @@
 /** What one /sync computation works with. */
 import type { EventReader } from '../read/event-reader.js';
 import type { Storage } from '../storage/db.js';
+import type { TimelineRows } from '../storage/sliding-sync.js';
 import type { Filter } from './filter.js';
+
+/** Timeline rows of many rooms and the device's transaction ids among their events, each read in a few statements. */
+export interface PrefetchedTimelines {
+  /** By room nid, with the range they were read for. */
+  rooms: ReadonlyMap<number, { after: number | null; upTo: number; rows: TimelineRows }>;
+  /** Transaction ids of the syncing device's events among every prefetched timeline (event nid → txn id). */
+  txnIds: ReadonlyMap<number, string>;
+}
 
 export interface SyncContext {
   storage: Storage;
@@ -15,6 +24,8 @@ export interface SyncContext {
   to: number;
   fullState: boolean;
   useStateAfter: boolean;
+  /** Timelines of the response's rooms read ahead in a few statements (joined-room.ts prefetchTimelines). */
+  prefetched?: PrefetchedTimelines | undefined;
 }
 
 export const DEFAULT_TIMELINE_LIMIT = 10;

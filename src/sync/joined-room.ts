@@ -2,8 +2,9 @@
 import type { JsonObject } from '../rooms/event.js';
 import type { LoadedEvent } from '../read/event-reader.js';
 import { formatStreamToken } from '../read/tokens.js';
+import { timelinesOf, type TimelineRows } from '../storage/sliding-sync.js';
 import { splitStateKey, type StateMapNids } from '../storage/state.js';
-import { eventAllowed, timelineLimit, type SyncContext } from './context.js';
+import { eventAllowed, timelineLimit, type PrefetchedTimelines, type SyncContext } from './context.js';
 import type { RoomEventFilter } from './filter.js';
 import { formatEvents } from './format.js';
 import { txnIdsFor } from '../read/room-queries.js';
@@ -57,7 +58,13 @@ export async function buildRoomSection(
   const { storage, reader, filter } = ctx;
   const after = full && ctx.since === null ? null : ctx.since;
   const limit = timelineLimit(filter);
-  const tl = await timelineNids(storage.db, m.room_nid, after, upTo, limit, filter.room?.timeline);
+  const pre = ctx.prefetched?.rooms.get(m.room_nid);
+  const prefetched =
+    pre !== undefined && pre.after === after && pre.upTo === upTo ? ctx.prefetched : undefined;
+  const tl =
+    prefetched && pre
+      ? pre.rows
+      : await timelineNids(storage.db, m.room_nid, after, upTo, limit, filter.room?.timeline);
   const loaded = await visible(await reader.listByNids(tl.nids));
   const first = loaded[0];
   const prevPos = first?.streamOrdering != null ? first.streamOrdering - 1 : (tl.streams[0] ?? upTo + 1) - 1;
@@ -78,9 +85,13 @@ export async function buildRoomSection(
   const stateEvents = await selectState(ctx, stateMap, startState, timelineEvents, m.room_id);
   // Only the user's own events can carry their transaction ids: most timelines need no lookup.
   const own = shared ? [] : timelineEvents.filter((e) => e.pdu.sender === ctx.userId).map((e) => e.nid);
-  const txnIds = own.length
-    ? await txnIdsFor(storage.db, ctx.userId, ctx.deviceId, own)
-    : new Map<number, string>();
+  const txnIds = shared
+    ? new Map<number, string>()
+    : prefetched
+      ? prefetched.txnIds
+      : own.length
+        ? await txnIdsFor(storage.db, ctx.userId, ctx.deviceId, own)
+        : new Map<number, string>();
   const fmt = {
     format: filter.event_format ?? 'client',
     eventFields: filter.event_fields,
@@ -121,6 +132,37 @@ export async function buildRoomSection(
     stateEvents.some((e) => e.pdu.type === 'm.room.member');
   if (!shared && (full || membershipChanged)) section.summary = await summary(ctx, m.room_nid);
   return { section, loaded: timelineEvents, membershipChanged };
+}
+
+/** Transaction ids asked for in one statement: bounded by the engines' parameter limits. */
+const TXN_ID_CHUNK = 1_000;
+
+/**
+ * Reads the timelines of `rooms` (between ctx.since and `upTo`, the filter's limit) in one statement per 100 rooms,
+ * and the syncing device's transaction ids among their events, instead of two statements per room. Undefined when
+ * a timeline filter narrows the events (each room is then read on its own) or there are too few rooms to gain.
+ */
+export async function prefetchTimelines(
+  ctx: SyncContext,
+  rooms: readonly Pick<MembershipRow, 'room_nid'>[],
+  upTo: number,
+): Promise<PrefetchedTimelines | undefined> {
+  if (rooms.length < 2 || timelineFiltered(ctx.filter.room?.timeline)) return undefined;
+  const after = ctx.since;
+  const limit = timelineLimit(ctx.filter);
+  const rows = await timelinesOf(
+    ctx.storage.db,
+    rooms.map((m) => ({ roomNid: m.room_nid, after, upTo, limit })),
+  );
+  const nids = [...rows.values()].flatMap((r) => r.nids);
+  const txnIds = new Map<number, string>();
+  for (let i = 0; i < nids.length; i += TXN_ID_CHUNK) {
+    const found = await txnIdsFor(ctx.storage.db, ctx.userId, ctx.deviceId, nids.slice(i, i + TXN_ID_CHUNK));
+    for (const [nid, txn] of found) txnIds.set(nid, txn);
+  }
+  const byRoom = new Map<number, { after: number | null; upTo: number; rows: TimelineRows }>();
+  for (const [roomNid, r] of rows) byRoom.set(roomNid, { after, upTo, rows: r });
+  return { rooms: byRoom, txnIds };
 }
 
 /** Applies the state filter and lazy-loading of members to a state map, loading the events. */

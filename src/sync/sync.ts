@@ -14,7 +14,7 @@ import { loadPushRules, PUSH_RULES_TYPE } from '../push/rules-store.js';
 import { eventAllowed, roomAllowed, type SyncContext } from './context.js';
 import type { Filter } from './filter.js';
 import { formatEvents, strippedState } from './format.js';
-import { roomTimelineSection } from './joined-room.js';
+import { prefetchTimelines, roomTimelineSection } from './joined-room.js';
 import { presenceEventsFor, receiptEventsForRooms, typingEvent } from './ephemeral.js';
 import type { Notifier } from './notifier.js';
 import type { TypingStore } from './typing.js';
@@ -218,6 +218,14 @@ export class SyncService {
       unread.set(m.room_nid, { joinedAt: m.stream_ordering, roomId: m.room_id, counts });
       return counts;
     };
+
+    // An initial (or full-state) sync reads every joined room's timeline: a few statements read them all.
+    if (since === null || req.fullState)
+      ctx.prefetched = await prefetchTimelines(
+        ctx,
+        memberships.filter((m) => m.membership === 'join'),
+        to,
+      );
 
     // Rooms whose timeline may start before `since` (newly joined, full state).
     const fullRooms = new Set<string>();

@@ -20,6 +20,7 @@ import { m0019 } from './0019_appservice_room_list.js';
 import { m0020 } from './0020_sliding_sync_list_counts.js';
 import { m0021 } from './0021_user_reports_profile_fields.js';
 import { m0022 } from './0022_sliding_sync_bumps.js';
+import { m0023 } from './0023_event_txn_ids_event_index.js';
 import type { Migration } from './types.js';
 
 /** Every migration, in order. Append only; never edit one that has shipped. */
@@ -46,4 +47,5 @@ export const MIGRATIONS: readonly Migration[] = [
   m0020,
   m0021,
   m0022,
+  m0023,
 ];
