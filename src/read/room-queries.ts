@@ -203,14 +203,15 @@ export async function txnIdsFor(
 ): Promise<Map<number, string>> {
   const out = new Map<number, string>();
   if (nids.length === 0) return out;
+  // By event nid only (at most one row per event), the device picked out here: with the user and device in the
+  // query SQLite's planner prefers the primary key and scans every transaction id the device ever used.
   const rows = await db
     .selectFrom('event_txn_ids')
-    .select(['event_nid', 'txn_id'])
-    .where('user_id', '=', userId)
-    .where('device_id', '=', deviceId)
+    .select(['event_nid', 'txn_id', 'user_id', 'device_id'])
     .where('event_nid', 'in', [...nids])
     .execute();
-  for (const r of rows) out.set(num(r.event_nid), clientTxnId(r.txn_id));
+  for (const r of rows)
+    if (r.user_id === userId && r.device_id === deviceId) out.set(num(r.event_nid), clientTxnId(r.txn_id));
   return out;
 }
 
