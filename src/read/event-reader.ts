@@ -11,7 +11,7 @@ import { findRoomVersion } from '../rooms/room-versions.js';
 import { LruCache } from '../cache/lru.js';
 import type { DamageReporter } from '../integrity/damage.js';
 import type { Storage } from '../storage/db.js';
-import { loadSnapshot, type StateMapNids } from '../storage/state.js';
+import { loadSnapshot, loadSnapshots, type StateMapNids } from '../storage/state.js';
 
 export interface LoadedEvent {
   nid: number;
@@ -185,6 +185,16 @@ export class EventReader {
     // A stand-in is not cached: once the doctor repairs the chain, the real state is read again.
     if (!loaded.broken) this.snapshots.set(snapshotNid, loaded.map);
     return loaded.map;
+  }
+
+  /**
+   * Reads the snapshots not cached yet in a few statements and caches them (reading ahead for many rooms); a damaged
+   * one is left for {@link snapshot} to read, stand in for and report.
+   */
+  async warmSnapshots(snapshotNids: readonly number[]): Promise<void> {
+    const missing = snapshotNids.filter((nid) => this.snapshots.get(nid) === undefined);
+    if (missing.length === 0) return;
+    for (const [nid, map] of await loadSnapshots(this.storage.db, missing)) this.snapshots.set(nid, map);
   }
 
   /** The state events of a snapshot; entries pointing at missing or damaged events are skipped (reported). */

@@ -137,3 +137,70 @@ export async function loadSnapshot(
   for (const r of rows) map.set(stateKey(r.type, r.state_key), Number(r.event_nid));
   return { map, broken };
 }
+
+/**
+ * The full state maps of many snapshots in a few statements (one chain query per 500 snapshots, one entries query
+ * per 500 links), for reading ahead. Only snapshots whose chain is whole are returned: a damaged one is left to
+ * {@link loadSnapshot}, which stands in for the missing part and lets its caller report it.
+ */
+export async function loadSnapshots(
+  db: Executor,
+  snapshotNids: readonly number[],
+): Promise<Map<number, StateMapNids>> {
+  const out = new Map<number, StateMapNids>();
+  const chains = new Map<number, SnapshotChainLink[]>();
+  const unique = [...new Set(snapshotNids)];
+  for (let i = 0; i < unique.length; i += 500) {
+    const roots = unique.slice(i, i + 500);
+    const result = await sql<SnapshotChainLink & { root: number }>`
+      WITH RECURSIVE chain(root, snapshot_nid, parent_nid, depth) AS (
+        SELECT snapshot_nid, snapshot_nid, parent_nid, 0 FROM state_snapshots
+        WHERE snapshot_nid IN (${sql.join(roots)})
+        UNION ALL
+        SELECT chain.root, s.snapshot_nid, s.parent_nid, chain.depth + 1
+        FROM state_snapshots s JOIN chain ON s.snapshot_nid = chain.parent_nid
+        WHERE chain.depth < ${CHAIN_LIMIT}
+      )
+      SELECT root, snapshot_nid, parent_nid, depth FROM chain`.execute(db);
+    for (const r of result.rows) {
+      const root = Number(r.root);
+      let links = chains.get(root);
+      if (!links) chains.set(root, (links = []));
+      links.push({
+        snapshot_nid: Number(r.snapshot_nid),
+        parent_nid: r.parent_nid === null ? null : Number(r.parent_nid),
+        depth: Number(r.depth),
+      });
+    }
+  }
+  const whole = new Map<number, SnapshotChainLink[]>();
+  for (const [root, links] of chains) {
+    links.sort((a, b) => a.depth - b.depth);
+    const last = links[links.length - 1];
+    if (last && last.parent_nid === null && links.length < CHAIN_LIMIT) whole.set(root, links);
+  }
+  const linkNids = [...new Set([...whole.values()].flatMap((links) => links.map((l) => l.snapshot_nid)))];
+  const entries = new Map<number, { type: string; state_key: string; event_nid: number }[]>();
+  for (let i = 0; i < linkNids.length; i += 500) {
+    const rows = await db
+      .selectFrom('state_snapshot_entries')
+      .select(['snapshot_nid', 'type', 'state_key', 'event_nid'])
+      .where('snapshot_nid', 'in', linkNids.slice(i, i + 500))
+      .execute();
+    for (const r of rows) {
+      const nid = Number(r.snapshot_nid);
+      let list = entries.get(nid);
+      if (!list) entries.set(nid, (list = []));
+      list.push({ type: r.type, state_key: r.state_key, event_nid: Number(r.event_nid) });
+    }
+  }
+  for (const [root, links] of whole) {
+    const map: StateMapNids = new Map();
+    // From the full snapshot (deepest) to the snapshot itself, so nearer entries win.
+    for (let d = links.length - 1; d >= 0; d--)
+      for (const e of entries.get((links[d] as SnapshotChainLink).snapshot_nid) ?? [])
+        map.set(stateKey(e.type, e.state_key), e.event_nid);
+    out.set(root, map);
+  }
+  return out;
+}

@@ -27,18 +27,54 @@ export class WatchedMemo<T> {
     private readonly weigh: (value: T) => number = () => 1,
   ) {}
 
-  async get(db: Executor, key: string, load: () => Promise<T>): Promise<T> {
-    if (db.isTransaction) return load();
+  #memo(db: Executor): LruCache<string, Entry<T>> {
     let memo = this.#byDb.get(db);
     if (!memo) {
       memo = new LruCache<string, Entry<T>>(this.name, this.maxWeight, (e) => this.weigh(e.value));
       this.#byDb.set(db, memo);
     }
-    const stamp = this.kinds.map(writeGeneration).join(':');
+    return memo;
+  }
+
+  #stamp(): string {
+    return this.kinds.map(writeGeneration).join(':');
+  }
+
+  async get(db: Executor, key: string, load: () => Promise<T>): Promise<T> {
+    if (db.isTransaction) return load();
+    const memo = this.#memo(db);
+    const stamp = this.#stamp();
     const hit = memo.get(key);
     if (hit && hit.stamp === stamp) return this.copy(hit.value);
     const value = await load();
     memo.set(key, { stamp, value: this.copy(value) });
     return value;
+  }
+
+  /**
+   * Many keys at once: the ones not remembered are read by one `load` (which returns a value for each key it was
+   * given; a key it leaves out is left out of the result and not remembered).
+   */
+  async getMany(
+    db: Executor,
+    keys: readonly string[],
+    load: (missing: string[]) => Promise<Map<string, T>>,
+  ): Promise<Map<string, T>> {
+    const out = new Map<string, T>();
+    if (db.isTransaction) return load([...keys]);
+    const memo = this.#memo(db);
+    const stamp = this.#stamp();
+    const missing: string[] = [];
+    for (const key of keys) {
+      const hit = memo.get(key);
+      if (hit && hit.stamp === stamp) out.set(key, this.copy(hit.value));
+      else missing.push(key);
+    }
+    if (missing.length === 0) return out;
+    for (const [key, value] of await load(missing)) {
+      memo.set(key, { stamp, value: this.copy(value) });
+      out.set(key, value);
+    }
+    return out;
   }
 }

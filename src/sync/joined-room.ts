@@ -8,7 +8,7 @@ import { eventAllowed, timelineLimit, type PrefetchedTimelines, type SyncContext
 import type { RoomEventFilter } from './filter.js';
 import { formatEvents } from './format.js';
 import { txnIdsFor } from '../read/room-queries.js';
-import { memberCounts, timelineNids, type MembershipRow } from './queries.js';
+import { memberCounts, memberCountsOfRooms, timelineNids, type MembershipRow } from './queries.js';
 import { stateAtPosition, stateBefore, stateDelta } from './room-state.js';
 
 export interface RoomTimelineSection {
@@ -162,7 +162,49 @@ export async function prefetchTimelines(
   }
   const byRoom = new Map<number, { after: number | null; upTo: number; rows: TimelineRows }>();
   for (const [roomNid, r] of rows) byRoom.set(roomNid, { after, upTo, rows: r });
+  await readAhead(ctx, rooms, [...rows.values()]);
   return { rooms: byRoom, txnIds };
+}
+
+/** Events read ahead at most (the reader's event cache holds 50,000): past it each room reads its own. */
+const READ_AHEAD_EVENTS = 20_000;
+const MEMBER_PREFIX = 'm.room.member\u0000';
+
+/**
+ * Fills the reader's caches with what the rooms' sections then read, a few statements for all rooms instead of
+ * several per room: the timeline events, the state at each timeline's start, the state events the response sends
+ * (with lazy-loaded members, only the senders' and the user's own) and the summaries' members. Only a hint: what
+ * is not read here (a damaged snapshot, a room past the bound) is read by the section itself.
+ */
+async function readAhead(
+  ctx: SyncContext,
+  rooms: readonly Pick<MembershipRow, 'room_nid'>[],
+  timelines: readonly TimelineRows[],
+): Promise<void> {
+  const { reader } = ctx;
+  const nids = timelines.flatMap((r) => r.nids);
+  if (nids.length > READ_AHEAD_EVENTS) return;
+  const events = await reader.byNids(nids);
+  const starts = timelines.map((r) => (r.nids[0] === undefined ? undefined : events.get(r.nids[0])));
+  await reader.warmSnapshots(
+    starts.flatMap((ev) => (ev?.stateSnapshotNid == null ? [] : [ev.stateSnapshotNid])),
+  );
+  const lazy = ctx.filter.room?.state?.lazy_load_members === true;
+  const stateNids: number[] = [];
+  timelines.forEach((r, i) => {
+    const snapshot = starts[i]?.stateSnapshotNid;
+    const map = snapshot == null ? undefined : reader.snapshots.get(snapshot);
+    if (!map) return;
+    const senders = new Set([ctx.userId, ...r.nids.map((nid) => events.get(nid)?.pdu.sender)]);
+    for (const [k, nid] of map)
+      if (!lazy || !k.startsWith(MEMBER_PREFIX) || senders.has(k.slice(MEMBER_PREFIX.length)))
+        stateNids.push(nid);
+  });
+  if (nids.length + stateNids.length <= READ_AHEAD_EVENTS) await reader.byNids(stateNids);
+  await memberCountsOfRooms(
+    ctx.storage.db,
+    rooms.map((m) => m.room_nid),
+  );
 }
 
 /** Applies the state filter and lazy-loading of members to a state map, loading the events. */

@@ -155,7 +155,7 @@ export async function lastEventAtOrBefore(
 }
 
 /** A room's joined and invited members (the summary's counts and heroes): remembered until a membership write. */
-const roomMembers = new WatchedMemo<{ joined: number; invited: number; heroes: string[] }>(
+const roomMembers = new WatchedMemo<MemberCounts>(
   'sync_room_members',
   ['members'],
   (v) => ({ ...v, heroes: [...v.heroes] }),
@@ -163,26 +163,47 @@ const roomMembers = new WatchedMemo<{ joined: number; invited: number; heroes: s
   (v) => 1 + v.heroes.length,
 );
 
-export function memberCounts(
+export interface MemberCounts {
+  joined: number;
+  invited: number;
+  /** Joined and invited members, sorted by user id. */
+  heroes: string[];
+}
+
+export async function memberCounts(db: Kysely<Database>, roomNid: number): Promise<MemberCounts> {
+  return (await memberCountsOfRooms(db, [roomNid])).get(roomNid) ?? { joined: 0, invited: 0, heroes: [] };
+}
+
+/** {@link memberCounts} of many rooms: those not remembered are read in one statement per 500 rooms. */
+export async function memberCountsOfRooms(
   db: Kysely<Database>,
-  roomNid: number,
-): Promise<{ joined: number; invited: number; heroes: string[] }> {
-  return roomMembers.get(db, String(roomNid), async () => {
-    const rows = await db
-      .selectFrom('room_members')
-      .select(['user_id', 'membership'])
-      .where('room_nid', '=', roomNid)
-      .where('membership', 'in', ['join', 'invite'])
-      .orderBy('user_id')
-      .execute();
-    let joined = 0;
-    let invited = 0;
-    for (const r of rows) {
-      if (r.membership === 'join') joined++;
-      else invited++;
+  roomNids: readonly number[],
+): Promise<Map<number, MemberCounts>> {
+  const found = await roomMembers.getMany(db, roomNids.map(String), async (keys) => {
+    const out = new Map<string, MemberCounts>(keys.map((k) => [k, { joined: 0, invited: 0, heroes: [] }]));
+    for (let i = 0; i < keys.length; i += 500) {
+      const rows = await db
+        .selectFrom('room_members')
+        .select(['room_nid', 'user_id', 'membership'])
+        .where(
+          'room_nid',
+          'in',
+          keys.slice(i, i + 500).map((k) => Number(k)),
+        )
+        .where('membership', 'in', ['join', 'invite'])
+        .orderBy('room_nid')
+        .orderBy('user_id')
+        .execute();
+      for (const r of rows) {
+        const c = out.get(String(r.room_nid)) as MemberCounts;
+        if (r.membership === 'join') c.joined++;
+        else c.invited++;
+        c.heroes.push(r.user_id);
+      }
     }
-    return { joined, invited, heroes: rows.map((r) => r.user_id) };
+    return out;
   });
+  return new Map([...found].map(([k, v]) => [Number(k), v]));
 }
 
 export async function snapshotOfEvent(db: Kysely<Database>, eventNid: number): Promise<number | null> {
