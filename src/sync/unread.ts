@@ -5,7 +5,7 @@
  * {@link UNREAD_SCAN_LIMIT} such events are evaluated, so a long-unread room costs the same as a busy one.
  * Room facts (member count, display name, power levels) are taken from the current state, as Synapse's counts
  * would be for events sent now. Many rooms are counted together: receipts and room facts take a few queries in
- * all, the events one indexed query per room. With an {@link UnreadMemory}, a room counted before is counted on
+ * all, the events one statement per 100 rooms. With an {@link UnreadMemory}, a room counted before is counted on
  * from where that count ended (see unread-memory.ts). A redacted event does not count, nor a non-state event of a
  * user the reader ignores (`m.ignored_user_list`).
  */
@@ -28,8 +28,6 @@ import { WatchedMemo } from '../storage/watched-memo.js';
 
 export const UNREAD_SCAN_LIMIT = 200;
 const CHUNK = 500;
-/** Per-room event queries in flight at once. */
-const PARALLEL = 8;
 
 export interface UnreadDeps {
   db: Kysely<Database>;
@@ -118,28 +116,12 @@ export async function unreadCountsForRooms(
     windows.set(r.roomNid, fresh ? { from: f, upTo: f, positions: [], flags: [], rules: '' } : w);
   }
   const pending = rooms.filter((r) => (windows.get(r.roomNid)?.upTo ?? upTo) < upTo);
-  const candidates = new Map<number, { nids: number[]; positions: number[] }>();
-  for (let i = 0; i < pending.length; i += PARALLEL) {
-    await Promise.all(
-      pending.slice(i, i + PARALLEL).map(async (r) => {
-        const rows = await db
-          .selectFrom('events')
-          .select(['event_nid', 'stream_ordering'])
-          .where('room_nid', '=', r.roomNid)
-          .where('stream_ordering', '>', windows.get(r.roomNid)?.upTo ?? 0)
-          .where('stream_ordering', '<=', upTo)
-          .where('sender', '!=', userId)
-          .orderBy('stream_ordering', 'desc')
-          .limit(UNREAD_SCAN_LIMIT)
-          .execute();
-        rows.reverse();
-        candidates.set(r.roomNid, {
-          nids: rows.map((row) => Number(row.event_nid)),
-          positions: rows.map((row) => Number(row.stream_ordering)),
-        });
-      }),
-    );
-  }
+  const candidates = await candidateEvents(
+    db,
+    userId,
+    pending.map((r) => ({ roomNid: r.roomNid, after: windows.get(r.roomNid)?.upTo ?? 0 })),
+    upTo,
+  );
   const roomIds = new Map(rooms.map((r) => [r.roomNid, r.roomId]));
   const withEvents = [...candidates].filter(([, c]) => c.nids.length > 0).map(([nid]) => nid);
   const [events, , facts] = withEvents.length
@@ -168,6 +150,54 @@ export async function unreadCountsForRooms(
     const settled = w.upTo < upTo ? { ...w, upTo } : w;
     if (deps.memory && r.roomId !== undefined) deps.memory.remember(userId, r.roomNid, settled);
     out.set(r.roomNid, windowCounts(settled));
+  }
+  return out;
+}
+
+/** Rooms whose candidate events one statement reads (a UNION ALL of indexed per-room reads). */
+const CANDIDATE_UNION = 100;
+
+/**
+ * The latest {@link UNREAD_SCAN_LIMIT} events from others in each room after its `after` and up to `upTo`, oldest
+ * first: one statement per {@link CANDIDATE_UNION} rooms.
+ */
+async function candidateEvents(
+  db: Kysely<Database>,
+  userId: string,
+  rooms: readonly { roomNid: number; after: number }[],
+  upTo: number,
+): Promise<Map<number, { nids: number[]; positions: number[] }>> {
+  const out = new Map<number, { nids: number[]; positions: number[] }>();
+  for (const r of rooms) out.set(r.roomNid, { nids: [], positions: [] });
+  for (let i = 0; i < rooms.length; i += CANDIDATE_UNION) {
+    const parts = rooms
+      .slice(i, i + CANDIDATE_UNION)
+      .map((r, k) =>
+        db
+          .selectFrom(
+            db
+              .selectFrom('events')
+              .select(['room_nid', 'event_nid', 'stream_ordering'])
+              .where('room_nid', '=', r.roomNid)
+              .where('stream_ordering', '>', r.after)
+              .where('stream_ordering', '<=', upTo)
+              .where('sender', '!=', userId)
+              .orderBy('stream_ordering', 'desc')
+              .limit(UNREAD_SCAN_LIMIT)
+              .as(`c${k}`),
+          )
+          .selectAll(),
+      );
+    const [first, ...rest] = parts;
+    if (!first) continue;
+    const rows = await rest.reduce((acc, p) => acc.unionAll(p), first).execute();
+    rows.sort((a, b) => Number(a.stream_ordering) - Number(b.stream_ordering));
+    for (const row of rows) {
+      const c = out.get(Number(row.room_nid));
+      if (!c) continue;
+      c.nids.push(Number(row.event_nid));
+      c.positions.push(Number(row.stream_ordering));
+    }
   }
   return out;
 }
