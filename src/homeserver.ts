@@ -198,7 +198,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   await media.init();
   const roomChanges = new RoomChangeCache(storage.stream.current);
   writer.onCommit((batch) => {
-    for (const ev of batch.events) roomChanges.record(batch.roomId, ev.streamOrdering, ev.pdu);
+    for (const ev of batch.events) roomChanges.record(batch.roomId, ev.streamOrdering, ev.pdu, ev.eventNid);
     notifier.notifyRooms([batch.roomId]);
     const members = batch.events.filter(
       (e) => e.pdu.type === 'm.room.member' && typeof e.pdu.state_key === 'string',

@@ -8,10 +8,26 @@
  * It is a derived cache: it only ever answers "nothing changed in this room since X" (letting a woken /sync skip
  * the query that finds the rooms with new events), never that something exists; a `since` older than what it covers
  * (a token from before a restart) gets `undefined`, and the caller queries.
+ *
+ * It also keeps the latest few events of each recently active room (position, event nid, sender): the unread counts
+ * of a long-poll woken by a message read that message's nid from here instead of querying for the events after the
+ * remembered count (see recentFromOthers). Only positions the room's list is complete from are answered.
  */
+import type { CandidateEvents } from '../storage/unread-candidates.js';
 
 /** Entries kept before the cache forgets everything and starts over from the current position. */
 const MAX_ENTRIES = 200_000;
+/** Latest events kept per room, and rooms with kept events (beyond, all are dropped and the count starts over). */
+const RECENT_PER_ROOM = 20;
+const RECENT_ROOMS = 10_000;
+
+/** A room's latest events, oldest first, complete for positions above `from`. */
+interface Recent {
+  from: number;
+  positions: number[];
+  nids: number[];
+  senders: string[];
+}
 
 export class RoomChangeCache {
   #last = new Map<string, number>();
@@ -23,12 +39,16 @@ export class RoomChangeCache {
   #redactions = new Map<string, number>();
   /** The same for events with an `m.relates_to` (bundled aggregations of earlier events change). */
   #relations = new Map<string, number>();
+  #recent = new Map<string, Recent>();
+  /** The position from which every room's latest events are kept (a room not in #recent had none since). */
+  #recentFrom: number;
   #completeFrom: number;
   #highest: number;
 
   /** `start` is the stream position now: every later event will be recorded. */
   constructor(start: number) {
     this.#completeFrom = start;
+    this.#recentFrom = start;
     this.#highest = start;
   }
 
@@ -37,9 +57,15 @@ export class RoomChangeCache {
     return this.#completeFrom;
   }
 
-  /** Records that `roomId` got `event` at `pos`, after the commit. */
-  record(roomId: string, pos: number, event: { type: string; state_key?: unknown; content?: unknown }): void {
+  /** Records that `roomId` got `event` (stored as `eventNid`) at `pos`, after the commit. */
+  record(
+    roomId: string,
+    pos: number,
+    event: { type: string; state_key?: unknown; content?: unknown; sender?: unknown },
+    eventNid: number,
+  ): void {
     if (pos > this.#highest) this.#highest = pos;
+    this.#keep(roomId, pos, eventNid, typeof event.sender === 'string' ? event.sender : undefined);
     if (!this.#last.has(roomId) && this.#last.size >= MAX_ENTRIES) {
       // Forget everything rather than track eviction order: later questions about older positions query.
       this.#last.clear();
@@ -65,6 +91,71 @@ export class RoomChangeCache {
     const map = kind === 'state' ? this.#state : kind === 'redaction' ? this.#redactions : this.#relations;
     const pos = map.get(roomId);
     return pos !== undefined && pos > since;
+  }
+
+  /**
+   * The latest `limit` events of `roomId` from others than `userId` in (after, upTo], oldest first; `undefined` when
+   * the cache does not know every event of the room after `after` (the caller queries).
+   */
+  recentFromOthers(
+    roomId: string,
+    after: number,
+    upTo: number,
+    userId: string,
+    limit: number,
+  ): CandidateEvents | undefined {
+    const r = this.#recent.get(roomId);
+    if (after < (r?.from ?? this.#recentFrom)) return undefined;
+    const out: CandidateEvents = { nids: [], positions: [] };
+    if (!r) return out;
+    for (let i = r.positions.length - 1; i >= 0 && out.nids.length < limit; i--) {
+      const pos = r.positions[i] as number;
+      if (pos <= after) break;
+      if (pos > upTo || r.senders[i] === userId) continue;
+      out.nids.push(r.nids[i] as number);
+      out.positions.push(pos);
+    }
+    out.nids.reverse();
+    out.positions.reverse();
+    return out;
+  }
+
+  /** Keeps the event among the room's latest (one without a sender makes the room unknown up to it). */
+  #keep(roomId: string, pos: number, eventNid: number, sender: string | undefined): void {
+    // Backfilled events (negative positions) come before everything kept; they are never asked for.
+    if (pos < 0) return;
+    let r = this.#recent.get(roomId);
+    if (!r) {
+      if (this.#recent.size >= RECENT_ROOMS) {
+        this.#recent.clear();
+        this.#recentFrom = this.#highest;
+        // An event below the new bound would be outside what the cache claims to know.
+        if (pos <= this.#recentFrom) return;
+      }
+      r = { from: this.#recentFrom, positions: [], nids: [], senders: [] };
+      this.#recent.set(roomId, r);
+    }
+    if (sender === undefined) {
+      r.from = Math.max(r.from, pos);
+      while (r.positions.length && (r.positions[0] as number) <= r.from) {
+        r.positions.shift();
+        r.nids.shift();
+        r.senders.shift();
+      }
+      return;
+    }
+    // Commits of one room come in position order; a late one is put in its place.
+    let i = r.positions.length;
+    while (i > 0 && (r.positions[i - 1] as number) > pos) i--;
+    r.positions.splice(i, 0, pos);
+    r.nids.splice(i, 0, eventNid);
+    r.senders.splice(i, 0, sender);
+    if (r.positions.length > RECENT_PER_ROOM) {
+      // The room's list is complete only above the oldest event it drops.
+      r.from = r.positions.shift() as number;
+      r.nids.shift();
+      r.senders.shift();
+    }
   }
 
   /**

@@ -25,6 +25,7 @@ import {
 } from './unread-memory.js';
 import type { Database } from '../storage/schema.js';
 import { WatchedMemo } from '../storage/watched-memo.js';
+import { unreadCandidates } from './unread-candidates.js';
 
 export const UNREAD_SCAN_LIMIT = 200;
 const CHUNK = 500;
@@ -116,11 +117,17 @@ export async function unreadCountsForRooms(
     windows.set(r.roomNid, fresh ? { from: f, upTo: f, positions: [], flags: [], rules: '' } : w);
   }
   const pending = rooms.filter((r) => (windows.get(r.roomNid)?.upTo ?? upTo) < upTo);
-  const candidates = await candidateEvents(
+  const candidates = await unreadCandidates(
     db,
+    deps.changes,
     userId,
-    pending.map((r) => ({ roomNid: r.roomNid, after: windows.get(r.roomNid)?.upTo ?? 0 })),
+    pending.map((r) => ({
+      roomNid: r.roomNid,
+      ...(r.roomId !== undefined ? { roomId: r.roomId } : {}),
+      after: windows.get(r.roomNid)?.upTo ?? 0,
+    })),
     upTo,
+    UNREAD_SCAN_LIMIT,
   );
   const roomIds = new Map(rooms.map((r) => [r.roomNid, r.roomId]));
   const withEvents = [...candidates].filter(([, c]) => c.nids.length > 0).map(([nid]) => nid);
@@ -150,54 +157,6 @@ export async function unreadCountsForRooms(
     const settled = w.upTo < upTo ? { ...w, upTo } : w;
     if (deps.memory && r.roomId !== undefined) deps.memory.remember(userId, r.roomNid, settled);
     out.set(r.roomNid, windowCounts(settled));
-  }
-  return out;
-}
-
-/** Rooms whose candidate events one statement reads (a UNION ALL of indexed per-room reads). */
-const CANDIDATE_UNION = 100;
-
-/**
- * The latest {@link UNREAD_SCAN_LIMIT} events from others in each room after its `after` and up to `upTo`, oldest
- * first: one statement per {@link CANDIDATE_UNION} rooms.
- */
-async function candidateEvents(
-  db: Kysely<Database>,
-  userId: string,
-  rooms: readonly { roomNid: number; after: number }[],
-  upTo: number,
-): Promise<Map<number, { nids: number[]; positions: number[] }>> {
-  const out = new Map<number, { nids: number[]; positions: number[] }>();
-  for (const r of rooms) out.set(r.roomNid, { nids: [], positions: [] });
-  for (let i = 0; i < rooms.length; i += CANDIDATE_UNION) {
-    const parts = rooms
-      .slice(i, i + CANDIDATE_UNION)
-      .map((r, k) =>
-        db
-          .selectFrom(
-            db
-              .selectFrom('events')
-              .select(['room_nid', 'event_nid', 'stream_ordering'])
-              .where('room_nid', '=', r.roomNid)
-              .where('stream_ordering', '>', r.after)
-              .where('stream_ordering', '<=', upTo)
-              .where('sender', '!=', userId)
-              .orderBy('stream_ordering', 'desc')
-              .limit(UNREAD_SCAN_LIMIT)
-              .as(`c${k}`),
-          )
-          .selectAll(),
-      );
-    const [first, ...rest] = parts;
-    if (!first) continue;
-    const rows = await rest.reduce((acc, p) => acc.unionAll(p), first).execute();
-    rows.sort((a, b) => Number(a.stream_ordering) - Number(b.stream_ordering));
-    for (const row of rows) {
-      const c = out.get(Number(row.room_nid));
-      if (!c) continue;
-      c.nids.push(Number(row.event_nid));
-      c.positions.push(Number(row.stream_ordering));
-    }
   }
   return out;
 }

@@ -105,6 +105,24 @@ for (const engine of ENGINES) {
       assert.deepEqual(counts(body, room), { notification_count: 5, highlight_count: 0 });
     });
 
+    // The room change cache keeps the latest 20 events of a room: a longer run between two syncs is read from the
+    // database, a shorter one from memory; both must count the same, and never the reader's own messages.
+    it("counts the same past the events the server keeps in memory, and never the reader's own", async () => {
+      const room = await createRoom(alice, { preset: 'public_chat' });
+      await join(bob, room);
+      let body = await sync(bob);
+      for (let i = 0; i < 25; i++) await text(alice, room, `burst ${i}`);
+      body = await syncSince(bob, body);
+      assert.deepEqual(counts(body, room), { notification_count: 25, highlight_count: 0 });
+      await text(alice, room, 'one more');
+      await text(bob, room, 'my own');
+      await text(alice, room, 'and another');
+      body = await syncSince(bob, body);
+      // Bob's own message counts nothing, and (as a message of his) does not clear the count either.
+      assert.deepEqual(counts(body, room), { notification_count: 27, highlight_count: 0 });
+      assert.deepEqual(await fresh(room), { notification_count: 27, highlight_count: 0 });
+    });
+
     it('applies a power level change to later @room mentions only after it', async () => {
       const room = await createRoom(alice, { preset: 'public_chat' });
       await join(bob, room);

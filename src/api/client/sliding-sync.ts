@@ -20,7 +20,7 @@ export function slidingSyncRoutes(app: FastifyInstance, deps: ApiDeps): void {
   // Rooms with new events since a position (and redactions, for the remembered unread counts), from the commits.
   const roomChanges = new RoomChangeCache(deps.storage.stream.current);
   const stopListening = deps.writer.onCommit((batch) => {
-    for (const ev of batch.events) roomChanges.record(batch.roomId, ev.streamOrdering, ev.pdu);
+    for (const ev of batch.events) roomChanges.record(batch.roomId, ev.streamOrdering, ev.pdu, ev.eventNid);
   });
   const service = new SlidingSyncService(
     {

@@ -12,9 +12,10 @@ import type { PushRuleset } from '../../push/default-rules.js';
 import { evaluateForUser, loadRoomsPushFacts, type RoomPushFacts } from '../../push/room-push.js';
 import type { EventReader } from '../../read/event-reader.js';
 import type { Database } from '../../storage/schema.js';
-import { readReceiptPositions, unreadCandidates } from '../../storage/sliding-sync.js';
+import { readReceiptPositions } from '../../storage/sliding-sync.js';
 import type { RoomChangeCache } from '../change-cache.js';
 import { UNREAD_SCAN_LIMIT, type UnreadCounts } from '../unread.js';
+import { unreadCandidates } from '../unread-candidates.js';
 
 interface Remembered {
   from: number;
@@ -66,7 +67,13 @@ export class SlidingUnread {
     const ignored = deps.ignored ?? new Set<string>();
     const ignoredKey = [...ignored].sort().join('\u0000');
     const out = new Map<number, UnreadCounts>();
-    const scan: { roomNid: number; from: number; base: Remembered | undefined; start: number }[] = [];
+    const scan: {
+      roomNid: number;
+      roomId: string;
+      from: number;
+      base: Remembered | undefined;
+      start: number;
+    }[] = [];
     for (const r of rooms) {
       const from = Math.max(r.joinedAt, receipts.get(r.roomNid) ?? 0);
       const key = `${userId}\u0000${r.roomNid}`;
@@ -81,28 +88,30 @@ export class SlidingUnread {
       if (usable && usable.upTo === upTo) out.set(r.roomNid, { ...usable.counts });
       else if (from >= upTo) {
         out.set(r.roomNid, { notification_count: 0, highlight_count: 0 });
-      } else scan.push({ roomNid: r.roomNid, from, base: usable, start: usable?.upTo ?? from });
+      } else
+        scan.push({ roomNid: r.roomNid, roomId: r.roomId, from, base: usable, start: usable?.upTo ?? from });
     }
     if (scan.length === 0) return out;
     // Each room from where its remembered count ends (or its own `from`): one statement for all.
     const candidates = await unreadCandidates(
       deps.db,
+      deps.changes,
       userId,
-      scan.map((s) => ({ roomNid: s.roomNid, from: s.start })),
+      scan.map((s) => ({ roomNid: s.roomNid, roomId: s.roomId, after: s.start })),
       upTo,
       UNREAD_SCAN_LIMIT,
     );
-    const withEvents = [...candidates.keys()];
+    const withEvents = [...candidates].filter(([, c]) => c.nids.length > 0).map(([nid]) => nid);
     const ids = new Map(rooms.map((r) => [r.roomNid, r.roomId]));
     const [events, rules, facts] = withEvents.length
       ? await Promise.all([
-          deps.reader.byNids([...candidates.values()].flat()),
+          deps.reader.byNids([...candidates.values()].flatMap((c) => c.nids)),
           deps.rules(),
           this.#facts(deps, userId, withEvents, ids, upTo),
         ])
       : [new Map(), undefined, new Map()];
     for (const s of scan) {
-      const fresh = candidates.get(s.roomNid) ?? [];
+      const fresh = candidates.get(s.roomNid)?.nids ?? [];
       // Past the scan limit the remembered counts would cover more than a fresh count: count afresh.
       const base = s.base && s.base.scanned + fresh.length <= UNREAD_SCAN_LIMIT ? s.base : undefined;
       let list = fresh;
@@ -111,12 +120,13 @@ export class SlidingUnread {
           (
             await unreadCandidates(
               deps.db,
+              deps.changes,
               userId,
-              [{ roomNid: s.roomNid, from: s.from }],
+              [{ roomNid: s.roomNid, roomId: s.roomId, after: s.from }],
               upTo,
               UNREAD_SCAN_LIMIT,
             )
-          ).get(s.roomNid) ?? [];
+          ).get(s.roomNid)?.nids ?? [];
       }
       const counts: UnreadCounts = base ? { ...base.counts } : { notification_count: 0, highlight_count: 0 };
       const roomFacts = facts.get(s.roomNid);
