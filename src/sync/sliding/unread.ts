@@ -92,7 +92,8 @@ export class SlidingUnread {
         scan.push({ roomNid: r.roomNid, roomId: r.roomId, from, base: usable, start: usable?.upTo ?? from });
     }
     if (scan.length === 0) return out;
-    // Each room from where its remembered count ends (or its own `from`): one statement for all.
+    // Each room from where its remembered count ends (or its own `from`): from the room change cache's latest
+    // events where they cover it, one statement for all the others.
     const candidates = await unreadCandidates(
       deps.db,
       deps.changes,
