@@ -247,6 +247,7 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
     // Read by profileRoutes (ProfileDeps.onProfileChange): new display names and avatars reach the user's rooms.
     onProfileChange: profilePropagation({ storage, writer, log: logFor('rooms') }),
     notifier,
+    roomChanges,
     sync: new SyncService({
       storage,
       reader,

@@ -4,6 +4,7 @@ import type { RoomWriter } from '../input/room-writer.js';
 import type { EventReader } from '../read/event-reader.js';
 import type { Notifier } from '../sync/notifier.js';
 import type { SyncService } from '../sync/sync.js';
+import type { RoomChangeCache } from '../sync/change-cache.js';
 import type { TypingStore } from '../sync/typing.js';
 import type { SigningKey } from '../keys/signing-key.js';
 import type { Storage } from '../storage/db.js';
@@ -31,6 +32,8 @@ export interface ApiDeps {
   notifier: Notifier;
   typing: TypingStore;
   sync: SyncService;
+  /** Rooms' latest event positions and events, from the writer's commits (sync's and sliding sync's shortcuts). */
+  roomChanges: RoomChangeCache;
   media: MediaService;
   /** Other servers' media, fetched over federation and cached (client download and thumbnail endpoints). */
   remoteMedia?: RemoteMediaCache | undefined;

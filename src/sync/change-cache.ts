@@ -120,6 +120,35 @@ export class RoomChangeCache {
     return out;
   }
 
+  /**
+   * Forgets what the cache knows of `roomId` up to `pos` (after a repair changed the room's events outside the
+   * writer): the room counts as changed at `pos` for every question, and its latest events are known only after it.
+   */
+  forgetRoom(roomId: string, pos: number): void {
+    if (pos > this.#highest) this.#highest = pos;
+    for (const map of [this.#last, this.#members, this.#state, this.#redactions, this.#relations]) {
+      raise(map, roomId, pos);
+    }
+    const r = this.#recent.get(roomId);
+    if (r) this.#forgetUpTo(r, pos);
+    else
+      this.#recent.set(roomId, {
+        from: Math.max(this.#recentFrom, pos),
+        positions: [],
+        nids: [],
+        senders: [],
+      });
+  }
+
+  #forgetUpTo(r: Recent, pos: number): void {
+    r.from = Math.max(r.from, pos);
+    while (r.positions.length && (r.positions[0] as number) <= r.from) {
+      r.positions.shift();
+      r.nids.shift();
+      r.senders.shift();
+    }
+  }
+
   /** Keeps the event among the room's latest (one without a sender makes the room unknown up to it). */
   #keep(roomId: string, pos: number, eventNid: number, sender: string | undefined): void {
     // Backfilled events (negative positions) come before everything kept; they are never asked for.
@@ -136,12 +165,7 @@ export class RoomChangeCache {
       this.#recent.set(roomId, r);
     }
     if (sender === undefined) {
-      r.from = Math.max(r.from, pos);
-      while (r.positions.length && (r.positions[0] as number) <= r.from) {
-        r.positions.shift();
-        r.nids.shift();
-        r.senders.shift();
-      }
+      this.#forgetUpTo(r, pos);
       return;
     }
     // Commits of one room come in position order; a late one is put in its place.

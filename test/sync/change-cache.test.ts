@@ -53,4 +53,22 @@ describe('room change cache: latest events of a room', () => {
     assert.equal(c.recentFromOthers('!a', 0, 10, '@me:hs', 200), undefined);
     assert.deepEqual(c.recentFromOthers('!a', 2, 10, '@me:hs', 200), { nids: [3], positions: [3] });
   });
+
+  it('after a repair, knows nothing of the room up to the position it names', () => {
+    const c = new RoomChangeCache(0);
+    c.record('!a', 1, msg('@x:hs'), 1);
+    c.record('!a', 2, msg('@x:hs'), 2);
+    c.forgetRoom('!a', 5);
+    assert.equal(c.recentFromOthers('!a', 2, 10, '@me:hs', 200), undefined);
+    assert.deepEqual(c.recentFromOthers('!a', 5, 10, '@me:hs', 200), { nids: [], positions: [] });
+    // Every shortcut now says the room may have changed after anything before the repair.
+    assert.deepEqual(c.maybeChangedSince(['!a'], 4), new Set(['!a']));
+    assert.equal(c.mayHave('state', '!a', 4), true);
+    assert.equal(c.mayHave('redaction', '!a', 5), false);
+    c.record('!a', 6, msg('@x:hs'), 6);
+    assert.deepEqual(c.recentFromOthers('!a', 5, 10, '@me:hs', 200), { nids: [6], positions: [6] });
+    // A room the cache had never seen is forgotten the same way.
+    c.forgetRoom('!b', 6);
+    assert.equal(c.recentFromOthers('!b', 3, 10, '@me:hs', 200), undefined);
+  });
 });

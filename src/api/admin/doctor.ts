@@ -1,7 +1,7 @@
 /**
  * POST /_hearth/admin/v1/doctor {"repair": bool, "room_id"?: string}: the doctor on the live database. Each room is
  * checked and repaired inside the writer's queue for that room, so a repair never interleaves with a write; the
- * writer's head and the reader's caches are dropped for every repaired room.
+ * writer's head, the reader's caches and what the room change cache knows are dropped for every repaired room.
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -16,9 +16,9 @@ const Body = z.looseObject({ repair: z.boolean().optional(), room_id: z.string()
 
 export function doctorAdminRoutes(
   app: FastifyInstance,
-  deps: Pick<ApiDeps, 'auth' | 'storage' | 'writer' | 'reader' | 'media' | 'appServices'>,
+  deps: Pick<ApiDeps, 'auth' | 'storage' | 'writer' | 'reader' | 'media' | 'appServices' | 'roomChanges'>,
 ): void {
-  const { storage, writer, reader } = deps;
+  const { storage, writer, reader, roomChanges } = deps;
   let running: Promise<unknown> | undefined;
 
   /** POST /_hearth/admin/v1/doctor */
@@ -33,6 +33,8 @@ export function doctorAdminRoutes(
         writer.invalidate(roomId);
         reader.events.clear();
         reader.snapshots.clear();
+        // A repair may give events new stream positions without a commit the change cache hears of.
+        roomChanges.forgetRoom(roomId, storage.stream.current);
       },
       sampleCaches: () => sampleCaches({ storage, reader, writer }),
       extraChecks: (repair) => mediaProblems(deps.media, repair, { storage, log: req.log }),

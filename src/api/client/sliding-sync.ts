@@ -8,7 +8,6 @@ import type { FastifyInstance } from 'fastify';
 import { filterVisible } from '../../read/visibility.js';
 import { computeExtensions } from '../../sync/sliding/extensions.js';
 import { SlidingSyncService } from '../../sync/sliding/service.js';
-import { RoomChangeCache } from '../../sync/change-cache.js';
 import { parseUnstable, parseV4, type SlidingRequest } from '../../sync/sliding/request.js';
 import { requester } from '../auth.js';
 import type { ApiDeps } from '../context.js';
@@ -17,11 +16,6 @@ import { setPresenceFromSync } from './presence.js';
 export const SLIDING_SYNC_UNSTABLE_FEATURE = 'org.matrix.simplified_msc3575';
 
 export function slidingSyncRoutes(app: FastifyInstance, deps: ApiDeps): void {
-  // Rooms with new events since a position (and redactions, for the remembered unread counts), from the commits.
-  const roomChanges = new RoomChangeCache(deps.storage.stream.current);
-  const stopListening = deps.writer.onCommit((batch) => {
-    for (const ev of batch.events) roomChanges.record(batch.roomId, ev.streamOrdering, ev.pdu, ev.eventNid);
-  });
   const service = new SlidingSyncService(
     {
       storage: deps.storage,
@@ -29,7 +23,7 @@ export function slidingSyncRoutes(app: FastifyInstance, deps: ApiDeps): void {
       notifier: deps.notifier,
       typing: deps.typing,
       presenceEnabled: deps.config.presence.enabled,
-      roomChanges,
+      roomChanges: deps.roomChanges,
       visible: (userId, events) =>
         filterVisible({ reader: deps.reader, db: deps.storage.db }, userId, events),
     },
@@ -37,7 +31,6 @@ export function slidingSyncRoutes(app: FastifyInstance, deps: ApiDeps): void {
   );
   // Positions are saved after their answer is sent: the last saves finish before the database closes.
   app.addHook('onClose', async () => {
-    stopListening();
     await service.drain();
   });
   const run = async (
