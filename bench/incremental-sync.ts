@@ -3,7 +3,8 @@
  * sync; another member posts one message into one room, then the user syncs with since = the previous next_batch and
  * timeout=0. 20 rounds per case (after a warm-up), reporting the median and p90 client-side over loopback, the
  * server-side time (HTTP 'request' event → response finished) and SQL statements per sync. Also an incremental sync
- * with nothing new, the floor every long-poll wake-up pays at least twice.
+ * with nothing new, the floor every long-poll wake-up pays at least twice. BENCH_SQL_TOP=<n> logs the statements of
+ * each case's last sync.
  */
 import {
   countQueries,
@@ -61,6 +62,7 @@ const incrementalSync: Scenario = {
         );
         client.push(r.ms);
         sql += queries.count;
+        if (process.env.BENCH_SQL_TOP && i === WARMUP + rounds - 1) for (const l of queries.top()) ctx.log(l);
         since = r.body.next_batch as string;
         const join = joinedRooms(r.body);
         if (c.message) {

@@ -23,8 +23,7 @@ import {
   type ResultRow,
   type Scenario,
 } from './lib.js';
-import { RoomWriter, type NewEvent } from '../src/input/room-writer.js';
-import type { JsonObject } from '../src/rooms/event.js';
+import type { NewEvent, RoomWriter } from '../src/input/room-writer.js';
 import { createRoom, memberContent } from '../src/roomsvc/create-room.js';
 
 /** Rooms built at once: enough to overlap the per-room write queues without flooding the event loop. */
@@ -53,21 +52,28 @@ export async function sendText(user: BenchUser, roomId: string, body: string): P
 }
 
 /**
- * A RoomWriter whose createRoom commits `extra` (joins and messages) after the room's initial state, in the same
+ * The server's own RoomWriter (so its commit listeners keep the caches derived from commits in step, as with any
+ * write), whose createRoom also commits `extra` (joins and messages) after the room's initial state, in the same
  * transaction: the rows are the ones the HTTP path writes (an event row, a state snapshot per state event, current
  * state, memberships, side tables), minus a commit per event.
  */
-class PrefilledRoomWriter extends RoomWriter {
-  extra: NewEvent[] = [];
-  override createRoom(
-    versionId: string,
-    creator: string,
-    createContent: JsonObject,
-    rest: (roomId: string) => NewEvent[],
-  ): ReturnType<RoomWriter['createRoom']> {
-    const extra = this.extra;
-    return super.createRoom(versionId, creator, createContent, (roomId) => [...rest(roomId), ...extra]);
-  }
+function prefilledWriter(writer: RoomWriter): { writer: RoomWriter; setExtra(events: NewEvent[]): void } {
+  let extra: NewEvent[] = [];
+  const createRoom: RoomWriter['createRoom'] = (versionId, creator, createContent, rest) =>
+    writer.createRoom(versionId, creator, createContent, (roomId) => [...rest(roomId), ...extra]);
+  const wrapped = new Proxy(writer, {
+    get(target, prop) {
+      if (prop === 'createRoom') return createRoom;
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return {
+    writer: wrapped,
+    setExtra: (events) => {
+      extra = events;
+    },
+  };
 }
 
 /**
@@ -90,7 +96,7 @@ export async function buildSyncDataset(ctx: BenchContext): Promise<SyncDataset> 
   ctx.log(`creating ${poolSize + 1} users`);
   const hero = await server.user('hero');
   const pool = await server.users('member', poolSize);
-  const writer = new PrefilledRoomWriter(hs.storage, hs.config.server_name, hs.signingKey);
+  const { writer, setExtra } = prefilledWriter(hs.writer);
 
   const t0 = performance.now();
   ctx.log(
@@ -122,7 +128,7 @@ export async function buildSyncDataset(ctx: BenchContext): Promise<SyncDataset> 
         for (let j = 0; j < nMessages; j++)
           await sendText(members[j % members.length] as BenchUser, roomId, text(j));
       } else {
-        writer.extra = [
+        setExtra([
           ...(await Promise.all(
             others.map(async (m) => ({
               type: 'm.room.member',
@@ -136,7 +142,7 @@ export async function buildSyncDataset(ctx: BenchContext): Promise<SyncDataset> 
             sender: (members[j % members.length] as BenchUser).userId,
             content: { msgtype: 'm.text', body: text(j) },
           })),
-        ];
+        ]);
         roomId = await createRoom(
           { storage: hs.storage, writer, serverName: hs.config.server_name },
           {
