@@ -13,6 +13,7 @@ import { serverWellKnownRoutes } from './api/federation/version.js';
 import type { TlsFiles } from './api/tls.js';
 import { FederationClient } from './federation/client.js';
 import { ingestRemotePdus } from './federation/ingest.js';
+import type { Pdu } from './rooms/event.js';
 import { AddressPolicy } from './federation/ip-ranges.js';
 import { KeyRing } from './federation/keyring.js';
 import { aclAllows } from './federation/room-access.js';
@@ -198,7 +199,22 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
   await media.init();
   const roomChanges = new RoomChangeCache(storage.stream.current);
   writer.onCommit((batch) => {
-    for (const ev of batch.events) roomChanges.record(batch.roomId, ev.streamOrdering, ev.pdu, ev.eventNid);
+    for (const ev of batch.events) {
+      roomChanges.record(batch.roomId, ev.streamOrdering, ev.pdu, ev.eventNid);
+      if (ev.stored)
+        reader.remember({
+          nid: ev.eventNid,
+          roomNid: ev.stored.roomNid,
+          eventId: ev.eventId,
+          roomId: batch.roomId,
+          roomVersion: ev.stored.roomVersion,
+          // Parsed from the stored text: the same object (key order included) a read of the row would give.
+          pdu: JSON.parse(ev.stored.json) as Pdu,
+          streamOrdering: ev.streamOrdering,
+          stateSnapshotNid: ev.stored.stateSnapshotNid,
+          redactedBy: null,
+        });
+    }
     notifier.notifyRooms([batch.roomId]);
     const members = batch.events.filter(
       (e) => e.pdu.type === 'm.room.member' && typeof e.pdu.state_key === 'string',

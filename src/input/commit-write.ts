@@ -38,6 +38,11 @@ export interface PersistedEvent {
   streamOrdering: number;
   roomId: string;
   pdu: Pdu;
+  /**
+   * The rest of the row as written, when the writer knows it (local events): the reader caches the event from it,
+   * parsed from the very JSON text stored.
+   */
+  stored?: { roomNid: number; roomVersion: string; stateSnapshotNid: number; json: string };
 }
 
 /** Where a write is, so a failure can be blamed on one event: `event` is the index in the room's `prepared`. */
@@ -86,6 +91,8 @@ export async function writeRoomEvents(
   for (const [i, p] of prepared.entries()) {
     cursor.event = i;
     const pos = positions[i] as number;
+    const stateSnapshotNid = working.snapshot.nid;
+    const json = canonicalJson(p.pdu);
     const eventNid = await insertEvent(
       trx,
       {
@@ -97,8 +104,8 @@ export async function writeRoomEvents(
         depth: p.pdu.depth,
         originServerTs: p.pdu.origin_server_ts,
         streamOrdering: pos,
-        json: canonicalJson(p.pdu),
-        stateSnapshotNid: working.snapshot.nid,
+        json,
+        stateSnapshotNid,
         containsUrl: typeof p.pdu.content.url === 'string',
       },
       [],
@@ -121,7 +128,14 @@ export async function writeRoomEvents(
         created_ts: Date.now(),
       });
     }
-    persisted.push({ eventId: p.eventId, eventNid, streamOrdering: pos, roomId: head.roomId, pdu: p.pdu });
+    persisted.push({
+      eventId: p.eventId,
+      eventNid,
+      streamOrdering: pos,
+      roomId: head.roomId,
+      pdu: p.pdu,
+      stored: { roomNid, roomVersion: head.version.id, stateSnapshotNid, json },
+    });
   }
   const last = persisted[persisted.length - 1];
   // One extremity before (the usual case): its row is moved with the group's other rooms' (writeGroupRows).

@@ -215,6 +215,15 @@ export class EventReader {
     return out;
   }
 
+  /**
+   * Caches an event just committed (from the writer's commit listener, with the row it wrote), so the long-polls it
+   * wakes do not read it back. Only a committed row is ever remembered, as with any other read.
+   */
+  remember(ev: LoadedEvent): void {
+    this.events.set(ev.nid, ev);
+    this.#nidById.set(ev.eventId, ev.nid);
+  }
+
   /** Drops cached copies after a commit changed them (a redaction sets redacted_by on its target). */
   invalidateById(eventId: string): void {
     const nid = this.#nidById.get(eventId);

@@ -233,7 +233,12 @@ for (const engine of ENGINES) {
       const rid = await createRoom(alice, {});
       const sent: string[] = [];
       for (let i = 0; i < 5; i++) sent.push(await send(alice, rid, { msgtype: 'm.text', body: `d${i}` }));
+      // Damaged behind the server's back, then read by a restarted server (the running one caches what it wrote).
       await sql`UPDATE events SET json = '{bad' WHERE event_id = ${sent[2]}`.execute(server.hs.storage.db);
+      await server.stop();
+      server = await startTestServer(engine, {}, { db: server.db, dataDir: server.dataDir });
+      alice.baseUrl = server.url;
+      bob.baseUrl = server.url;
       const all = await pageAll(alice, rid, 'b', 3);
       assert.deepEqual(bodies(all), ['d4', 'd3', 'd1', 'd0']);
       const ctx = await alice.get(
