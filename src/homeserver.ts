@@ -13,7 +13,6 @@ import { serverWellKnownRoutes } from './api/federation/version.js';
 import type { TlsFiles } from './api/tls.js';
 import { FederationClient } from './federation/client.js';
 import { ingestRemotePdus } from './federation/ingest.js';
-import type { Pdu } from './rooms/event.js';
 import { AddressPolicy } from './federation/ip-ranges.js';
 import { KeyRing } from './federation/keyring.js';
 import { aclAllows } from './federation/room-access.js';
@@ -203,16 +202,15 @@ export async function startHomeserver(config: Config, opts: { logger?: Logger } 
       roomChanges.record(batch.roomId, ev.streamOrdering, ev.pdu, ev.eventNid);
       if (ev.stored)
         reader.remember({
-          nid: ev.eventNid,
-          roomNid: ev.stored.roomNid,
-          eventId: ev.eventId,
-          roomId: batch.roomId,
-          roomVersion: ev.stored.roomVersion,
-          // Parsed from the stored text: the same object (key order included) a read of the row would give.
-          pdu: JSON.parse(ev.stored.json) as Pdu,
-          streamOrdering: ev.streamOrdering,
-          stateSnapshotNid: ev.stored.stateSnapshotNid,
-          redactedBy: null,
+          event_nid: ev.eventNid,
+          room_nid: ev.stored.roomNid,
+          event_id: ev.eventId,
+          json: ev.stored.json,
+          stream_ordering: ev.streamOrdering,
+          state_snapshot_nid: ev.stored.stateSnapshotNid,
+          redacted_by: null,
+          room_id: batch.roomId,
+          room_version: ev.stored.roomVersion,
         });
     }
     notifier.notifyRooms([batch.roomId]);

@@ -25,7 +25,8 @@ export interface LoadedEvent {
   redactedBy: string | null;
 }
 
-interface Row {
+/** An events row joined with its room, as read (and as the writer committed it). */
+export interface Row {
   event_nid: number;
   room_nid: number;
   event_id: string;
@@ -219,7 +220,10 @@ export class EventReader {
    * Caches an event just committed (from the writer's commit listener, with the row it wrote), so the long-polls it
    * wakes do not read it back. Only a committed row is ever remembered, as with any other read.
    */
-  remember(ev: LoadedEvent): void {
+  remember(row: Row): void {
+    // Parsed like any row read back (key order included); an unreadable one is reported, never thrown.
+    const ev = this.#parse(row);
+    if (!ev) return;
     this.events.set(ev.nid, ev);
     this.#nidById.set(ev.eventId, ev.nid);
   }
